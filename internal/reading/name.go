@@ -1,0 +1,37 @@
+package reading
+
+import "unicode/utf8"
+
+// MaxNameLen is the longest site, device or metric name accepted.
+const MaxNameLen = 64
+
+// ValidName reports whether s matches ^[A-Za-z0-9_-]{1,64}$. Names become
+// NATS subject tokens, InfluxDB tags, Flux literals and HTML text, so this is
+// a security boundary: nothing downstream may be built from a name that did
+// not pass it.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Truncate shortens s to at most n bytes on a rune boundary, for quoting
+// untrusted input in error messages and dead-letter reasons.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

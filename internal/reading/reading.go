@@ -1,0 +1,121 @@
+// Package reading is the normalised measurement that ingest publishes on the
+// TELEMETRY stream and every other service reads. It is the one payload model
+// the services share; see ../shared/ARCHITECTURE.md.
+package reading
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Reading is one device's measurements at one instant of event time.
+type Reading struct {
+	Site   string `json:"site"`
+	Device string `json:"device"`
+	// TS is the event time in Unix milliseconds: the device's own time when it
+	// sent one, else the time ingest received the message.
+	TS int64 `json:"ts"`
+	// Seq is the device's own sequence number, when it sends one.
+	Seq *uint64 `json:"seq,omitempty"`
+	// Metrics maps a validated metric name to a finite value.
+	Metrics map[string]float64 `json:"metrics"`
+	// Received is when ingest received the message, Unix milliseconds.
+	Received int64 `json:"rx"`
+	// DeviceTime is true when TS came from the device, false when ingest
+	// stamped it. Deduplication relies only on what the device sent.
+	DeviceTime bool `json:"dt,omitempty"`
+}
+
+// Errors returned by Validate and Unmarshal.
+var (
+	ErrName    = errors.New("invalid name")
+	ErrMetrics = errors.New("invalid metrics")
+)
+
+// Validate checks the invariants every reading on the stream holds. Ingest
+// validates before it publishes, and consumers validate again after they
+// decode: a name is a NATS token, an InfluxDB tag and HTML text downstream.
+func (r *Reading) Validate() error {
+	if !ValidName(r.Site) {
+		return fmt.Errorf("site %q: %w", Truncate(r.Site, 80), ErrName)
+	}
+	if !ValidName(r.Device) {
+		return fmt.Errorf("device %q: %w", Truncate(r.Device, 80), ErrName)
+	}
+	if len(r.Metrics) == 0 {
+		return fmt.Errorf("no metrics: %w", ErrMetrics)
+	}
+	for name, v := range r.Metrics {
+		if !ValidName(name) {
+			return fmt.Errorf("metric %q: %w", Truncate(name, 80), ErrName)
+		}
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return fmt.Errorf("metric %q is not finite: %w", name, ErrMetrics)
+		}
+	}
+	return nil
+}
+
+// Marshal encodes r for the TELEMETRY stream.
+func (r *Reading) Marshal() ([]byte, error) { return json.Marshal(r) }
+
+// Unmarshal decodes and validates a reading from the TELEMETRY stream.
+func Unmarshal(data []byte) (Reading, error) {
+	var r Reading
+	if err := json.Unmarshal(data, &r); err != nil {
+		return r, fmt.Errorf("decode reading: %w", err)
+	}
+	return r, r.Validate()
+}
+
+// MsgID is the JetStream deduplication ID (Nats-Msg-Id) of r, or "" when the
+// device sent neither a sequence number nor its own time. Without either, two
+// identical readings cannot be told apart from one delivered twice, so such
+// readings are not deduplicated (at-least-once) rather than merged.
+//
+// The ID covers site, device, seq, device time and the metric values, so a
+// device whose sequence restarts after a reboot is not mistaken for a replay.
+func (r *Reading) MsgID() string {
+	if r.Seq == nil && !r.DeviceTime {
+		return ""
+	}
+	h := sha256.New()
+	var buf [8]byte
+	writeString := func(s string) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
+		h.Write(buf[:])
+		h.Write([]byte(s))
+	}
+	writeU64 := func(v uint64) {
+		binary.BigEndian.PutUint64(buf[:], v)
+		h.Write(buf[:])
+	}
+	writeString(r.Site)
+	writeString(r.Device)
+	if r.Seq != nil {
+		writeU64(1)
+		writeU64(*r.Seq)
+	} else {
+		writeU64(0)
+	}
+	if r.DeviceTime {
+		writeU64(uint64(r.TS))
+	}
+	names := make([]string, 0, len(r.Metrics))
+	for n := range r.Metrics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		writeString(n)
+		writeU64(math.Float64bits(r.Metrics[n]))
+	}
+	sum := h.Sum(nil)
+	return hex.EncodeToString(sum[:16])
+}
