@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeflow/edgeflow/ingest/decode"
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/internal/service"
+)
+
+// Bridge carries MQTT messages into JetStream. Its one rule: an MQTT message
+// is acknowledged only after JetStream acknowledged everything made from it
+// (its readings, or its dead-letter record). Until then the broker holds it
+// in ingest's persistent session and redelivers it after any crash, and
+// Nats-Msg-Id makes that redelivery harmless.
+//
+// Two goroutines keep the order of arrival: publishLoop decodes and publishes
+// asynchronously, ackLoop waits for JetStream's acknowledgements in the same
+// order and then acknowledges MQTT. The paho callback only enqueues.
+type Bridge struct {
+	js      jetstream.JetStream
+	limits  decode.Limits
+	log     *slog.Logger
+	metrics *service.Pipeline
+	latency prometheus.Histogram
+	now     func() time.Time
+
+	mu       sync.RWMutex // guards open against Handle racing Close
+	open     bool
+	incoming chan mqtt.Message
+	pending  chan *delivery
+	stopped  chan struct{} // closed when Run returns
+
+	// failingSince is when JetStream last started refusing publishes (unix
+	// nanoseconds), 0 while healthy: readiness reads it.
+	failingSince atomic.Int64
+}
+
+// delivery is one MQTT message on its way: what was published for it and the
+// acknowledgements still to come.
+type delivery struct {
+	mqtt     mqtt.Message
+	received time.Time
+	msgs     []*nats.Msg
+	futures  []jetstream.PubAckFuture
+	rejected bool
+}
+
+// NewBridge returns a Bridge that buffers at most maxInFlight messages.
+func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, log *slog.Logger, reg prometheus.Registerer) *Bridge {
+	b := &Bridge{
+		js:      js,
+		limits:  limits,
+		log:     log,
+		metrics: service.NewPipeline(reg, "ingest"),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edgeflow_ingest_ack_latency_seconds",
+			Help:    "From MQTT receipt to JetStream acknowledgement of everything made from the message.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		now:      time.Now,
+		open:     true,
+		incoming: make(chan mqtt.Message, maxInFlight),
+		pending:  make(chan *delivery, maxInFlight),
+		stopped:  make(chan struct{}),
+	}
+	reg.MustRegister(b.latency)
+	return b
+}
+
+// Handle is the paho message handler. It never decodes or waits on the
+// network; it only blocks if maxInFlight messages are already queued, which
+// the broker's own in-flight limit keeps from happening.
+func (b *Bridge) Handle(_ mqtt.Client, m mqtt.Message) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if !b.open {
+		return // draining: not acknowledged, so the broker redelivers it later
+	}
+	select {
+	case b.incoming <- m:
+		b.metrics.In.Inc()
+		b.metrics.Backlog.Inc()
+	case <-b.stopped: // not acknowledged: the broker redelivers it
+	}
+}
+
+// Run publishes and acknowledges until Close has been called and everything
+// queued is acknowledged, or ctx ends (then what is unacknowledged stays with
+// the broker).
+func (b *Bridge) Run(ctx context.Context) {
+	defer close(b.stopped)
+	var wg sync.WaitGroup
+	wg.Go(func() { b.publishLoop(ctx) })
+	wg.Go(func() { b.ackLoop(ctx) })
+	wg.Wait()
+}
+
+// Close stops accepting messages; Run returns once the queue is drained.
+func (b *Bridge) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open {
+		b.open = false
+		close(b.incoming)
+	}
+}
+
+// Ready reports whether JetStream is taking publishes.
+func (b *Bridge) Ready(context.Context) error {
+	if since := b.failingSince.Load(); since != 0 {
+		return fmt.Errorf("jetstream publishes failing since %s", time.Unix(0, since).UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (b *Bridge) publishLoop(ctx context.Context) {
+	defer close(b.pending)
+	for {
+		var m mqtt.Message
+		select {
+		case <-ctx.Done():
+			return
+		case in, ok := <-b.incoming:
+			if !ok {
+				return
+			}
+			m = in
+		}
+		d := b.prepare(m)
+		if err := b.publish(ctx, d); err != nil {
+			return // ctx ended: the rest stays unacknowledged with the broker
+		}
+		b.pending <- d
+	}
+}
+
+// prepare decodes m into the messages to publish: its readings, or one
+// dead-letter record saying why it was rejected.
+func (b *Bridge) prepare(m mqtt.Message) *delivery {
+	now := b.now()
+	d := &delivery{mqtt: m, received: now}
+	readings, err := decode.Decode(m.Topic(), m.Payload(), now, b.limits)
+	if err != nil {
+		reason := string(decode.ReasonOf(err))
+		b.log.Debug("rejected message", "reason", reason, "err", err)
+		b.metrics.DeadLettered.WithLabelValues(reason).Inc()
+		d.rejected = true
+		d.msgs = []*nats.Msg{bus.DeadLetter{
+			Service: "ingest", Reason: reason, Detail: err.Error(), Source: m.Topic(), Body: m.Payload(),
+		}.Msg(now)}
+		return d
+	}
+	for i := range readings {
+		r := &readings[i]
+		data, err := r.Marshal()
+		if err != nil { // a validated reading always marshals; keep the message with the broker if not
+			panic(fmt.Sprintf("marshal validated reading: %v", err))
+		}
+		msg := nats.NewMsg(reading.TelemetrySubject(r.Site, r.Device))
+		msg.Data = data
+		if id := r.MsgID(); id != "" {
+			msg.Header.Set(jetstream.MsgIDHeader, id)
+		}
+		d.msgs = append(d.msgs, msg)
+	}
+	return d
+}
+
+// publish starts the asynchronous publishes of d, retrying while JetStream
+// refuses to take them (disconnected, too many pending).
+func (b *Bridge) publish(ctx context.Context, d *delivery) error {
+	d.futures = make([]jetstream.PubAckFuture, len(d.msgs))
+	for i, msg := range d.msgs {
+		err := retry.Do(ctx, retry.Backoff{}, func(context.Context) error {
+			f, err := b.js.PublishMsgAsync(msg)
+			if err != nil {
+				return err
+			}
+			d.futures[i] = f
+			return nil
+		}, b.onRetry)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (b *Bridge) ackLoop(ctx context.Context) {
+	for d := range b.pending {
+		if err := b.await(ctx, d); err != nil {
+			// ctx ended: leave d and everything after it to the broker.
+			for range b.pending {
+			}
+			return
+		}
+		d.mqtt.Ack()
+		b.metrics.Backlog.Dec()
+		b.latency.Observe(b.now().Sub(d.received).Seconds())
+	}
+}
+
+// await waits for every acknowledgement of d, publishing again (same
+// Nats-Msg-Id, so never twice in the stream) whatever failed.
+func (b *Bridge) await(ctx context.Context, d *delivery) error {
+	for i, f := range d.futures {
+		var err error
+		select {
+		case ack := <-f.Ok():
+			b.acked(d, ack)
+			continue
+		case err = <-f.Err():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		b.onRetry(err, 0)
+		err = retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			ack, err := b.js.PublishMsg(pctx, d.msgs[i])
+			if err == nil {
+				b.acked(d, ack)
+			}
+			return err
+		}, b.onRetry)
+		if err != nil {
+			return err
+		}
+	}
+	b.failingSince.Store(0)
+	return nil
+}
+
+func (b *Bridge) acked(d *delivery, ack *jetstream.PubAck) {
+	switch {
+	case d.rejected:
+	case ack.Duplicate:
+		b.metrics.Dropped.WithLabelValues("duplicate").Inc()
+	default:
+		b.metrics.Out.Inc()
+	}
+}
+
+func (b *Bridge) onRetry(err error, wait time.Duration) {
+	b.metrics.Retries.WithLabelValues("publish").Inc()
+	if b.failingSince.CompareAndSwap(0, b.now().UnixNano()) {
+		b.log.Warn("jetstream publish failing; holding MQTT acknowledgements", "err", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	b.log.Debug("publish retry", "err", err, "wait", wait)
+}

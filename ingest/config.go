@@ -1,0 +1,108 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/edgeflow/edgeflow/ingest/decode"
+	"github.com/edgeflow/edgeflow/internal/bus"
+)
+
+// Config is ingest's whole configuration, read from EDGEFLOW_* variables.
+type Config struct {
+	bus.Config
+	bus.StreamConfig
+
+	MQTTURL      string   `envconfig:"MQTT_URL" default:"tcp://127.0.0.1:1883" desc:"MQTT broker URL (tcp:// or ssl://)"`
+	MQTTUsername string   `envconfig:"MQTT_USERNAME" desc:"MQTT username (optional)"`
+	MQTTPassword string   `envconfig:"MQTT_PASSWORD" desc:"MQTT password (optional; never logged)"`
+	ClientID     string   `envconfig:"INGEST_CLIENT_ID" desc:"MQTT client id; must be stable across restarts for the persistent session (default edgeflow-ingest-<hostname>)"`
+	Topics       []string `envconfig:"INGEST_TOPICS" default:"sensors/+/+,sensors/+/+/+" desc:"MQTT topic filters to subscribe to"`
+	ShareGroup   string   `envconfig:"INGEST_SHARE_GROUP" default:"ingest" desc:"shared-subscription group ($share/<group>/...) so replicas split the load; empty subscribes plainly (NATS's MQTT listener has no shared subscriptions)"`
+	HTTPAddr     string   `envconfig:"INGEST_HTTP_ADDR" default:":8081" desc:"address of /healthz, /readyz, /metrics"`
+
+	MaxPayload int           `envconfig:"INGEST_MAX_PAYLOAD" default:"65536" desc:"largest accepted payload in bytes; larger ones are dead-lettered"`
+	MaxMetrics int           `envconfig:"INGEST_MAX_METRICS" default:"256" desc:"most metrics in one reading"`
+	MaxPast    time.Duration `envconfig:"INGEST_MAX_PAST" default:"168h" desc:"oldest device timestamp accepted, before now"`
+	MaxFuture  time.Duration `envconfig:"INGEST_MAX_FUTURE" default:"5m" desc:"newest device timestamp accepted, after now"`
+
+	MaxInFlight  int           `envconfig:"INGEST_MAX_INFLIGHT" default:"4096" desc:"MQTT messages accepted but not yet acknowledged by JetStream"`
+	DrainTimeout time.Duration `envconfig:"INGEST_DRAIN_TIMEOUT" default:"15s" desc:"how long SIGTERM waits for in-flight messages"`
+}
+
+// LoadConfig reads and validates the environment.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("edgeflow", &c); err != nil {
+		return c, err
+	}
+	if c.ClientID == "" {
+		host, _ := os.Hostname()
+		c.ClientID = "edgeflow-ingest-" + host
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate(), c.StreamConfig.Validate()}
+	if u, err := url.Parse(c.MQTTURL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_MQTT_URL=%q: want tcp://host:port or ssl://host:port", c.MQTTURL))
+	}
+	if len(c.ClientID) > 128 {
+		errs = append(errs, errors.New("EDGEFLOW_INGEST_CLIENT_ID is longer than 128 bytes"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("EDGEFLOW_INGEST_TOPICS is empty"))
+	}
+	for _, t := range c.Topics {
+		if t == "" || strings.HasPrefix(t, "$share/") {
+			errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_TOPICS entry %q: give plain filters; EDGEFLOW_INGEST_SHARE_GROUP adds $share", t))
+		}
+	}
+	if strings.ContainsAny(c.ShareGroup, "/+#") {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_SHARE_GROUP=%q: must not contain / + #", c.ShareGroup))
+	}
+	if c.MaxPayload < 64 || c.MaxPayload > 1<<20 {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_MAX_PAYLOAD=%d: must be 64..1048576", c.MaxPayload))
+	}
+	if c.MaxMetrics < 1 || c.MaxMetrics > 10000 {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_MAX_METRICS=%d: must be 1..10000", c.MaxMetrics))
+	}
+	if c.MaxPast <= 0 || c.MaxFuture <= 0 {
+		errs = append(errs, errors.New("EDGEFLOW_INGEST_MAX_PAST and _MAX_FUTURE must be positive"))
+	}
+	if c.MaxPast > c.TelemetryMaxAge {
+		errs = append(errs, errors.New("EDGEFLOW_INGEST_MAX_PAST exceeds EDGEFLOW_TELEMETRY_MAX_AGE"))
+	}
+	if c.MaxInFlight < 1 || c.MaxInFlight > 1<<20 {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_MAX_INFLIGHT=%d: must be 1..1048576", c.MaxInFlight))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("EDGEFLOW_INGEST_DRAIN_TIMEOUT must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// Limits is what the decoder enforces.
+func (c Config) Limits() decode.Limits {
+	return decode.Limits{MaxPayload: c.MaxPayload, MaxMetrics: c.MaxMetrics, MaxPast: c.MaxPast, MaxFuture: c.MaxFuture}
+}
+
+// Filters are the topic filters to subscribe to, with the shared group.
+func (c Config) Filters() []string {
+	out := make([]string, len(c.Topics))
+	for i, t := range c.Topics {
+		if c.ShareGroup != "" {
+			t = "$share/" + c.ShareGroup + "/" + t
+		}
+		out[i] = t
+	}
+	return out
+}

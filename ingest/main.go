@@ -1,0 +1,153 @@
+// Command ingest subscribes to the sensors' MQTT topics, validates and
+// normalises every message, and publishes it to the TELEMETRY stream of NATS
+// JetStream; what it rejects goes to DEADLETTER with the reason. See
+// ../shared/ARCHITECTURE.md for the contract and bridge.go for the guarantees.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/internal/service"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "env") {
+		service.PrintEnv(os.Stdout, "ingest", &Config{})
+		return
+	}
+	log := service.NewLogger("ingest")
+	cfg, err := LoadConfig()
+	if err != nil {
+		service.Fatal(log, "invalid configuration", err)
+	}
+	ctx, stop := service.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		service.Fatal(log, "ingest failed", err)
+	}
+	log.Info("stopped")
+}
+
+func run(ctx context.Context, cfg Config) error {
+	log := service.NewLogger("ingest")
+	reg := service.NewRegistry()
+	health := service.NewHealth()
+
+	nc, js, err := bus.Connect(ctx, log, cfg.Config, "edgeflow-ingest",
+		jetstream.WithPublishAsyncMaxPending(cfg.MaxInFlight),
+		jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := bus.Ensure(ctx, js, cfg.Telemetry(), cfg.DeadLetter()); err != nil {
+		return err
+	}
+	health.AddCheck("nats", bus.Ready(nc))
+
+	bridge := NewBridge(js, cfg.Limits(), cfg.MaxInFlight, log, reg)
+	health.AddCheck("jetstream", bridge.Ready)
+
+	// The bridge keeps working through the drain: it stops only when its
+	// queue is empty or the drain timeout passes.
+	work, cancelWork := context.WithCancel(context.Background())
+	defer cancelWork()
+	bridgeDone := make(chan struct{})
+	go func() { bridge.Run(work); close(bridgeDone) }()
+
+	client := mqtt.NewClient(mqttOptions(cfg, log, bridge))
+	health.AddCheck("mqtt", func(context.Context) error {
+		if !client.IsConnectionOpen() {
+			return errors.New("mqtt not connected")
+		}
+		return nil
+	})
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	defer stopHTTP()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := service.Serve(httpCtx, log, cfg.HTTPAddr, service.Handler(health, reg)); err != nil {
+			log.Error("http server", "err", err)
+		}
+	})
+	// ConnectRetry makes Connect keep trying in the background; the
+	// OnConnect handler subscribes whenever a connection is made.
+	client.Connect()
+	log.Info("ingest running", "mqtt", cfg.MQTTURL, "filters", cfg.Filters(), "client_id", cfg.ClientID)
+
+	<-ctx.Done()
+	log.Info("draining", "timeout", cfg.DrainTimeout)
+	bridge.Close()
+	timer := time.AfterFunc(cfg.DrainTimeout, cancelWork)
+	defer timer.Stop()
+	<-bridgeDone
+	client.Disconnect(250)
+	stopHTTP()
+	wg.Wait()
+	if work.Err() != nil {
+		return fmt.Errorf("drain timed out after %s; unacknowledged messages stay with the broker", cfg.DrainTimeout)
+	}
+	return nil
+}
+
+// mqttOptions configures paho for at-least-once: a stable client id with a
+// persistent session (the broker keeps QoS 1 messages while ingest is away),
+// manual acknowledgements (the bridge acks after JetStream did), and
+// subscriptions renewed on every connection.
+func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions().
+		AddBroker(cfg.MQTTURL).
+		SetClientID(cfg.ClientID).
+		SetCleanSession(false).
+		SetAutoAckDisabled(true).
+		SetOrderMatters(true).
+		SetAutoReconnect(true).
+		SetConnectRetry(true).
+		SetConnectRetryInterval(time.Second).
+		SetMaxReconnectInterval(5 * time.Second).
+		SetKeepAlive(15 * time.Second).
+		SetMessageChannelDepth(uint(cfg.MaxInFlight)).
+		// Messages of the persistent session can arrive before the
+		// subscriptions are renewed; they go to the bridge too.
+		SetDefaultPublishHandler(bridge.Handle)
+	if cfg.MQTTUsername != "" {
+		o.SetUsername(cfg.MQTTUsername)
+		o.SetPassword(cfg.MQTTPassword)
+	}
+	filters := cfg.Filters()
+	o.SetOnConnectHandler(func(c mqtt.Client) {
+		subs := make(map[string]byte, len(filters))
+		for _, f := range filters {
+			subs[f] = 1
+		}
+		// Not in this callback's goroutine: paho delivers the SUBACK on the
+		// same connection, and a retry must not hold up the client.
+		go func() {
+			b := retry.Backoff{}
+			for c.IsConnectionOpen() {
+				tok := c.SubscribeMultiple(subs, bridge.Handle)
+				if tok.WaitTimeout(10*time.Second) && tok.Error() == nil {
+					log.Info("mqtt connected and subscribed", "filters", filters)
+					return
+				}
+				log.Error("mqtt subscribe failed; retrying", "filters", filters, "err", tok.Error())
+				time.Sleep(b.Next())
+			}
+		}()
+	})
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		log.Warn("mqtt connection lost", "err", err)
+	})
+	return o
+}

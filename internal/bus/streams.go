@@ -1,0 +1,159 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names of the contract.
+const (
+	StreamTelemetry  = "TELEMETRY"
+	StreamAggregates = "AGGREGATES"
+	StreamAlerts     = "ALERTS"
+	StreamDeadLetter = "DEADLETTER"
+)
+
+// PartitionsKey is the stream metadata key that records how many partitions
+// the TELEMETRY subject transform hashes devices into. Processors read it
+// from the stream rather than from their own configuration, so the writer and
+// the readers can never disagree.
+const PartitionsKey = "edgeflow.partitions"
+
+// StreamConfig is the sizing of the streams (EDGEFLOW_STREAM_*). The writer
+// of a stream creates or updates it at start-up with these values.
+type StreamConfig struct {
+	Replicas int `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of every stream and bucket (3 on a NATS cluster)"`
+	// Partitions is fixed when TELEMETRY is first created; changing it later
+	// is refused because the processors' checkpoints are per partition.
+	Partitions        int           `envconfig:"PARTITIONS" default:"8" desc:"TELEMETRY partitions: the unit processors share work by"`
+	TelemetryMaxAge   time.Duration `envconfig:"TELEMETRY_MAX_AGE" default:"168h" desc:"oldest unprocessed reading TELEMETRY keeps"`
+	TelemetryMaxBytes int64         `envconfig:"TELEMETRY_MAX_BYTES" default:"1073741824" desc:"unprocessed backlog TELEMETRY holds before ingest stops acknowledging"`
+	DedupWindow       time.Duration `envconfig:"DEDUP_WINDOW" default:"2m" desc:"how long a Nats-Msg-Id is remembered for deduplication"`
+	AggregatesMaxAge  time.Duration `envconfig:"AGGREGATES_MAX_AGE" default:"24h" desc:"how long closed windows stay on AGGREGATES"`
+	DeadLetterMaxAge  time.Duration `envconfig:"DEADLETTER_MAX_AGE" default:"336h" desc:"how long dead-letter records are kept"`
+	DeadLetterMaxBytes int64        `envconfig:"DEADLETTER_MAX_BYTES" default:"268435456" desc:"dead-letter stream size cap (oldest records go first)"`
+}
+
+// Validate reports sizing that cannot work.
+func (c StreamConfig) Validate() error {
+	var errs []error
+	if c.Replicas != 1 && c.Replicas != 3 && c.Replicas != 5 {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_STREAM_REPLICAS=%d: must be 1, 3 or 5", c.Replicas))
+	}
+	if c.Partitions < 1 || c.Partitions > 1024 {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_PARTITIONS=%d: must be 1..1024", c.Partitions))
+	}
+	if c.TelemetryMaxAge < time.Minute || c.AggregatesMaxAge < time.Minute || c.DeadLetterMaxAge < time.Minute {
+		errs = append(errs, errors.New("stream max ages must be at least 1m"))
+	}
+	if c.TelemetryMaxBytes < 1<<20 || c.DeadLetterMaxBytes < 1<<20 {
+		errs = append(errs, errors.New("stream max bytes must be at least 1 MiB"))
+	}
+	if c.DedupWindow < time.Second || c.DedupWindow > c.TelemetryMaxAge {
+		errs = append(errs, errors.New("EDGEFLOW_DEDUP_WINDOW must be between 1s and the telemetry max age"))
+	}
+	return errors.Join(errs...)
+}
+
+// TelemetrySubjects is what ingest publishes to: telemetry.{site}.{device}.
+const TelemetrySubjects = "telemetry.*.*"
+
+// PartitionFilter is the stored-subject filter of one TELEMETRY partition.
+// The stream's subject transform rewrites telemetry.{site}.{device} to
+// telemetry.{partition}.{site}.{device}, hashing site and device, so one
+// device always lands in one partition and keeps its order there.
+func PartitionFilter(p int) string { return "telemetry." + strconv.Itoa(p) + ".>" }
+
+// Telemetry is the TELEMETRY stream. Readings leave it when the processor
+// that owns their partition has written and checkpointed them (it purges
+// below its checkpoint), so MaxBytes bounds the unprocessed backlog and
+// DiscardNew turns a full backlog into back-pressure: ingest's publishes fail,
+// it stops acknowledging MQTT, and the broker keeps the messages.
+func (c StreamConfig) Telemetry() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamTelemetry,
+		Description: "normalised readings from ingest, partitioned by device",
+		Subjects:    []string{TelemetrySubjects},
+		SubjectTransform: &jetstream.SubjectTransformConfig{
+			Source:      TelemetrySubjects,
+			Destination: fmt.Sprintf("telemetry.{{partition(%d,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}", c.Partitions),
+		},
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardNew,
+		MaxAge:     c.TelemetryMaxAge,
+		MaxBytes:   c.TelemetryMaxBytes,
+		Duplicates: c.DedupWindow,
+		Storage:    jetstream.FileStorage,
+		Replicas:   c.Replicas,
+		Metadata:   map[string]string{PartitionsKey: strconv.Itoa(c.Partitions)},
+	}
+}
+
+// Aggregates is the AGGREGATES stream: closed windows, kept briefly for the
+// dashboard and notifier.
+func (c StreamConfig) Aggregates() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamAggregates,
+		Description: "closed window aggregates from the processors",
+		Subjects:    []string{"aggregates.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.AggregatesMaxAge,
+		Duplicates:  c.DedupWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// DeadLetter is the DEADLETTER stream: what a service rejected, with why.
+func (c StreamConfig) DeadLetter() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamDeadLetter,
+		Description: "rejected messages: original bytes and Edgeflow-Reason headers",
+		Subjects:    []string{"deadletter.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      c.DeadLetterMaxAge,
+		MaxBytes:    c.DeadLetterMaxBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// Ensure creates or updates each stream. TELEMETRY's partition count may not
+// change once created: the processors' checkpoints are per partition.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfgs ...jetstream.StreamConfig) error {
+	for _, cfg := range cfgs {
+		if cfg.Name == StreamTelemetry {
+			if s, err := js.Stream(ctx, cfg.Name); err == nil {
+				have := s.CachedInfo().Config.Metadata[PartitionsKey]
+				if want := cfg.Metadata[PartitionsKey]; have != "" && have != want {
+					return fmt.Errorf("stream %s has %s partitions, configuration asks for %s: partitions cannot change on a live stream",
+						cfg.Name, have, want)
+				}
+			}
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("ensure stream %s: %w", cfg.Name, err)
+		}
+	}
+	return nil
+}
+
+// Partitions reads the partition count from the TELEMETRY stream.
+func Partitions(ctx context.Context, js jetstream.JetStream) (int, error) {
+	s, err := js.Stream(ctx, StreamTelemetry)
+	if err != nil {
+		return 0, fmt.Errorf("stream %s: %w", StreamTelemetry, err)
+	}
+	n, err := strconv.Atoi(s.CachedInfo().Config.Metadata[PartitionsKey])
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("stream %s has no valid %s metadata", StreamTelemetry, PartitionsKey)
+	}
+	return n, nil
+}

@@ -1,0 +1,37 @@
+// Package service is what every edgeflow service shares around its own
+// logic: JSON logs, the /healthz, /readyz and /metrics server, the standard
+// pipeline counters, and a context that ends on SIGTERM.
+package service
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+// NewLogger returns the JSON logger every service writes to stderr, tagged
+// with the service name. EDGEFLOW_LOG_LEVEL sets the level (debug, info,
+// warn, error; info by default).
+func NewLogger(service string) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(strings.TrimSpace(os.Getenv("EDGEFLOW_LOG_LEVEL")))); err != nil {
+		level = slog.LevelInfo
+	}
+	h := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
+	return slog.New(h).With("service", service)
+}
+
+// SignalContext is cancelled on SIGTERM or SIGINT, which starts a drain.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+}
+
+// Fatal logs a start-up error and exits with status 1: the one way a service
+// refuses to start (invalid configuration, unreachable dependency at boot).
+func Fatal(log *slog.Logger, msg string, err error) {
+	log.Error(msg, "err", err)
+	os.Exit(1)
+}

@@ -1,0 +1,96 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/processor/window"
+)
+
+// Config is the processor's whole configuration, read from EDGEFLOW_*.
+type Config struct {
+	bus.Config
+	bus.StreamConfig
+	Influx InfluxConfig `envconfig:"INFLUX"`
+
+	ID       string `envconfig:"PROCESSOR_ID" desc:"unique replica id (default: hostname, the pod name in K3s)"`
+	HTTPAddr string `envconfig:"PROCESSOR_HTTP_ADDR" default:":8082" desc:"address of /healthz, /readyz, /metrics"`
+
+	Windows   []time.Duration `envconfig:"PROCESSOR_WINDOWS" default:"10s,1m" desc:"tumbling window lengths"`
+	Lateness  time.Duration   `envconfig:"PROCESSOR_LATENESS" default:"5s" desc:"how late (event time) a reading may arrive and still count in its window"`
+	IdleGrace time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra wall-clock wait before closing the windows of a device that went silent"`
+
+	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"1s" desc:"how often a partition writes to InfluxDB and checkpoints"`
+	BatchSize     int           `envconfig:"PROCESSOR_BATCH_SIZE" default:"5000" desc:"readings fetched per request and most readings per InfluxDB write"`
+	LeaseTTL      time.Duration `envconfig:"PROCESSOR_LEASE_TTL" default:"10s" desc:"how long a dead replica keeps its partitions before another takes them"`
+	PurgeInterval time.Duration `envconfig:"PROCESSOR_PURGE_INTERVAL" default:"5s" desc:"how often processed readings are removed from TELEMETRY"`
+	DrainTimeout  time.Duration `envconfig:"PROCESSOR_DRAIN_TIMEOUT" default:"20s" desc:"how long SIGTERM waits for the last flush"`
+}
+
+// InfluxConfig is where windows and raw readings are written (EDGEFLOW_INFLUX_*).
+type InfluxConfig struct {
+	URL     string        `envconfig:"URL" default:"http://127.0.0.1:8086" desc:"InfluxDB URL (2.x API; 1.8 compatibility endpoints work)"`
+	Token   string        `envconfig:"TOKEN" desc:"InfluxDB token (1.8: user:password; never logged)"`
+	Org     string        `envconfig:"ORG" default:"edgeflow" desc:"InfluxDB organisation (ignored by 1.8)"`
+	Bucket  string        `envconfig:"BUCKET" default:"edgeflow" desc:"InfluxDB bucket (1.8: database or database/retention-policy)"`
+	Timeout time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"InfluxDB request timeout"`
+	Gzip    bool          `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
+	WriteRaw bool         `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
+}
+
+// LoadConfig reads and validates the environment.
+func LoadConfig() (Config, error) {
+	var c Config
+	if err := envconfig.Process("edgeflow", &c); err != nil {
+		return c, err
+	}
+	if c.ID == "" {
+		c.ID, _ = os.Hostname()
+	}
+	return c, c.Validate()
+}
+
+// Window is the windowing configuration.
+func (c Config) Window() window.Config {
+	return window.Config{Sizes: c.Windows, Lateness: c.Lateness, IdleGrace: c.IdleGrace}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Window().Validate()}
+	if !reading.ValidName(c.ID) {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_PROCESSOR_ID=%q: must match ^[A-Za-z0-9_-]{1,64}$", c.ID))
+	}
+	if u, err := url.Parse(c.Influx.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INFLUX_URL=%q: want http(s)://host:port", c.Influx.URL))
+	}
+	if c.Influx.Bucket == "" {
+		errs = append(errs, errors.New("EDGEFLOW_INFLUX_BUCKET is empty"))
+	}
+	if c.Influx.Timeout < time.Second {
+		errs = append(errs, errors.New("EDGEFLOW_INFLUX_TIMEOUT must be at least 1s"))
+	}
+	if c.FlushInterval < 10*time.Millisecond || c.FlushInterval > time.Minute {
+		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_FLUSH_INTERVAL must be 10ms..1m"))
+	}
+	if c.BatchSize < 1 || c.BatchSize > 100000 {
+		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_BATCH_SIZE must be 1..100000"))
+	}
+	if c.LeaseTTL < 3*time.Second {
+		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_LEASE_TTL must be at least 3s"))
+	}
+	if c.PurgeInterval < c.FlushInterval {
+		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_PURGE_INTERVAL must not be shorter than the flush interval"))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_DRAIN_TIMEOUT must be positive"))
+	}
+	return errors.Join(errs...)
+}

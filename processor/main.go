@@ -1,0 +1,122 @@
+// Command processor computes event-time window aggregates from the TELEMETRY
+// stream, writes them and the raw readings to InfluxDB, and publishes closed
+// windows on AGGREGATES. Replicas are stateless: they share the stream's
+// partitions through leases in NATS KV (ownership.go), and each partition's
+// progress and open windows live in a checkpoint there too (worker.go).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/internal/service"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "env") {
+		service.PrintEnv(os.Stdout, "processor", &Config{})
+		return
+	}
+	log := service.NewLogger("processor")
+	cfg, err := LoadConfig()
+	if err != nil {
+		service.Fatal(log, "invalid configuration", err)
+	}
+	ctx, stop := service.SignalContext()
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		service.Fatal(log, "processor failed", err)
+	}
+	log.Info("stopped")
+}
+
+func run(ctx context.Context, cfg Config) error {
+	log := service.NewLogger("processor").With("replica", cfg.ID)
+	reg := service.NewRegistry()
+	health := service.NewHealth()
+	metrics := NewMetrics(reg)
+
+	nc, js, err := bus.Connect(ctx, log, cfg.Config, "edgeflow-processor-"+cfg.ID,
+		jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	health.AddCheck("nats", bus.Ready(nc))
+
+	influx := NewInflux(cfg.Influx)
+	defer influx.Close()
+	health.AddCheck("influxdb", influx.Ready)
+
+	var wg sync.WaitGroup
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	defer stopHTTP()
+	wg.Go(func() {
+		if err := service.Serve(httpCtx, log, cfg.HTTPAddr, service.Handler(health, reg)); err != nil {
+			log.Error("http server", "err", err)
+		}
+	})
+	defer wg.Wait()
+	defer stopHTTP()
+
+	// Until these succeed the service is alive but not ready: ingest creates
+	// TELEMETRY, and InfluxDB may still be starting.
+	var partitions int
+	var leases, checkpoints jetstream.KeyValue
+	starting := errors.New("starting")
+	var startErr atomic.Pointer[error]
+	startErr.Store(&starting)
+	health.AddCheck("startup", func(context.Context) error { return *startErr.Load() })
+	err = retry.Do(ctx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
+		if err := influx.Ensure(ctx); err != nil {
+			return err
+		}
+		if err := bus.Ensure(ctx, js, cfg.Aggregates(), cfg.DeadLetter()); err != nil {
+			return err
+		}
+		n, err := bus.Partitions(ctx, js)
+		if err != nil {
+			return fmt.Errorf("%w (ingest creates it)", err)
+		}
+		leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases,
+			Description: "processor membership and partition leases", TTL: cfg.LeaseTTL,
+			Storage: jetstream.FileStorage, Replicas: cfg.Replicas})
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", BucketLeases, err)
+		}
+		checkpoints, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints,
+			Description: "processor partition checkpoints: stream sequence and open windows",
+			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas})
+		if err != nil {
+			return fmt.Errorf("bucket %s: %w", BucketCheckpoints, err)
+		}
+		partitions = n
+		return nil
+	}, func(err error, _ time.Duration) {
+		startErr.Store(&err)
+		log.Warn("waiting for dependencies", "err", err)
+	})
+	if err != nil {
+		return nil // signalled while starting: nothing to drain
+	}
+	startErr.Store(new(error))
+
+	start := func(ctx context.Context, p int, stop <-chan struct{}) error {
+		w := &worker{p: p, cfg: cfg, js: js, ckpt: checkpoints, influx: influx, metrics: metrics,
+			log: log, now: time.Now}
+		return w.run(ctx, stop)
+	}
+	own := NewOwnership(leases, cfg.ID, partitions, cfg.LeaseTTL, cfg.DrainTimeout, log, reg, start)
+	log.Info("processor running", "partitions", partitions, "windows", cfg.Windows, "lateness", cfg.Lateness)
+	own.Run(ctx) // returns after handing every partition back
+	return nil
+}

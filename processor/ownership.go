@@ -1,0 +1,248 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Buckets of the processors' shared state.
+const (
+	// BucketLeases holds members.{id} heartbeats and lease.{partition}
+	// ownership records; both expire after the lease TTL unless renewed, so a
+	// replica that dies (SIGKILL, lost node) frees its partitions by itself.
+	BucketLeases = "PROCESSOR_LEASES"
+	// BucketCheckpoints holds, per partition, the last stream sequence folded
+	// into the windows and the open windows themselves.
+	BucketCheckpoints = "PROCESSOR_CHECKPOINTS"
+)
+
+// Ownership shares the TELEMETRY partitions among the live replicas. Each
+// replica heartbeats its membership; every replica sorts the live members and
+// partition p belongs to members[p mod len(members)]. A replica claims what
+// is its own with a KV Create on lease.{p} (which fails while another holds
+// it), renews its leases with a compare-and-set Update, and hands back a
+// partition that is no longer its own after a final flush. A partition thus
+// has at most one worker at a time; a replica that stalls past its lease loses
+// the compare-and-set on its checkpoint too, so it cannot overwrite the work
+// of the replica that took over.
+type Ownership struct {
+	kv    jetstream.KeyValue
+	id    string
+	n     int
+	ttl   time.Duration
+	drain time.Duration
+	log   *slog.Logger
+	start func(ctx context.Context, p int, stop <-chan struct{}) error
+
+	owned   map[int]*lease
+	ownedGa prometheus.Gauge
+}
+
+type lease struct {
+	rev    uint64
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan error
+}
+
+// NewOwnership returns the coordinator; start runs one partition's worker
+// until stop is closed (flush, then return) or its context ends (abort).
+func NewOwnership(kv jetstream.KeyValue, id string, partitions int, ttl, drain time.Duration, log *slog.Logger,
+	reg prometheus.Registerer, start func(ctx context.Context, p int, stop <-chan struct{}) error) *Ownership {
+	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{},
+		ownedGa: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_partitions_owned",
+			Help: "TELEMETRY partitions this replica processes."})}
+	reg.MustRegister(o.ownedGa)
+	return o
+}
+
+// Run rebalances every third of the lease TTL until ctx ends, then hands
+// every partition back (each worker flushes and checkpoints first).
+func (o *Ownership) Run(ctx context.Context) {
+	tick := time.NewTicker(o.ttl / 3)
+	defer tick.Stop()
+	for {
+		if err := o.rebalance(ctx); err != nil && ctx.Err() == nil {
+			o.log.Warn("rebalance", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			o.releaseAll()
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Owned lists the partitions currently held.
+func (o *Ownership) Owned() []int {
+	out := make([]int, 0, len(o.owned))
+	for p := range o.owned {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (o *Ownership) rebalance(ctx context.Context) error {
+	defer func() { o.ownedGa.Set(float64(len(o.owned))) }()
+	// Workers that ended on their own (lost ownership, fatal error) are gone.
+	for p, l := range o.owned {
+		select {
+		case err := <-l.done:
+			o.log.Warn("partition worker ended", "partition", p, "err", err)
+			l.cancel()
+			delete(o.owned, p)
+			if !errors.Is(err, errLostOwnership) {
+				_ = o.kv.Delete(ctx, leaseKey(p), jetstream.LastRevision(l.rev))
+			}
+		default:
+		}
+	}
+	// Renew what is held; whatever cannot be renewed was taken over.
+	for p, l := range o.owned {
+		rev, err := o.kv.Update(ctx, leaseKey(p), []byte(o.id), l.rev)
+		if err != nil {
+			if isConflict(err) {
+				o.log.Warn("lease lost; stopping partition", "partition", p)
+				l.cancel()
+				<-l.done
+				delete(o.owned, p)
+				continue
+			}
+			return fmt.Errorf("renew lease %d: %w", p, err)
+		}
+		l.rev = rev
+	}
+	if _, err := o.kv.Put(ctx, memberKey(o.id), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+		return fmt.Errorf("heartbeat: %w", err)
+	}
+	members, err := o.members(ctx)
+	if err != nil {
+		return err
+	}
+	mine := assign(o.n, members, o.id)
+	for p, l := range o.owned {
+		if !mine[p] {
+			o.release(ctx, p, l)
+		}
+	}
+	for p := range mine {
+		if _, ok := o.owned[p]; ok {
+			continue
+		}
+		rev, err := o.kv.Create(ctx, leaseKey(p), []byte(o.id))
+		if err != nil {
+			if !isConflict(err) {
+				o.log.Warn("claim partition", "partition", p, "err", err)
+			}
+			continue // still held by its previous owner until it hands it back or its lease expires
+		}
+		wctx, cancel := context.WithCancel(context.Background())
+		l := &lease{rev: rev, cancel: cancel, stop: make(chan struct{}), done: make(chan error, 1)}
+		o.owned[p] = l
+		o.log.Info("partition claimed", "partition", p, "members", len(members))
+		go func() { l.done <- o.start(wctx, p, l.stop) }()
+	}
+	return nil
+}
+
+// release stops a worker gracefully and deletes its lease so the next owner
+// need not wait for the TTL.
+func (o *Ownership) release(ctx context.Context, p int, l *lease) {
+	close(l.stop)
+	var err error
+	select {
+	case err = <-l.done:
+	case <-time.After(o.ttl / 2):
+		// The flush is stuck (InfluxDB down): abort it rather than let the
+		// other leases lapse; the next owner replays from the checkpoint.
+		l.cancel()
+		err = <-l.done
+	}
+	l.cancel()
+	delete(o.owned, p)
+	if err == nil || !errors.Is(err, errLostOwnership) {
+		if derr := o.kv.Delete(ctx, leaseKey(p), jetstream.LastRevision(l.rev)); derr != nil {
+			o.log.Warn("release lease", "partition", p, "err", derr)
+		}
+	}
+	o.log.Info("partition released", "partition", p, "err", err)
+}
+
+func (o *Ownership) releaseAll() {
+	ctx, cancel := context.WithTimeout(context.Background(), o.drain)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, l := range o.owned {
+		close(l.stop)
+		stop := context.AfterFunc(ctx, l.cancel) // past the drain timeout, abort
+		defer stop()
+	}
+	for p, l := range o.owned {
+		wg.Go(func() {
+			err := <-l.done
+			l.cancel()
+			if err == nil {
+				dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+				defer dcancel()
+				_ = o.kv.Delete(dctx, leaseKey(p), jetstream.LastRevision(l.rev))
+			}
+		})
+	}
+	wg.Wait()
+	// A fresh context: the drain one may have run out.
+	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer dcancel()
+	_ = o.kv.Delete(dctx, memberKey(o.id))
+	o.owned = map[int]*lease{}
+	o.ownedGa.Set(0)
+}
+
+func (o *Ownership) members(ctx context.Context) ([]string, error) {
+	lister, err := o.kv.ListKeysFiltered(ctx, "members.*")
+	if err != nil {
+		return nil, fmt.Errorf("list members: %w", err)
+	}
+	var ids []string
+	for k := range lister.Keys() {
+		ids = append(ids, strings.TrimPrefix(k, "members."))
+	}
+	if !slices.Contains(ids, o.id) {
+		ids = append(ids, o.id)
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// assign is the partitions that belong to id among members (sorted).
+func assign(partitions int, members []string, id string) map[int]bool {
+	mine := map[int]bool{}
+	i := slices.Index(members, id)
+	if i < 0 {
+		return mine
+	}
+	for p := i; p < partitions; p += len(members) {
+		mine[p] = true
+	}
+	return mine
+}
+
+func leaseKey(p int) string     { return "lease." + strconv.Itoa(p) }
+func memberKey(id string) string { return "members." + id }
+
+// isConflict reports a failed compare-and-set: someone else wrote the key.
+func isConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) ||
+		strings.Contains(err.Error(), "wrong last sequence")
+}

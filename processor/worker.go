@@ -1,0 +1,407 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/influxdata/influxdb-client-go/v2/api/write"
+	"github.com/klauspost/compress/s2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/internal/service"
+	"github.com/edgeflow/edgeflow/processor/window"
+)
+
+// errLostOwnership ends a worker whose checkpoint was overwritten by another
+// replica: that replica owns the partition now.
+var errLostOwnership = errors.New("partition taken over by another replica")
+
+// Metrics are the processor's counters beyond the standard pipeline ones.
+type Metrics struct {
+	*service.Pipeline
+	Late         prometheus.Counter
+	OpenWindows  prometheus.Gauge
+	FlushLatency prometheus.Histogram
+	Written      prometheus.Counter
+}
+
+// NewMetrics registers the processor's metrics.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Pipeline: service.NewPipeline(reg, "processor"),
+		Late: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeflow_processor_late_total",
+			Help: "Readings that arrived after their window closed (written raw, dead-lettered, not aggregated)."}),
+		OpenWindows: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_open_windows",
+			Help: "Windows open in the partitions this replica owns."}),
+		FlushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeflow_processor_window_latency_seconds",
+			Help:    "From a window's end to its aggregate written in InfluxDB.",
+			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
+		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeflow_processor_points_written_total",
+			Help: "Points written to InfluxDB (raw and window)."}),
+	}
+	reg.MustRegister(m.Late, m.OpenWindows, m.FlushLatency, m.Written)
+	return m
+}
+
+// worker processes one partition: it folds the partition's readings, in
+// stream order, into window.State, and every flush interval writes raw
+// readings and closed windows to InfluxDB, publishes the windows on
+// AGGREGATES, and only then checkpoints the stream sequence with the open
+// windows. A crash at any point replays from the last checkpoint and
+// rewrites the same points: counts stay exact.
+type worker struct {
+	p       int
+	cfg     Config
+	js      jetstream.JetStream
+	ckpt    jetstream.KeyValue
+	influx  *Influx
+	metrics *Metrics
+	log     *slog.Logger
+	now     func() time.Time
+
+	state     *window.State
+	seq       uint64 // last stream sequence folded into state
+	savedSeq  uint64 // seq of the last checkpoint
+	rev       uint64 // revision of our checkpoint; 0 before the first
+	points    []*write.Point
+	dead      []*nats.Msg // dead-letter records to publish with the next flush
+	lastFlush time.Time
+	lastPurge time.Time
+	pending   int64 // messages left in the partition at the last fetch
+	open      int   // open windows at the last flush
+}
+
+func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		w.metrics.OpenWindows.Sub(float64(w.open))
+		w.metrics.Backlog.Sub(float64(w.pending))
+	}()
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	w.lastFlush = w.now()
+	for {
+		select {
+		case <-stop:
+			return w.flush(ctx, false)
+		default:
+		}
+		wait := max(w.cfg.FlushInterval-w.now().Sub(w.lastFlush), 50*time.Millisecond)
+		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.metrics.Retries.WithLabelValues("fetch").Inc()
+			w.log.Warn("fetch", "partition", w.p, "err", err)
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		caughtUp, pending := true, w.pending
+		for msg := range batch.Messages() {
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			w.fold(msg, meta)
+			caughtUp = meta.NumPending == 0
+			pending = int64(meta.NumPending)
+		}
+		w.metrics.Backlog.Add(float64(pending - w.pending))
+		w.pending = pending
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
+			w.log.Debug("fetch batch", "partition", w.p, "err", err)
+		}
+		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || len(w.points) >= w.cfg.BatchSize {
+			if err := w.flush(ctx, caughtUp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// consumer reads the partition in order from just after the checkpoint.
+func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}}
+	if w.seq > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = w.seq + 1
+	}
+	var cons jetstream.Consumer
+	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+		var err error
+		cons, err = w.js.OrderedConsumer(ctx, bus.StreamTelemetry, cc)
+		return err
+	}, func(err error, _ time.Duration) {
+		w.metrics.Retries.WithLabelValues("consumer").Inc()
+		w.log.Warn("create consumer", "partition", w.p, "err", err)
+	})
+	return cons, err
+}
+
+// fold adds one message to the windows and the pending raw points.
+func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
+	w.seq = meta.Sequence.Stream
+	w.metrics.In.Inc()
+	r, err := reading.Unmarshal(msg.Data())
+	if err != nil {
+		w.deadLetter("invalid_reading", err.Error(), msg)
+		return
+	}
+	if late := w.state.Add(r); len(late) > 0 {
+		w.metrics.Late.Inc()
+		names := ""
+		for i, d := range late {
+			if i > 0 {
+				names += ","
+			}
+			names += reading.WindowName(d)
+		}
+		w.deadLetter("late", fmt.Sprintf("reading at %s arrived after its %s window closed; written raw, not aggregated",
+			time.UnixMilli(r.TS).UTC().Format(time.RFC3339Nano), names), msg)
+	}
+	if w.cfg.Influx.WriteRaw {
+		w.points = append(w.points, RawPoint(&r))
+	}
+}
+
+func (w *worker) deadLetter(reason, detail string, msg jetstream.Msg) {
+	w.metrics.DeadLettered.WithLabelValues(reason).Inc()
+	w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: reason, Detail: detail,
+		Source: msg.Subject() + " seq " + strconv.FormatUint(w.seq, 10), Body: msg.Data()}.Msg(w.now()))
+}
+
+// flush writes what was folded since the last flush and the windows that
+// closed, then checkpoints. Nothing is checkpointed that was not written.
+func (w *worker) flush(ctx context.Context, caughtUp bool) error {
+	now := w.now()
+	closed := w.state.CloseDue(now, caughtUp)
+	w.lastFlush = now
+	if len(closed) == 0 && len(w.points) == 0 && len(w.dead) == 0 && w.seq == w.savedSeq {
+		return nil
+	}
+	points := w.points
+	for i := range closed {
+		points = append(points, WindowPoints(&closed[i])...)
+	}
+	if err := w.write(ctx, points); err != nil {
+		return err
+	}
+	written := w.now()
+	for i := range closed {
+		w.metrics.FlushLatency.Observe(written.Sub(time.UnixMilli(closed[i].End)).Seconds())
+	}
+	if err := w.publish(ctx, closed); err != nil {
+		return err
+	}
+	if err := w.checkpoint(ctx); err != nil {
+		return err
+	}
+	w.metrics.Out.Add(float64(len(closed)))
+	w.points = w.points[:0]
+	w.dead = w.dead[:0]
+	open := w.state.Open()
+	w.metrics.OpenWindows.Add(float64(open - w.open))
+	w.open = open
+	if now.Sub(w.lastPurge) >= w.cfg.PurgeInterval {
+		w.purge(ctx)
+		w.lastPurge = now
+	}
+	return nil
+}
+
+// write sends points to InfluxDB, retrying while it is unavailable. Points it
+// refuses outright (400: a field type conflict, say) are found by halving the
+// batch and dead-lettered, so one bad point cannot stall a partition.
+func (w *worker) write(ctx context.Context, points []*write.Point) error {
+	for start := 0; start < len(points); start += w.cfg.BatchSize {
+		chunk := points[start:min(start+w.cfg.BatchSize, len(points))]
+		if err := w.writeChunk(ctx, chunk); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (w *worker) writeChunk(ctx context.Context, points []*write.Point) error {
+	var rejected error
+	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+		err := w.influx.Write(ctx, points)
+		if err != nil && Rejected(err) {
+			rejected = err
+			return nil
+		}
+		return err
+	}, func(err error, wait time.Duration) {
+		w.metrics.Retries.WithLabelValues("influx_write").Inc()
+		w.log.Warn("influxdb write failed; retrying, nothing is checkpointed meanwhile", "partition", w.p, "err", err, "wait", wait)
+	})
+	switch {
+	case err != nil:
+		return err
+	case rejected == nil:
+		w.metrics.Written.Add(float64(len(points)))
+		return nil
+	case len(points) == 1:
+		w.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
+		w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected", Detail: rejected.Error(),
+			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(write.PointToLineProtocol(points[0], time.Millisecond))}.Msg(w.now()))
+		return nil
+	}
+	half := len(points) / 2
+	if err := w.writeChunk(ctx, points[:half]); err != nil {
+		return err
+	}
+	return w.writeChunk(ctx, points[half:])
+}
+
+// publish sends closed windows on AGGREGATES and the pending dead letters,
+// and waits until JetStream has them all.
+func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error {
+	msgs := w.dead
+	for i := range closed {
+		a := &closed[i]
+		m := nats.NewMsg(reading.AggregateSubject(a.Window, a.Site, a.Device))
+		m.Data, _ = json.Marshal(a)
+		m.Header.Set(jetstream.MsgIDHeader, a.MsgID())
+		msgs = append(msgs, m)
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := w.js.PublishMsgAsync(m)
+		if err == nil {
+			futures[i] = f
+		}
+	}
+	for i, f := range futures {
+		if f != nil {
+			select {
+			case <-f.Ok():
+				continue
+			case <-f.Err():
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			_, err := w.js.PublishMsg(pctx, msgs[i])
+			return err
+		}, func(err error, _ time.Duration) {
+			w.metrics.Retries.WithLabelValues("publish").Inc()
+			w.log.Warn("publish failed; retrying", "partition", w.p, "subject", msgs[i].Subject, "err", err)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// load restores the partition's checkpoint, if any.
+func (w *worker) load(ctx context.Context) error {
+	w.state = window.NewState(w.cfg.Window())
+	var entry jetstream.KeyValueEntry
+	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+		var err error
+		entry, err = w.ckpt.Get(ctx, checkpointKey(w.p))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			entry, err = nil, nil
+		}
+		return err
+	}, func(err error, _ time.Duration) { w.metrics.Retries.WithLabelValues("checkpoint_load").Inc() })
+	if err != nil || entry == nil {
+		return err
+	}
+	seq, state, err := decodeCheckpoint(entry.Value())
+	if err != nil {
+		return fmt.Errorf("partition %d checkpoint: %w", w.p, err)
+	}
+	if err := w.state.UnmarshalBinary(state); err != nil {
+		return fmt.Errorf("partition %d checkpoint state: %w", w.p, err)
+	}
+	w.seq, w.savedSeq, w.rev = seq, seq, entry.Revision()
+	w.open = w.state.Open()
+	w.metrics.OpenWindows.Add(float64(w.open))
+	w.log.Info("partition resumed from checkpoint", "partition", w.p, "seq", seq, "open_windows", w.open)
+	return nil
+}
+
+// checkpoint saves seq and the open windows with compare-and-set: if another
+// replica wrote the checkpoint since we read it, it owns the partition now.
+func (w *worker) checkpoint(ctx context.Context) error {
+	state, err := w.state.MarshalBinary()
+	if err != nil {
+		return fmt.Errorf("partition %d: encode state: %w", w.p, err)
+	}
+	value := encodeCheckpoint(w.seq, state)
+	return retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+		var rev uint64
+		var err error
+		if w.rev == 0 {
+			rev, err = w.ckpt.Create(ctx, checkpointKey(w.p), value)
+		} else {
+			rev, err = w.ckpt.Update(ctx, checkpointKey(w.p), value, w.rev)
+		}
+		if err != nil && isConflict(err) {
+			return retry.Permanent(errLostOwnership)
+		}
+		if err == nil {
+			w.rev, w.savedSeq = rev, w.seq
+		}
+		return err
+	}, func(err error, _ time.Duration) {
+		w.metrics.Retries.WithLabelValues("checkpoint").Inc()
+		w.log.Warn("checkpoint failed; retrying", "partition", w.p, "err", err)
+	})
+}
+
+// purge removes the partition's checkpointed readings from TELEMETRY, so the
+// stream's byte limit bounds only what is not yet processed.
+func (w *worker) purge(ctx context.Context) {
+	s, err := w.js.Stream(ctx, bus.StreamTelemetry)
+	if err == nil {
+		err = s.Purge(ctx, jetstream.WithPurgeSubject(bus.PartitionFilter(w.p)), jetstream.WithPurgeSequence(w.savedSeq+1))
+	}
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("purge processed readings", "partition", w.p, "err", err)
+	}
+}
+
+func checkpointKey(p int) string { return "partition." + strconv.Itoa(p) }
+
+// A checkpoint is the stream sequence (8 bytes, big-endian) followed by the
+// window state, S2-compressed: open windows of a busy partition compress
+// several-fold and a KV value must stay under NATS's max payload.
+func encodeCheckpoint(seq uint64, state []byte) []byte {
+	buf := make([]byte, 8, 8+len(state))
+	binary.BigEndian.PutUint64(buf, seq)
+	return s2.Encode(nil, append(buf, state...))
+}
+
+func decodeCheckpoint(v []byte) (uint64, []byte, error) {
+	raw, err := s2.Decode(nil, v)
+	if err != nil {
+		return 0, nil, err
+	}
+	if len(raw) < 8 {
+		return 0, nil, errors.New("checkpoint shorter than its sequence")
+	}
+	return binary.BigEndian.Uint64(raw), raw[8:], nil
+}
