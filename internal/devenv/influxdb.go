@@ -1,0 +1,176 @@
+package devenv
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// InfluxReadyTimeout bounds InfluxDB's start. It is ready in 3-4 s (Flux
+// initialisation) on an idle 2-core machine, much slower under a parallel
+// test run.
+const InfluxReadyTimeout = 60 * time.Second
+
+// InfluxOptions describe an InfluxDB 1.8.3 server for StartInfluxDB.
+type InfluxOptions struct {
+	// Bin is the influxd executable; empty means InfluxdBinary().
+	Bin string
+	// Dir holds meta/, data/, wal/ and the log. Required. Start again on the
+	// same Dir and Port to get the same data back.
+	Dir string
+	// Port is the HTTP port on 127.0.0.1; 0 picks a free one.
+	Port int
+	// RPCPort is the backup/restore RPC port (INFLUXDB_BIND_ADDRESS, 8088 by
+	// default, which could collide); 0 picks a free one.
+	RPCPort int
+	// Database, when set, is created after the start (CREATE DATABASE is
+	// idempotent, so a restart on the same Dir is fine).
+	Database string
+}
+
+// InfluxdBinary returns $EDGEFLOW_INFLUXD if set, else <repo>/.bin/influxd,
+// where scripts/install-influxdb.sh builds it.
+func InfluxdBinary() (string, error) {
+	bin := os.Getenv("EDGEFLOW_INFLUXD")
+	if bin == "" {
+		root, err := RepoRoot()
+		if err != nil {
+			return "", fmt.Errorf("find influxd: %w", err)
+		}
+		bin = filepath.Join(root, ".bin", "influxd")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return "", fmt.Errorf("influxd %w at %s: run scripts/install-influxdb.sh (or set EDGEFLOW_INFLUXD)", ErrNotInstalled, bin)
+	}
+	return bin, nil
+}
+
+// StartInfluxDB starts InfluxDB 1.8.3 on 127.0.0.1, configured by environment
+// only, with Flux enabled (the 2.x-compatible /api/v2/query refuses every
+// query without it), and waits until GET /ping answers 204. The returned
+// Process has Addr and URL (http://host:port), which is also the URL of the
+// 2.x API; the bucket of Database is "<Database>/autogen" or "<Database>".
+func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("start influxdb: no Dir")
+	}
+	if opts.Bin == "" {
+		bin, err := InfluxdBinary()
+		if err != nil {
+			return nil, err
+		}
+		opts.Bin = bin
+	}
+	if opts.Port == 0 || opts.RPCPort == 0 {
+		ports, err := FreePorts(2)
+		if err != nil {
+			return nil, fmt.Errorf("start influxdb: %w", err)
+		}
+		if opts.Port == 0 {
+			opts.Port = ports[0]
+		}
+		if opts.RPCPort == 0 {
+			opts.RPCPort = ports[1]
+		}
+	}
+	dir, err := filepath.Abs(opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("start influxdb: %w", err)
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.Port))
+	baseURL := "http://" + addr
+	p, err := StartProcess(ctx, ProcessOptions{
+		Name: "influxd",
+		Bin:  opts.Bin,
+		Args: []string{"run"},
+		Env: []string{
+			"INFLUXDB_REPORTING_DISABLED=true",
+			"INFLUXDB_BIND_ADDRESS=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.RPCPort)),
+			"INFLUXDB_META_DIR=" + filepath.Join(dir, "meta"),
+			"INFLUXDB_DATA_DIR=" + filepath.Join(dir, "data"),
+			"INFLUXDB_DATA_WAL_DIR=" + filepath.Join(dir, "wal"),
+			// The _internal database would only cost writes and disk.
+			"INFLUXDB_MONITOR_STORE_ENABLED=false",
+			// Per-query and per-request logs drown the useful lines that a
+			// failing test quotes from the log.
+			"INFLUXDB_DATA_QUERY_LOG_ENABLED=false",
+			"INFLUXDB_HTTP_LOG_ENABLED=false",
+			"INFLUXDB_HTTP_BIND_ADDRESS=" + addr,
+			"INFLUXDB_HTTP_FLUX_ENABLED=true",
+		},
+		Dir:          dir,
+		Addr:         addr,
+		URL:          baseURL,
+		ReadyURL:     baseURL + "/ping",
+		ReadyTimeout: InfluxReadyTimeout,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opts.Database != "" {
+		if err := CreateInfluxDatabase(ctx, baseURL, opts.Database); err != nil {
+			_ = p.Stop(context.Background())
+			return nil, fmt.Errorf("start influxdb: %w", err)
+		}
+	}
+	return p, nil
+}
+
+// CreateInfluxDatabase creates database db on the InfluxDB 1.x server at
+// baseURL with InfluxQL (writes do not create it, and the 2.x API has no
+// buckets endpoint on 1.8). It is idempotent.
+func CreateInfluxDatabase(ctx context.Context, baseURL, db string) error {
+	q := "CREATE DATABASE " + quoteInfluxIdent(db)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/query",
+		strings.NewReader(url.Values{"q": {q}}.Encode()))
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("create database %s: %w", db, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("create database %s: %s: %s", db, resp.Status, body)
+	}
+	// InfluxQL reports statement errors with 200 OK in the body.
+	var result struct {
+		Error   string `json:"error"`
+		Results []struct {
+			Error string `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(body, &result); err != nil {
+		return fmt.Errorf("create database %s: decode %q: %w", db, body, err)
+	}
+	if result.Error != "" {
+		return fmt.Errorf("create database %s: %s", db, result.Error)
+	}
+	for _, r := range result.Results {
+		if r.Error != "" {
+			return fmt.Errorf("create database %s: %s", db, r.Error)
+		}
+	}
+	return nil
+}
+
+// quoteInfluxIdent quotes an InfluxQL identifier, so any database name is
+// taken literally.
+func quoteInfluxIdent(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}

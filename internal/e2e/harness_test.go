@@ -1,0 +1,391 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/devenv"
+)
+
+// Binaries built once for the whole package: the services with -race, so a
+// data race in a real run fails the test.
+var bins struct {
+	dir                        string
+	ingest, processor, loadgen string
+	err                        error
+}
+
+// shared is one InfluxDB for the tests that do not stop it; each test gets
+// its own database.
+var shared struct {
+	influx *devenv.Process
+	err    error
+}
+
+var dbSeq atomic.Int64
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "edgeflow-e2e-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		bins.dir = dir
+		bins.err = build(dir)
+		if bins.err == nil {
+			shared.influx, shared.err = devenv.StartInfluxDB(context.Background(),
+				devenv.InfluxOptions{Dir: filepath.Join(dir, "influxdb")})
+			if shared.influx != nil {
+				defer shared.influx.Stop(context.Background())
+			}
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func build(dir string) error {
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		return err
+	}
+	for _, b := range []struct {
+		pkg  string
+		dst  *string
+		race bool
+	}{{"./ingest", &bins.ingest, true}, {"./processor", &bins.processor, true}, {"./scripts/loadgen", &bins.loadgen, false}} {
+		out := filepath.Join(dir, filepath.Base(b.pkg))
+		args := []string{"build", "-o", out}
+		if b.race {
+			args = append(args, "-race")
+		}
+		cmd := exec.Command("go", append(args, b.pkg)...)
+		cmd.Dir = root
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, o)
+		}
+		*b.dst = out
+	}
+	return nil
+}
+
+// pipeline is one test's running system.
+type pipeline struct {
+	t          *testing.T
+	dir        string
+	nats       *server.Server
+	natsURL    string
+	natsPort   int
+	natsStore  string
+	mqtt       *devenv.Process
+	mqttURL    string
+	influxURL  string
+	influx     *devenv.Process // set when the test owns its InfluxDB
+	db         string
+	ingests    []*devenv.Process
+	processors map[string]*devenv.Process
+	nc         *nats.Conn
+	js         jetstream.JetStream
+}
+
+type options struct {
+	ownInflux bool // a private InfluxDB the test may stop
+}
+
+// newPipeline starts NATS, Mosquitto and (unless shared) InfluxDB. The
+// services are started by the test with startIngest and startProcessor.
+func newPipeline(t *testing.T, opt options) *pipeline {
+	t.Helper()
+	if bins.err != nil {
+		t.Fatalf("build: %v", bins.err)
+	}
+	_, err := devenv.MosquittoBinary()
+	devenv.RequireInstalled(t, err)
+	_, err = devenv.InfluxdBinary()
+	devenv.RequireInstalled(t, err)
+
+	p := &pipeline{t: t, dir: t.TempDir(), processors: map[string]*devenv.Process{}}
+	p.db = "e2e" + strconv.FormatInt(dbSeq.Add(1), 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	p.natsPort, err = devenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.natsStore = filepath.Join(p.dir, "nats")
+	p.startNATS()
+
+	mport, err := devenv.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.mqtt, err = devenv.StartMosquitto(ctx, devenv.MosquittoOptions{Dir: filepath.Join(p.dir, "mosquitto"), Port: mport})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.mqtt.Stop(context.Background()) })
+	p.mqttURL = "tcp://127.0.0.1:" + strconv.Itoa(mport)
+
+	if opt.ownInflux {
+		p.influx, err = devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(p.dir, "influxdb")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.influx.Stop(context.Background()) })
+		p.influxURL = p.influx.URL
+	} else {
+		if shared.err != nil {
+			t.Fatalf("shared influxdb: %v", shared.err)
+		}
+		p.influxURL = shared.influx.URL
+	}
+
+	p.nc, err = nats.Connect(p.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.nc.Close)
+	p.js, err = jetstream.New(p.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (p *pipeline) startNATS() {
+	p.t.Helper()
+	ns, err := devenv.StartNATS(devenv.NATSOptions{Port: p.natsPort, StoreDir: p.natsStore})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.nats = ns
+	p.natsURL = ns.ClientURL()
+	p.t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+}
+
+func (p *pipeline) httpAddr() string {
+	port, err := devenv.FreePort()
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(port)
+}
+
+// service starts one of our binaries and stops it (SIGTERM) at cleanup.
+func (p *pipeline) service(name, bin string, env ...string) *devenv.Process {
+	p.t.Helper()
+	addr := p.httpAddr()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	kind := strings.ToUpper(strings.SplitN(name, "-", 2)[0])
+	proc, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
+		Name: name, Bin: bin, Dir: filepath.Join(p.dir, "logs"), Addr: addr, URL: "http://" + addr,
+		Env: append([]string{
+			"EDGEFLOW_NATS_URL=" + p.natsURL,
+			"EDGEFLOW_" + kind + "_HTTP_ADDR=" + addr,
+			"EDGEFLOW_LOG_LEVEL=info",
+		}, env...),
+		ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: 60 * time.Second,
+	})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() {
+		_ = proc.Stop(context.Background())
+		if p.t.Failed() {
+			if log, err := proc.Log(); err == nil {
+				p.t.Logf("--- %s log (tail) ---\n%s", name, tail(log, 6000))
+			}
+		}
+	})
+	return proc
+}
+
+func (p *pipeline) startIngest(name string, env ...string) *devenv.Process {
+	proc := p.service(name, bins.ingest, append([]string{
+		"EDGEFLOW_MQTT_URL=" + p.mqttURL,
+		"EDGEFLOW_INGEST_CLIENT_ID=" + name,
+		"EDGEFLOW_INGEST_SHARE_GROUP=ingest",
+	}, env...)...)
+	p.ingests = append(p.ingests, proc)
+	return proc
+}
+
+// startProcessor runs a replica with short windows and timings, so a test
+// sees its windows close within seconds.
+func (p *pipeline) startProcessor(id string, env ...string) *devenv.Process {
+	proc := p.service("processor-"+id, bins.processor, append([]string{
+		"EDGEFLOW_PROCESSOR_ID=" + id,
+		"EDGEFLOW_INFLUX_URL=" + p.influxURL,
+		"EDGEFLOW_INFLUX_BUCKET=" + p.db,
+		"EDGEFLOW_PROCESSOR_WINDOWS=2s,10s",
+		"EDGEFLOW_PROCESSOR_LATENESS=2s",
+		"EDGEFLOW_PROCESSOR_IDLE_GRACE=1s",
+		"EDGEFLOW_PROCESSOR_FLUSH_INTERVAL=300ms",
+		"EDGEFLOW_PROCESSOR_PURGE_INTERVAL=1s",
+		"EDGEFLOW_PROCESSOR_LEASE_TTL=3s",
+	}, env...)...)
+	p.processors[id] = proc
+	return proc
+}
+
+// loadReport is the part of the load generator's report the tests read.
+type loadReport struct {
+	Totals struct {
+		Attempted      int64 `json:"attempted"`
+		Acked          int64 `json:"acked"`
+		Failed         int64 `json:"failed"`
+		DuplicatesSent int64 `json:"duplicates_sent"`
+	} `json:"totals"`
+	AchievedRate float64 `json:"achieved_rate"`
+}
+
+// loadgen runs the load generator to completion against the broker.
+func (p *pipeline) loadgen(ctx context.Context, args ...string) loadReport {
+	p.t.Helper()
+	report := filepath.Join(p.t.TempDir(), "report.json")
+	cmd := exec.CommandContext(ctx, bins.loadgen, append([]string{"-broker", p.mqttURL, "-report", report,
+		"-client-prefix", "lg-" + p.db}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		p.t.Fatalf("loadgen %v: %v\n%s", args, err, tail(string(out), 4000))
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var r loadReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		p.t.Fatalf("loadgen report: %v", err)
+	}
+	p.t.Logf("loadgen: attempted %d acked %d failed %d duplicates %d at %.0f msgs/s",
+		r.Totals.Attempted, r.Totals.Acked, r.Totals.Failed, r.Totals.DuplicatesSent, r.AchievedRate)
+	return r
+}
+
+// influxQL runs a query on the test's database and returns the first value
+// of the first series (0 when there is none).
+func (p *pipeline) influxQL(q string) (float64, error) {
+	resp, err := http.PostForm(p.influxURL+"/query", url.Values{"db": {p.db}, "q": {q}})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	var out struct {
+		Results []struct {
+			Error  string `json:"error"`
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return 0, err
+	}
+	if len(out.Results) == 0 {
+		return 0, nil
+	}
+	if out.Results[0].Error != "" {
+		return 0, fmt.Errorf("influxql: %s", out.Results[0].Error)
+	}
+	if len(out.Results[0].Series) == 0 || len(out.Results[0].Series[0].Values) == 0 {
+		return 0, nil
+	}
+	v, _ := out.Results[0].Series[0].Values[0][1].(float64)
+	return v, nil
+}
+
+// windowCount is the sum of the window counts of metric in one window size.
+func (p *pipeline) windowCount(window, metric string) int64 {
+	v, err := p.influxQL(fmt.Sprintf(`SELECT sum("count") FROM "telemetry_%s" WHERE "metric" = '%s'`, window, metric))
+	if err != nil {
+		p.t.Logf("count query: %v", err)
+	}
+	return int64(v)
+}
+
+// expectCounts waits until every window size counts exactly want readings of
+// metric, fails at once if any counts more, and checks the counts stay put
+// over a few more flushes (a double flush would show here).
+func (p *pipeline) expectCounts(metric string, want int64, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for _, w := range []string{"2s", "10s"} {
+		for {
+			got := p.windowCount(w, metric)
+			if got > want {
+				p.t.Fatalf("telemetry_%s counts %d %s readings, want exactly %d: double counting", w, got, metric, want)
+			}
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				p.t.Fatalf("telemetry_%s counts %d %s readings after %s, want exactly %d", w, got, metric, within, want)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	time.Sleep(2 * time.Second)
+	for _, w := range []string{"2s", "10s"} {
+		if got := p.windowCount(w, metric); got != want {
+			p.t.Fatalf("telemetry_%s counts %d after settling, want %d", w, got, want)
+		}
+	}
+}
+
+// deadLetters reads every record on DEADLETTER.
+func (p *pipeline) deadLetters() []jetstream.Msg {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := p.js.OrderedConsumer(ctx, bus.StreamDeadLetter, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	var out []jetstream.Msg
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			out = append(out, m)
+			n++
+		}
+		if n == 0 {
+			return out
+		}
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}

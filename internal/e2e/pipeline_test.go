@@ -1,0 +1,261 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+)
+
+// N readings from the load generator through Mosquitto, ingest, JetStream and
+// a processor give windows whose counts sum to exactly N in every window size.
+func TestExactCountsThroughMosquitto(t *testing.T) {
+	p := newPipeline(t, options{})
+	p.startIngest("ingest-a")
+	p.startProcessor("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := p.loadgen(ctx, "-devices", "50", "-sites", "3", "-rate", "3000", "-count", "12000")
+	if r.Totals.Acked != 12000 || r.Totals.Failed != 0 {
+		t.Fatalf("loadgen acked %d failed %d, want 12000 and 0", r.Totals.Acked, r.Totals.Failed)
+	}
+	for _, m := range []string{"temperature", "humidity", "pressure"} {
+		p.expectCounts(m, r.Totals.Acked, 60*time.Second)
+	}
+}
+
+// Messages published twice (as after an MQTT redelivery) are counted once:
+// ingest's Nats-Msg-Id makes JetStream drop the second copy.
+func TestDuplicatesCountedOnce(t *testing.T) {
+	p := newPipeline(t, options{})
+	ing := p.startIngest("ingest-a")
+	p.startProcessor("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := p.loadgen(ctx, "-devices", "20", "-rate", "2000", "-count", "4000", "-duplicates", "0.25")
+	if r.Totals.DuplicatesSent == 0 {
+		t.Fatal("loadgen sent no duplicates")
+	}
+	p.expectCounts("temperature", r.Totals.Acked, 60*time.Second)
+	if got := metric(t, ing.URL, `edgeflow_ingest_messages_dropped_total{reason="duplicate"}`); got != float64(r.Totals.DuplicatesSent) {
+		t.Fatalf("ingest counted %v duplicates, loadgen sent %d", got, r.Totals.DuplicatesSent)
+	}
+}
+
+// Every class of bad input is dead-lettered with its reason, no service
+// falls over, and the valid messages between them are all counted.
+func TestBadInputIsDeadLetteredAndNeighboursCounted(t *testing.T) {
+	p := newPipeline(t, options{})
+	ing := p.startIngest("ingest-a")
+	proc := p.startProcessor("a")
+
+	now := time.Now().UnixMilli()
+	bad := []struct{ topic, payload, reason string }{
+		{"sensors/lab/d1", `{"temperature":`, "invalid_json"},
+		{"sensors/lab/d1", `{"temperature":"hot"}`, "wrong_type"},
+		{"sensors/lab/d1", `{"temperature":{"nested":{"deep":[1,2,3]}}}`, "wrong_type"},
+		{"sensors/lab/d1", `{"temperature":true}`, "wrong_type"},
+		{"sensors/lab/d1/temperature", `NaN`, "non_finite"},
+		{"sensors/lab/d1", `{"temperature":1e999}`, "non_finite"},
+		{"sensors/lab/d1", `{"temperature":1,"x":"` + strings.Repeat("a", 70<<10) + `"}`, "too_large"},
+		{"sensors/lab/dev.1", `{"temperature":1}`, "bad_name"},
+		{"sensors/lab/dev*", `{"temperature":1}`, "bad_name"},
+		{"sensors/lab/<script>alert(1)<%2Fscript>", `{"temperature":1}`, "bad_name"},
+		{"sensors/lab/d1", `{"tempé":1}`, "bad_name"},
+		{"sensors//d1", `{"temperature":1}`, "bad_name"},
+		{"sensors/lab/d1", fmt.Sprintf(`{"ts":%d,"temperature":1}`, now-30*24*3600*1000), "bad_timestamp"},
+		{"sensors/lab/d1", fmt.Sprintf(`{"ts":%d,"temperature":1}`, now+3600*1000), "bad_timestamp"},
+		{"sensors/lab/d1", `{"ts":"yesterday","temperature":1}`, "bad_timestamp"},
+		{"sensors/lab/d1", "\xff\xfe{\"temperature\":1}", "invalid_utf8"},
+		{"sensors/lab/d1", "", "empty"},
+		{"sensors/lab/d1", `{"seq":-1,"temperature":1}`, "bad_seq"},
+		{"sensors/lab/d1", `[{"n":"temperature","vs":"hot"}]`, "wrong_type"},
+		{"sensors/lab/d1", `[{"bn":5,"n":"temperature","v":1}]`, "bad_senml"},
+		{"sensors/lab/d1", `{` + manyMetrics(300) + `}`, "too_many_metrics"},
+		{"sensors/lab/d1", "21.5", "wrong_type"},
+	}
+	c := mqttClient(t, p.mqttURL, "bad-input")
+	good := 0
+	for i, b := range bad {
+		publish(t, c, b.topic, b.payload)
+		good++
+		publish(t, c, "sensors/lab/good", fmt.Sprintf(`{"ts":%d,"seq":%d,"temperature":%d}`, time.Now().UnixMilli(), i, i))
+	}
+	p.expectCounts("temperature", int64(good), 60*time.Second)
+
+	reasons := map[string]int{}
+	for _, m := range p.deadLetters() {
+		if src := m.Headers().Get(bus.HeaderSource); src == "" {
+			t.Errorf("dead letter %s has no source", m.Subject())
+		}
+		reasons[m.Headers().Get(bus.HeaderReason)]++
+	}
+	want := map[string]int{}
+	for _, b := range bad {
+		want[b.reason]++
+	}
+	for reason, n := range want {
+		if reasons[reason] != n {
+			t.Errorf("dead-lettered %d with reason %s, want %d (all: %v)", reasons[reason], reason, n, reasons)
+		}
+	}
+	if got := metric(t, ing.URL, `edgeflow_ingest_messages_deadlettered_total{reason="bad_name"}`); got != float64(want["bad_name"]) {
+		t.Errorf("ingest bad_name counter = %v, want %d", got, want["bad_name"])
+	}
+	for _, svc := range []string{ing.URL, proc.URL} {
+		if resp, err := http.Get(svc + "/readyz"); err != nil || resp.StatusCode != 200 {
+			t.Errorf("%s not ready after bad input: %v %v", svc, err, resp)
+		}
+	}
+}
+
+func manyMetrics(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"m%d":%d`, i, i)
+	}
+	return b.String()
+}
+
+// SIGKILL one of two processor replicas mid-stream: the survivor takes over
+// its partitions from their checkpoints and the counts stay exact.
+func TestProcessorKilledMidStreamKeepsCountsExact(t *testing.T) {
+	p := newPipeline(t, options{})
+	p.startIngest("ingest-a")
+	a := p.startProcessor("a")
+	p.startProcessor("b")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	done := make(chan loadReport, 1)
+	go func() { done <- p.loadgen(ctx, "-devices", "64", "-rate", "2000", "-count", "30000") }()
+	time.Sleep(6 * time.Second)
+	if err := a.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("processor a killed")
+	r := <-done
+	if r.Totals.Failed != 0 {
+		t.Fatalf("loadgen failed %d", r.Totals.Failed)
+	}
+	p.expectCounts("temperature", r.Totals.Acked, 90*time.Second)
+}
+
+// InfluxDB stopped for 30 s mid-stream: the processors hold their
+// checkpoints, the stream buffers, and after the restart nothing is missing.
+func TestInfluxDBOutageLosesNothing(t *testing.T) {
+	p := newPipeline(t, options{ownInflux: true})
+	p.startIngest("ingest-a")
+	p.startProcessor("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	done := make(chan loadReport, 1)
+	go func() { done <- p.loadgen(ctx, "-devices", "40", "-rate", "1000", "-duration", "45s", "-count", "45000") }()
+	time.Sleep(5 * time.Second)
+	if err := p.influx.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("influxdb stopped")
+	time.Sleep(30 * time.Second)
+	if err := p.influx.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("influxdb restarted")
+	r := <-done
+	if r.Totals.Failed != 0 {
+		t.Fatalf("loadgen failed %d", r.Totals.Failed)
+	}
+	p.expectCounts("temperature", r.Totals.Acked, 2*time.Minute)
+}
+
+// Mosquitto restarted mid-stream: whatever the broker acknowledged to the
+// publisher reaches the windows; nothing is counted twice.
+func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
+	p := newPipeline(t, options{})
+	p.startIngest("ingest-a")
+	p.startProcessor("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	done := make(chan loadReport, 1)
+	go func() { done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "16s", "-count", "16000") }()
+	time.Sleep(5 * time.Second)
+	if err := p.mqtt.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if err := p.mqtt.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Log("mosquitto restarted")
+	r := <-done
+	// Wait for the counts to settle, then bound them: at least what was
+	// acknowledged, at most what was attempted (never a duplicate).
+	var got, last int64 = 0, -1
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		got = p.windowCount("10s", "temperature")
+		if got >= r.Totals.Acked && got == last {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		last = got
+		time.Sleep(3 * time.Second)
+	}
+	if got < r.Totals.Acked || got > r.Totals.Attempted {
+		t.Fatalf("counted %d, want between acknowledged %d and attempted %d", got, r.Totals.Acked, r.Totals.Attempted)
+	}
+	if two := p.windowCount("2s", "temperature"); two != got {
+		t.Fatalf("2s windows count %d, 10s windows %d: must agree", two, got)
+	}
+}
+
+func mqttClient(t *testing.T, broker, id string) mqtt.Client {
+	t.Helper()
+	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker).SetClientID(id).SetCleanSession(true))
+	if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	t.Cleanup(func() { c.Disconnect(100) })
+	return c
+}
+
+func publish(t *testing.T, c mqtt.Client, topic, payload string) {
+	t.Helper()
+	tok := c.Publish(topic, 1, false, []byte(payload))
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("publish %q: %v", topic, tok.Error())
+	}
+}
+
+// metric reads one sample from a service's /metrics.
+func metric(t *testing.T, base, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			fmt.Sscan(v, &f)
+			return f
+		}
+	}
+	return 0
+}
