@@ -36,13 +36,13 @@ type Config struct {
 
 // InfluxConfig is where windows and raw readings are written (EDGEFLOW_INFLUX_*).
 type InfluxConfig struct {
-	URL     string        `envconfig:"URL" default:"http://127.0.0.1:8086" desc:"InfluxDB URL (2.x API; 1.8 compatibility endpoints work)"`
-	Token   string        `envconfig:"TOKEN" desc:"InfluxDB token (1.8: user:password; never logged)"`
-	Org     string        `envconfig:"ORG" default:"edgeflow" desc:"InfluxDB organisation (ignored by 1.8)"`
-	Bucket  string        `envconfig:"BUCKET" default:"edgeflow" desc:"InfluxDB bucket (1.8: database or database/retention-policy)"`
-	Timeout time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"InfluxDB request timeout"`
-	Gzip    bool          `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
-	WriteRaw bool         `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
+	URL      string        `envconfig:"URL" default:"http://127.0.0.1:8086" desc:"InfluxDB URL (2.x API; 1.8 compatibility endpoints work)"`
+	Token    string        `envconfig:"TOKEN" desc:"InfluxDB token (1.8: user:password; never logged)"`
+	Org      string        `envconfig:"ORG" default:"edgeflow" desc:"InfluxDB organisation (ignored by 1.8)"`
+	Bucket   string        `envconfig:"BUCKET" default:"edgeflow" desc:"InfluxDB bucket (1.8: database or database/retention-policy)"`
+	Timeout  time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"InfluxDB request timeout"`
+	Gzip     bool          `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
+	WriteRaw bool          `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
 }
 
 // LoadConfig reads and validates the environment.

@@ -238,7 +238,7 @@ func assign(partitions int, members []string, id string) map[int]bool {
 	return mine
 }
 
-func leaseKey(p int) string     { return "lease." + strconv.Itoa(p) }
+func leaseKey(p int) string      { return "lease." + strconv.Itoa(p) }
 func memberKey(id string) string { return "members." + id }
 
 // isConflict reports a failed compare-and-set: someone else wrote the key.

@@ -30,13 +30,13 @@ type StreamConfig struct {
 	Replicas int `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of every stream and bucket (3 on a NATS cluster)"`
 	// Partitions is fixed when TELEMETRY is first created; changing it later
 	// is refused because the processors' checkpoints are per partition.
-	Partitions        int           `envconfig:"PARTITIONS" default:"8" desc:"TELEMETRY partitions: the unit processors share work by"`
-	TelemetryMaxAge   time.Duration `envconfig:"TELEMETRY_MAX_AGE" default:"168h" desc:"oldest unprocessed reading TELEMETRY keeps"`
-	TelemetryMaxBytes int64         `envconfig:"TELEMETRY_MAX_BYTES" default:"1073741824" desc:"unprocessed backlog TELEMETRY holds before ingest stops acknowledging"`
-	DedupWindow       time.Duration `envconfig:"DEDUP_WINDOW" default:"2m" desc:"how long a Nats-Msg-Id is remembered for deduplication"`
-	AggregatesMaxAge  time.Duration `envconfig:"AGGREGATES_MAX_AGE" default:"24h" desc:"how long closed windows stay on AGGREGATES"`
-	DeadLetterMaxAge  time.Duration `envconfig:"DEADLETTER_MAX_AGE" default:"336h" desc:"how long dead-letter records are kept"`
-	DeadLetterMaxBytes int64        `envconfig:"DEADLETTER_MAX_BYTES" default:"268435456" desc:"dead-letter stream size cap (oldest records go first)"`
+	Partitions         int           `envconfig:"PARTITIONS" default:"8" desc:"TELEMETRY partitions: the unit processors share work by"`
+	TelemetryMaxAge    time.Duration `envconfig:"TELEMETRY_MAX_AGE" default:"168h" desc:"oldest unprocessed reading TELEMETRY keeps"`
+	TelemetryMaxBytes  int64         `envconfig:"TELEMETRY_MAX_BYTES" default:"1073741824" desc:"unprocessed backlog TELEMETRY holds before ingest stops acknowledging"`
+	DedupWindow        time.Duration `envconfig:"DEDUP_WINDOW" default:"2m" desc:"how long a Nats-Msg-Id is remembered for deduplication"`
+	AggregatesMaxAge   time.Duration `envconfig:"AGGREGATES_MAX_AGE" default:"24h" desc:"how long closed windows stay on AGGREGATES"`
+	DeadLetterMaxAge   time.Duration `envconfig:"DEADLETTER_MAX_AGE" default:"336h" desc:"how long dead-letter records are kept"`
+	DeadLetterMaxBytes int64         `envconfig:"DEADLETTER_MAX_BYTES" default:"268435456" desc:"dead-letter stream size cap (oldest records go first)"`
 }
 
 // Validate reports sizing that cannot work.

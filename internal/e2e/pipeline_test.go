@@ -159,7 +159,9 @@ func TestInfluxDBOutageLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	done := make(chan loadReport, 1)
-	go func() { done <- p.loadgen(ctx, "-devices", "40", "-rate", "1000", "-duration", "45s", "-count", "45000") }()
+	go func() {
+		done <- p.loadgen(ctx, "-devices", "40", "-rate", "1000", "-duration", "45s", "-count", "45000")
+	}()
 	time.Sleep(5 * time.Second)
 	if err := p.influx.Stop(ctx); err != nil {
 		t.Fatal(err)
@@ -186,7 +188,9 @@ func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan loadReport, 1)
-	go func() { done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "16s", "-count", "16000") }()
+	go func() {
+		done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "16s", "-count", "16000")
+	}()
 	time.Sleep(5 * time.Second)
 	if err := p.mqtt.Stop(ctx); err != nil {
 		t.Fatal(err)
