@@ -69,7 +69,7 @@ func TestBadInputIsDeadLetteredAndNeighboursCounted(t *testing.T) {
 		{"sensors/lab/dev*", `{"temperature":1}`, "bad_name"},
 		{"sensors/lab/<script>alert(1)<%2Fscript>", `{"temperature":1}`, "bad_name"},
 		{"sensors/lab/d1", `{"tempé":1}`, "bad_name"},
-		{"sensors//d1", `{"temperature":1}`, "bad_name"},
+		{"sensors//d1", `{"temperature":1}`, "bad_topic"},
 		{"sensors/lab/d1", fmt.Sprintf(`{"ts":%d,"temperature":1}`, now-30*24*3600*1000), "bad_timestamp"},
 		{"sensors/lab/d1", fmt.Sprintf(`{"ts":%d,"temperature":1}`, now+3600*1000), "bad_timestamp"},
 		{"sensors/lab/d1", `{"ts":"yesterday","temperature":1}`, "bad_timestamp"},
