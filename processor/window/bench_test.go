@@ -1,0 +1,130 @@
+package window
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
+)
+
+const benchDevices = 1000
+
+// benchReadings returns one reading per device of a partition of
+// benchDevices devices with 3 metrics each, at one event time.
+func benchReadings() []reading.Reading {
+	rs := make([]reading.Reading, benchDevices)
+	for i := range rs {
+		rs[i] = reading.Reading{
+			Site:    fmt.Sprintf("site-%d", i%10),
+			Device:  fmt.Sprintf("dev-%04d", i),
+			Metrics: map[string]float64{"temperature": 21.5, "humidity": 40.25, "pressure": 1013.1},
+		}
+	}
+	return rs
+}
+
+// benchState is a partition in steady state: every device reported once a
+// second for 45 s (so both a 10s and a 1m window are open, and often two
+// 10s windows), with varied values.
+func benchState(b *testing.B) (*State, []reading.Reading, int64) {
+	s := NewState(testConfig())
+	rs := benchReadings()
+	ts := t0
+	for sec := range int64(45) {
+		ts = t0 + sec*1_000
+		for i := range rs {
+			rs[i].TS, rs[i].Received = ts+int64(i), ts+int64(i)
+			for name := range rs[i].Metrics {
+				rs[i].Metrics[name] += 0.125
+			}
+			s.Add(rs[i])
+		}
+		s.CloseDue(wall(ts), true)
+	}
+	if s.Open() < 2*benchDevices {
+		b.Fatalf("steady state has %d windows", s.Open())
+	}
+	return s, rs, ts
+}
+
+// BenchmarkAdd: 1000 devices × 3 metrics, each device once a second;
+// windows close every simulated second (outside the timer).
+func BenchmarkAdd(b *testing.B) {
+	s, rs, ts := benchState(b)
+	ts += 1_000
+	b.ReportAllocs()
+	b.ResetTimer()
+	i := 0
+	for b.Loop() {
+		r := &rs[i]
+		r.TS, r.Received = ts+int64(i), ts+int64(i)
+		s.Add(*r)
+		if i++; i == len(rs) {
+			i = 0
+			ts += 1_000
+			b.StopTimer()
+			s.CloseDue(wall(ts), true)
+			b.StartTimer()
+		}
+	}
+}
+
+// BenchmarkCloseDue: one call over 1000 devices. "idle" is the common call
+// that closes nothing; "boundary" closes 1000 10s windows (state rebuilt
+// outside the timer).
+func BenchmarkCloseDue(b *testing.B) {
+	b.Run("idle", func(b *testing.B) {
+		s, _, ts := benchState(b)
+		b.ReportAllocs()
+		for b.Loop() {
+			if len(s.CloseDue(wall(ts), true)) != 0 {
+				b.Fatal("closed something")
+			}
+		}
+	})
+	b.Run("boundary", func(b *testing.B) {
+		s, _, ts := benchState(b)
+		data, _ := s.MarshalBinary()
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			b.StopTimer()
+			st := NewState(testConfig())
+			if err := st.UnmarshalBinary(data); err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			// The 10s windows [30s, 40s) of every device, due by the clock
+			// at 50 s.
+			if n := len(st.CloseDue(wall(ts+6_000), true)); n != benchDevices {
+				b.Fatalf("closed %d windows", n)
+			}
+		}
+	})
+}
+
+// BenchmarkMarshal encodes the checkpoint of 1000 devices × 3 metrics.
+func BenchmarkMarshal(b *testing.B) {
+	s, _, _ := benchState(b)
+	data, _ := s.MarshalBinary()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.MarshalBinary(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(data)), "checkpoint-bytes")
+}
+
+// BenchmarkUnmarshal loads the checkpoint of 1000 devices × 3 metrics.
+func BenchmarkUnmarshal(b *testing.B) {
+	s, _, _ := benchState(b)
+	data, _ := s.MarshalBinary()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := NewState(testConfig()).UnmarshalBinary(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(data)), "checkpoint-bytes")
+}

@@ -1,0 +1,269 @@
+package window
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
+)
+
+// withCRC appends the checksum to a checkpoint body (magic included).
+func withCRC(body []byte) []byte {
+	return binary.BigEndian.AppendUint32(bytes.Clone(body), crc32.Checksum(body, castagnoli))
+}
+
+// sampleState has several devices, several open windows per length,
+// single-value metrics, -0, an infinite sum and a forget floor.
+func sampleState(t testing.TB) *State {
+	s := NewState(testConfig())
+	s.floor = t0 - 3_600_000
+	s.Add(temp(t0+9_000, math.Copysign(0, -1)))
+	s.Add(temp(t0+12_000, 1.5))
+	s.Add(temp(t0+12_000, 2.25))
+	s.Add(temp(t0+8_000, -7))
+	s.Add(rd("lab", "big", t0+1, map[string]float64{"x": math.MaxFloat64, "y": 1}))
+	s.Add(rd("lab", "big", t0+2, map[string]float64{"x": math.MaxFloat64}))
+	s.Add(rd("lab", "zero", t0+3, map[string]float64{"t": math.Copysign(0, -1)}))
+	r := rd("plant", "d1", t0-5, map[string]float64{"t": 3})
+	r.Received = t0 + 40_000
+	s.Add(r)
+	if s.Open() != 9 {
+		t.Fatalf("sample has %d windows", s.Open())
+	}
+	return s
+}
+
+func TestCheckpointRoundTrip(t *testing.T) {
+	s := sampleState(t)
+	data, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := NewState(testConfig())
+	if err := loaded.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if loaded.floor != s.floor || loaded.Open() != s.Open() || loaded.Devices() != s.Devices() {
+		t.Fatalf("loaded floor %d, %d windows, %d devices; saved %d, %d, %d",
+			loaded.floor, loaded.Open(), loaded.Devices(), s.floor, s.Open(), s.Devices())
+	}
+	again, _ := loaded.MarshalBinary()
+	if !bytes.Equal(again, data) {
+		t.Fatal("re-encoding a loaded checkpoint gives other bytes")
+	}
+	// Same future: the same late reading and the same results, bit for bit.
+	for _, st := range []*State{s, loaded} {
+		if late := st.Add(temp(t0+1_000, 4)); len(late) != 0 {
+			t.Fatalf("late %v", late)
+		}
+	}
+	want, got := fingerprint(flushAll(s)), fingerprint(flushAll(loaded))
+	if got != want {
+		t.Fatalf("after loading:\n%s\nwant:\n%s", got, want)
+	}
+	for _, sign := range []string{"x:2/7ff0000000000000", "t:1/8000000000000000"} {
+		if !strings.Contains(got, sign) {
+			t.Errorf("results lost %q:\n%s", sign, got)
+		}
+	}
+}
+
+func TestCheckpointOfEmptyState(t *testing.T) {
+	data, _ := NewState(testConfig()).MarshalBinary()
+	s := NewState(testConfig())
+	if err := s.UnmarshalBinary(data); err != nil || s.Devices() != 0 || s.floor != math.MinInt64 {
+		t.Fatalf("err %v, devices %d, floor %d", err, s.Devices(), s.floor)
+	}
+}
+
+func TestUnmarshalConfiguration(t *testing.T) {
+	data, _ := sampleState(t).MarshalBinary()
+
+	t.Run("into a zero State: takes the checkpoint's config", func(t *testing.T) {
+		var s State
+		if err := s.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		if c := s.Config(); c.Lateness != DefaultLateness || len(c.Sizes) != 2 || c.ForgetAfter != DefaultForgetAfter {
+			t.Fatalf("config %+v", c)
+		}
+		if late := s.Add(temp(t0+1_000, 1)); late != nil {
+			t.Fatalf("late %v", late)
+		}
+	})
+	t.Run("keeps the receiver's lateness", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Lateness = 0
+		s := NewState(cfg)
+		if err := s.UnmarshalBinary(data); err != nil {
+			t.Fatal(err)
+		}
+		if s.Config().Lateness != 0 || s.lateness != 0 {
+			t.Fatalf("lateness %v", s.Config().Lateness)
+		}
+	})
+	t.Run("other sizes: refused, State unchanged", func(t *testing.T) {
+		cfg := testConfig()
+		cfg.Sizes = []time.Duration{10 * time.Second, time.Hour}
+		s := NewState(cfg)
+		s.Add(temp(t0, 1))
+		err := s.UnmarshalBinary(data)
+		if !errors.Is(err, ErrCheckpointSizes) || !strings.Contains(err.Error(), "[10s 1m0s]") {
+			t.Fatalf("err = %v, want ErrCheckpointSizes naming the sizes", err)
+		}
+		if s.Devices() != 1 || s.Open() != 2 {
+			t.Fatalf("State changed by a failed load: %d devices, %d windows", s.Devices(), s.Open())
+		}
+	})
+}
+
+// cp builds checkpoint bodies by hand, to check what the decoder refuses.
+type cp struct{ b []byte }
+
+func newCP() *cp             { return &cp{b: []byte(checkpointMagic)} }
+func (c *cp) u(v uint64) *cp { c.b = binary.AppendUvarint(c.b, v); return c }
+func (c *cp) i(v int64) *cp  { c.b = binary.AppendVarint(c.b, v); return c }
+func (c *cp) s(v string) *cp { c.b = appendString(c.b, v); return c }
+func (c *cp) f(v float64) *cp {
+	c.b = binary.BigEndian.AppendUint64(c.b, math.Float64bits(v))
+	return c
+}
+func (c *cp) raw(v ...byte) *cp { c.b = append(c.b, v...); return c }
+func (c *cp) bytes() []byte     { return withCRC(c.b) }
+func (c *cp) config() *cp       { return c.u(2).u(10_000).u(60_000).u(5_000).u(5_000).u(86_400_000) }
+func (c *cp) header() *cp       { return c.config().i(math.MinInt64) }
+func (c *cp) names(n ...string) *cp {
+	c.u(uint64(len(n)))
+	for _, s := range n {
+		c.s(s)
+	}
+	return c
+}
+
+// oneDevice is a valid body up to the first window's metrics: names
+// ["lab", "t"], device lab/d1, a 10s window at t0 and no 1m window.
+func oneDevice() *cp {
+	return newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).i(math.MinInt64).u(1).i(t0)
+}
+
+func TestUnmarshalRefuses(t *testing.T) {
+	valid, _ := sampleState(t).MarshalBinary()
+	tests := []struct {
+		name string
+		data []byte
+		want string
+	}{
+		{"empty", nil, "bad header"},
+		{"other version", append([]byte("EFW\x02"), valid[4:]...), "bad header"},
+		{"flipped bit", func() []byte { b := bytes.Clone(valid); b[len(b)/2] ^= 4; return b }(), "checksum"},
+		{"truncated", valid[:len(valid)-1], "checksum"},
+		{"no sizes", newCP().u(0).u(5_000).u(5_000).u(0).bytes(), "none given"},
+		{"invalid lateness", newCP().u(1).u(10_000).u(10_000_000).u(0).u(0).bytes(), "lateness"},
+		{"huge count", newCP().u(1 << 60).bytes(), "do not fit"},
+		{"names not sorted", newCP().header().names("t", "lab").bytes(), "not sorted"},
+		{"invalid name", newCP().header().names("a.b").bytes(), "not a valid name"},
+		{"site index out of range", newCP().header().names("lab").u(1).u(1).s("d1").raw(make([]byte, 8)...).bytes(), "site index 1 out of range"},
+		{"invalid device", newCP().header().names("lab").u(1).u(0).s("d 1").bytes(), "not a valid name"},
+		{"devices not sorted", newCP().header().names("lab").u(2).
+			u(0).s("d2").i(t0).i(0).i(0).u(0).i(0).u(0).
+			u(0).s("d1").i(t0).i(0).i(0).u(0).i(0).u(0).bytes(), "not sorted"},
+		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
+		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
+		{"window not aligned", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).i(0).u(1).i(t0 + 1).bytes(), "not aligned"},
+		{"window without metrics", oneDevice().u(0).bytes(), "no metrics"},
+		{"zero count", oneDevice().u(1).u(1).u(0).raw(make([]byte, 16)...).bytes(), "count 0"},
+		{"metric index out of range", oneDevice().u(1).u(2).u(1).f(1).u(0).bytes(), "index 2"},
+		{"metrics not sorted", oneDevice().u(2).u(1).u(1).f(1).u(0).u(1).u(1).f(1).u(0).bytes(), "not sorted"},
+		{"time outside the window", oneDevice().u(1).u(1).u(1).f(1).u(10_000).bytes(), "outside the window"},
+		{"first after last", oneDevice().u(1).u(1).u(2).f(1).f(1).f(1).f(1).f(1).u(5).u(4).bytes(), "first time after last"},
+		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
+		{"window before closed-until", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).
+			i(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
+		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).i(0).u(0).raw(0).bytes(), "trailing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := sampleState(t)
+			before, _ := s.MarshalBinary()
+			err := s.UnmarshalBinary(tt.data)
+			if err == nil || !errors.Is(err, ErrCheckpoint) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want ErrCheckpoint containing %q", err, tt.want)
+			}
+			if after, _ := s.MarshalBinary(); !bytes.Equal(after, before) {
+				t.Fatal("a failed load changed the State")
+			}
+		})
+	}
+	// The hand-built body is otherwise valid.
+	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).i(0).u(0).bytes()
+	if err := NewState(testConfig()).UnmarshalBinary(ok); err != nil {
+		t.Fatalf("valid hand-built checkpoint refused: %v", err)
+	}
+}
+
+func TestUnmarshalEveryTruncationFails(t *testing.T) {
+	valid, _ := sampleState(t).MarshalBinary()
+	body := valid[:len(valid)-4]
+	for n := range len(body) {
+		// A correct checksum over a truncated body, so the decoder itself
+		// must notice.
+		if err := NewState(testConfig()).UnmarshalBinary(withCRC(body[:n])); err == nil {
+			t.Fatalf("body truncated to %d of %d bytes accepted", n, len(body))
+		}
+	}
+}
+
+// FuzzStateRoundTrip checks that UnmarshalBinary never panics, and that
+// whatever it accepts is a State that works, encodes canonically and loads
+// back the same. fixCRC recomputes the checksum so mutations reach the
+// decoder instead of stopping at the CRC.
+func FuzzStateRoundTrip(f *testing.F) {
+	empty, _ := NewState(testConfig()).MarshalBinary()
+	sample, _ := sampleState(f).MarshalBinary()
+	random := NewState(testConfig())
+	run(random, randomSteps(9, 150))
+	randomData, _ := random.MarshalBinary()
+	for _, seed := range [][]byte{empty, sample, randomData, nil, []byte("EFW\x01"), []byte("{}"), bytes.Repeat([]byte{0xff}, 40)} {
+		f.Add(seed, false)
+		f.Add(seed, true)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, fixCRC bool) {
+		if fixCRC && len(data) >= 4 {
+			data = withCRC(data[:len(data)-4])
+		}
+		s := NewState(testConfig())
+		if err := s.UnmarshalBinary(data); err != nil {
+			if !errors.Is(err, ErrCheckpoint) && !errors.Is(err, ErrCheckpointSizes) {
+				t.Fatalf("error %v wraps neither ErrCheckpoint nor ErrCheckpointSizes", err)
+			}
+			return
+		}
+		once, err := s.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded := NewState(testConfig())
+		if err := loaded.UnmarshalBinary(once); err != nil {
+			t.Fatalf("re-encoded checkpoint refused: %v", err)
+		}
+		if twice, _ := loaded.MarshalBinary(); !bytes.Equal(once, twice) {
+			t.Fatal("encoding is not stable")
+		}
+		// The State works: adding and closing neither panics nor loses
+		// the count of open windows.
+		for dev := range s.devices {
+			s.Add(reading.Reading{Site: dev.site, Device: dev.device, TS: t0, Metrics: map[string]float64{"t": 1}})
+		}
+		s.CloseDue(wall(t0), false)
+		flushAll(s)
+		if s.Open() != 0 {
+			t.Fatalf("Open() = %d after flushing", s.Open())
+		}
+	})
+}

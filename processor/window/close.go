@@ -1,0 +1,119 @@
+package window
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
+)
+
+// CloseDue closes and returns every complete window (package comment,
+// "Closing"): by event time, a window whose end is at or before its
+// device's watermark; and, only when caughtUp (the worker has read
+// everything currently in its partition), the windows of devices silent for
+// Lateness + IdleGrace past the window's end, by the wall clock now. With
+// caughtUp it also forgets devices silent for ForgetAfter.
+//
+// Called with caughtUp false, CloseDue depends only on the readings added:
+// it returns windows whose contents are already final, and calling it more
+// or less often changes no result.
+//
+// The aggregates are sorted by window end, length, site and device.
+func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
+	nowMs := min(max(now.UnixMilli(), MinTS), MaxTS)
+	var out []reading.Aggregate
+	for key, d := range s.devices {
+		limit := d.maxTS - s.lateness
+		if caughtUp {
+			limit = max(limit, s.idleLimit(d, nowMs))
+		}
+		for i, size := range s.sizes {
+			out = s.closeUntil(out, d, i, limit-size)
+		}
+		if caughtUp && s.forgettable(d, nowMs) {
+			for i := range d.sizes {
+				s.floor = max(s.floor, d.sizes[i].closedUntil)
+			}
+			delete(s.devices, key)
+		}
+	}
+	slices.SortFunc(out, compareAggregates)
+	return out
+}
+
+// idleLimit returns the latest window end that the wall clock closes for d:
+// d's clock offset from ingest's is (newest Received − newest event time),
+// so its clock now reads nowMs − offset.
+func (s *State) idleLimit(d *device, nowMs int64) int64 {
+	var offset int64
+	if d.lastRx != 0 {
+		offset = d.lastRx - d.maxTS
+	}
+	return nowMs - offset - s.lateness - s.idleGrace
+}
+
+// closeUntil closes the windows of length index i of d that start at or
+// before lastStart, appending their aggregates to out.
+func (s *State) closeUntil(out []reading.Aggregate, d *device, i int, lastStart int64) []reading.Aggregate {
+	ss := &d.sizes[i]
+	size := s.sizes[i]
+	n := 0
+	for n < len(ss.open) && ss.open[n].start <= lastStart {
+		w := ss.open[n]
+		end := w.start + size
+		if w.used() > 0 {
+			out = append(out, reading.Aggregate{
+				Site:    d.site,
+				Device:  d.name,
+				Window:  s.names[i],
+				Start:   w.start,
+				End:     end,
+				Metrics: w.stats(),
+			})
+		}
+		ss.closedUntil = max(ss.closedUntil, end)
+		if ss.spare == nil {
+			w.reset()
+			ss.spare = w
+		}
+		n++
+	}
+	if n > 0 {
+		rest := copy(ss.open, ss.open[n:])
+		clear(ss.open[rest:])
+		ss.open = ss.open[:rest]
+		s.open -= n
+	}
+	return out
+}
+
+// forgettable reports whether d may be dropped at nowMs (package comment,
+// "Forgetting"): no open window, and nothing known of it newer than the
+// horizon.
+func (s *State) forgettable(d *device, nowMs int64) bool {
+	if s.forgetAfter == 0 {
+		return false
+	}
+	horizon := nowMs - s.forgetAfter
+	if d.maxTS > horizon || d.lastRx > horizon {
+		return false
+	}
+	for i := range d.sizes {
+		if len(d.sizes[i].open) > 0 || d.sizes[i].closedUntil > horizon {
+			return false
+		}
+	}
+	return true
+}
+
+// compareAggregates orders closed windows by end, length, site and device:
+// a total order, since no two closed windows share all four.
+func compareAggregates(a, b reading.Aggregate) int {
+	return cmp.Or(
+		cmp.Compare(a.End, b.End),
+		cmp.Compare(a.End-a.Start, b.End-b.Start),
+		cmp.Compare(a.Site, b.Site),
+		cmp.Compare(a.Device, b.Device),
+	)
+}

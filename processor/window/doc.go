@@ -1,0 +1,75 @@
+// Package window computes event-time tumbling-window aggregates (count,
+// sum, min, max, mean, first, last per site, device and metric) for the
+// devices of one TELEMETRY partition. It does no I/O: a processor worker
+// feeds it the partition's readings in stream order, closes due windows,
+// writes them, and checkpoints the State with the stream sequence.
+//
+// # Determinism
+//
+// A State loaded from a checkpoint and fed the same readings and the same
+// CloseDue calls produces bit-identical aggregates. More than that, whether a
+// reading counts never depends on when CloseDue(…, false) is called: it
+// depends only on the readings before it in the stream and on the windows
+// closed by the wall clock. A replica replaying the stream after a takeover
+// therefore rebuilds exactly the windows its predecessor closed by event
+// time, whatever its batch boundaries.
+//
+// Closing by the wall clock (CloseDue with caughtUp) and forgetting are the
+// only decisions that depend on something outside the stream; they are
+// recorded in the State, so they are reproduced exactly once the State that
+// carries them is checkpointed.
+//
+// # Windows and lateness
+//
+// For each length, a reading with event time ts belongs to the window
+// [ts − ts mod size, … + size), aligned to the Unix epoch. Each device has a
+// watermark: its newest event time so far minus Lateness. For one length,
+// a reading is late, and changes nothing for that length, when its window
+//
+//   - ends at or before the device's watermark (the window is due, closed or
+//     not yet emitted), or
+//   - ends at or before the device's closed-until mark: the end of the
+//     newest window of that length already closed (by either rule) or
+//     forgotten.
+//
+// A reading late for one length still counts in the others. first is the
+// value with the smallest event time (ties: the one added first) and last
+// the value with the largest (ties: the one added last).
+//
+// # Closing
+//
+// CloseDue closes a window when its end is at or before the device's
+// watermark, and, when the worker is caught up with its partition, when the
+// device has been silent long enough:
+//
+//	end + Lateness + IdleGrace <= now − offset
+//
+// where offset = (newest Received) − (newest event time) of the device: the
+// skew between the device's clock and ingest's, plus transport latency. For
+// a device stamped by ingest (ts = Received) the offset is 0 and this is
+// plainly end + Lateness + IdleGrace <= now. With the offset, a device whose
+// clock lags, or that is uploading a buffered backlog, is closed only when
+// it actually went silent, instead of having each window closed while it is
+// still filling it. Devices that never carried Received are treated as
+// offset 0.
+//
+// # Forgetting
+//
+// A device entry (newest event time, newest Received, closed-until marks)
+// is small but would grow with device churn forever. CloseDue with
+// caughtUp drops a device when it has no open window and its newest event
+// time, its newest Received and all its closed-until marks are at or before
+// now − ForgetAfter. Dropping the closed-until marks must not let a very late
+// reading reopen a window that was already published (its rewrite would
+// replace the full aggregate in InfluxDB by a partial one), so the State
+// keeps one partition-wide forget floor: the largest closed-until mark of
+// any forgotten device. A device entry created afterwards starts with every
+// closed-until mark at the floor: its readings whose window ends at or
+// before the floor are late. Since the floor never exceeds
+// (the wall time of a forgetting) − ForgetAfter, this only refuses data
+// that is more than ForgetAfter old, from devices not currently tracked; and
+// devices whose clock runs ahead are never forgotten, so they cannot push
+// the floor into the present.
+//
+// A State is not safe for concurrent use: one worker owns one partition.
+package window

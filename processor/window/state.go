@@ -1,0 +1,188 @@
+package window
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
+)
+
+// deviceKey identifies a device: a struct of the reading's own strings, so
+// that looking a device up builds no key.
+type deviceKey struct{ site, device string }
+
+// device is the windowing state of one device.
+type device struct {
+	site, name string
+	// maxTS is the newest event time seen (watermark = maxTS − lateness).
+	maxTS int64
+	// lastRx is the newest Received seen, 0 when no reading carried one.
+	lastRx int64
+	// sizes[i] is the state for Config.Sizes[i].
+	sizes []sizeState
+}
+
+// sizeState is one device's state for one window length.
+type sizeState struct {
+	// closedUntil: every window of this length ending at or before it is
+	// closed; a reading for one of them is late.
+	closedUntil int64
+	// open windows, by ascending start.
+	open []*window
+	// spare is a closed window kept for reuse; never checkpointed.
+	spare *window
+}
+
+// State holds the open windows of all devices of one partition. Create it
+// with NewState, or load it with UnmarshalBinary. It is not safe for
+// concurrent use.
+type State struct {
+	cfg Config
+	// In Unix milliseconds, as readings are.
+	sizes                            []int64
+	names                            []string // reading.WindowName of each size
+	lateness, idleGrace, forgetAfter int64
+	devices                          map[deviceKey]*device
+	// floor is the forget floor (package comment): the largest closed-until
+	// mark of any forgotten device, math.MinInt64 when none was forgotten.
+	floor int64
+	open  int
+}
+
+// NewState returns an empty State. It panics if cfg is invalid: call
+// cfg.Validate when the configuration is read.
+func NewState(cfg Config) *State {
+	if err := cfg.Validate(); err != nil {
+		panic(fmt.Sprintf("window.NewState: %v", err))
+	}
+	s := &State{devices: make(map[deviceKey]*device), floor: math.MinInt64}
+	s.configure(cfg)
+	return s
+}
+
+// configure sets the configuration of s; cfg must be valid.
+func (s *State) configure(cfg Config) {
+	s.cfg = cfg.clone()
+	s.sizes = make([]int64, len(cfg.Sizes))
+	s.names = make([]string, len(cfg.Sizes))
+	for i, d := range cfg.Sizes {
+		s.sizes[i] = d.Milliseconds()
+		s.names[i] = reading.WindowName(d)
+	}
+	s.lateness = cfg.Lateness.Milliseconds()
+	s.idleGrace = cfg.IdleGrace.Milliseconds()
+	s.forgetAfter = cfg.ForgetAfter.Milliseconds()
+}
+
+// Config returns the configuration of s.
+func (s *State) Config() Config { return s.cfg.clone() }
+
+// Open returns the number of open windows, over all devices and lengths.
+func (s *State) Open() int { return s.open }
+
+// Devices returns the number of devices tracked.
+func (s *State) Devices() int { return len(s.devices) }
+
+// windowStart returns the start of the window of length size holding ts.
+func windowStart(ts, size int64) int64 {
+	m := ts % size
+	if m < 0 {
+		m += size
+	}
+	return ts - m
+}
+
+// Add folds one reading into the window of each length. It returns the
+// lengths for which the reading is late (package comment); those are not
+// changed, and the reading still counts in the others. A reading outside
+// [MinTS, MaxTS] is late for every length.
+//
+// r must be valid (reading.Validate): its names end up in aggregates.
+// A reading without metrics changes nothing. Once a device's window exists,
+// Add does not allocate unless the reading is late.
+func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
+	if len(r.Metrics) == 0 {
+		return nil
+	}
+	if r.TS < MinTS || r.TS > MaxTS {
+		return s.Config().Sizes
+	}
+	d := s.devices[deviceKey{r.Site, r.Device}]
+	if d == nil {
+		d = s.newDevice(r.Site, r.Device, r.TS)
+	}
+	watermark := d.maxTS - s.lateness
+	var targets [MaxSizes]*window
+	for i, size := range s.sizes {
+		start := windowStart(r.TS, size)
+		end := start + size
+		ss := &d.sizes[i]
+		if end <= watermark || end <= ss.closedUntil {
+			lateFor = append(lateFor, s.cfg.Sizes[i])
+			continue
+		}
+		targets[i] = s.windowAt(ss, start)
+	}
+	if len(lateFor) < len(s.sizes) {
+		for name, v := range r.Metrics {
+			for _, w := range targets[:len(s.sizes)] {
+				if w != nil {
+					w.observe(name, v, r.TS)
+				}
+			}
+		}
+	}
+	if r.TS > d.maxTS {
+		d.maxTS = r.TS
+	}
+	if r.Received > d.lastRx && r.Received <= MaxTS {
+		d.lastRx = r.Received
+	}
+	return lateFor
+}
+
+// newDevice adds a device, seen first at event time ts. Its closed-until
+// marks start at the forget floor, so that it cannot reopen a window it had
+// published before it was forgotten.
+func (s *State) newDevice(site, name string, ts int64) *device {
+	d := &device{
+		site:  strings.Clone(site),
+		name:  strings.Clone(name),
+		maxTS: ts,
+		sizes: make([]sizeState, len(s.sizes)),
+	}
+	for i := range d.sizes {
+		d.sizes[i].closedUntil = s.floor
+	}
+	s.devices[deviceKey{d.site, d.name}] = d
+	return d
+}
+
+// windowAt returns the open window starting at start, opening it if needed.
+// Readings mostly go to the newest window, so the search runs backwards.
+func (s *State) windowAt(ss *sizeState, start int64) *window {
+	i := len(ss.open)
+	for ; i > 0; i-- {
+		w := ss.open[i-1]
+		if w.start == start {
+			return w
+		}
+		if w.start < start {
+			break
+		}
+	}
+	w := ss.spare
+	if w != nil {
+		ss.spare = nil
+	} else {
+		w = &window{}
+	}
+	w.start = start
+	ss.open = append(ss.open, nil)
+	copy(ss.open[i+1:], ss.open[i:])
+	ss.open[i] = w
+	s.open++
+	return w
+}
