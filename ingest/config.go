@@ -24,7 +24,7 @@ type Config struct {
 	MQTTPassword string   `envconfig:"MQTT_PASSWORD" desc:"MQTT password (optional; never logged)"`
 	ClientID     string   `envconfig:"INGEST_CLIENT_ID" desc:"MQTT client id; must be stable across restarts for the persistent session (default edgeflow-ingest-<hostname>)"`
 	Topics       []string `envconfig:"INGEST_TOPICS" default:"sensors/+/+,sensors/+/+/+" desc:"MQTT topic filters to subscribe to"`
-	ShareGroup   string   `envconfig:"INGEST_SHARE_GROUP" default:"ingest" desc:"shared-subscription group ($share/<group>/...) so replicas split the load; empty subscribes plainly (NATS's MQTT listener has no shared subscriptions)"`
+	ShareGroup   string   `envconfig:"INGEST_SHARE_GROUP" desc:"shared-subscription group ($share/<group>/...) for several ingest replicas on one broker; empty (default) subscribes plainly, which is the only mode that survives a Mosquitto 2.0 restart without loss (it does not persist shared subscriptions)"`
 	HTTPAddr     string   `envconfig:"INGEST_HTTP_ADDR" default:":8081" desc:"address of /healthz, /readyz, /metrics"`
 
 	MaxPayload int           `envconfig:"INGEST_MAX_PAYLOAD" default:"65536" desc:"largest accepted payload in bytes; larger ones are dead-lettered"`

@@ -23,9 +23,10 @@ type Config struct {
 	ID       string `envconfig:"PROCESSOR_ID" desc:"unique replica id (default: hostname, the pod name in K3s)"`
 	HTTPAddr string `envconfig:"PROCESSOR_HTTP_ADDR" default:":8082" desc:"address of /healthz, /readyz, /metrics"`
 
-	Windows   []time.Duration `envconfig:"PROCESSOR_WINDOWS" default:"10s,1m" desc:"tumbling window lengths"`
-	Lateness  time.Duration   `envconfig:"PROCESSOR_LATENESS" default:"5s" desc:"how late (event time) a reading may arrive and still count in its window"`
-	IdleGrace time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra wall-clock wait before closing the windows of a device that went silent"`
+	Windows     []time.Duration `envconfig:"PROCESSOR_WINDOWS" default:"10s,1m" desc:"tumbling window lengths"`
+	Lateness    time.Duration   `envconfig:"PROCESSOR_LATENESS" default:"5s" desc:"how late (event time) a reading may arrive and still count in its window"`
+	IdleGrace   time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra wall-clock wait before closing the windows of a device that went silent"`
+	ForgetAfter time.Duration   `envconfig:"PROCESSOR_FORGET_AFTER" default:"24h" desc:"how long a silent device's window marks are kept; older readings from it count as late"`
 
 	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"1s" desc:"how often a partition writes to InfluxDB and checkpoints"`
 	BatchSize     int           `envconfig:"PROCESSOR_BATCH_SIZE" default:"5000" desc:"readings fetched per request and most readings per InfluxDB write"`
@@ -59,7 +60,7 @@ func LoadConfig() (Config, error) {
 
 // Window is the windowing configuration.
 func (c Config) Window() window.Config {
-	return window.Config{Sizes: c.Windows, Lateness: c.Lateness, IdleGrace: c.IdleGrace}
+	return window.Config{Sizes: c.Windows, Lateness: c.Lateness, IdleGrace: c.IdleGrace, ForgetAfter: c.ForgetAfter}
 }
 
 // Validate reports every problem at once.

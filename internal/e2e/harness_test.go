@@ -225,7 +225,6 @@ func (p *pipeline) startIngest(name string, env ...string) *devenv.Process {
 	proc := p.service(name, bins.ingest, append([]string{
 		"EDGEFLOW_MQTT_URL=" + p.mqttURL,
 		"EDGEFLOW_INGEST_CLIENT_ID=" + name,
-		"EDGEFLOW_INGEST_SHARE_GROUP=ingest",
 	}, env...)...)
 	p.ingests = append(p.ingests, proc)
 	return proc

@@ -180,11 +180,18 @@ func TestInfluxDBOutageLosesNothing(t *testing.T) {
 }
 
 // Mosquitto restarted mid-stream: whatever the broker acknowledged to the
-// publisher reaches the windows; nothing is counted twice.
+// publisher reaches the windows; nothing is counted twice. (This holds for
+// ingest's default plain subscription. Mosquitto 2.0 does not persist shared
+// subscriptions, so with EDGEFLOW_INGEST_SHARE_GROUP set, what devices publish
+// between the broker's restart and ingest's re-subscription is dropped by
+// the broker: see docs/operations.md.)
 func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 	p := newPipeline(t, options{})
-	p.startIngest("ingest-a")
-	p.startProcessor("a")
+	ing := p.startIngest("ingest-a")
+	// Readings held up by the restart arrive seconds late; a lateness that
+	// covers the outage keeps them in their windows (with the tests' usual 2 s
+	// they would be dead-lettered as late, by design).
+	proc := p.startProcessor("a", "EDGEFLOW_PROCESSOR_LATENESS=20s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan loadReport, 1)
@@ -204,7 +211,7 @@ func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 	// Wait for the counts to settle, then bound them: at least what was
 	// acknowledged, at most what was attempted (never a duplicate).
 	var got, last int64 = 0, -1
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		got = p.windowCount("10s", "temperature")
 		if got >= r.Totals.Acked && got == last {
@@ -217,7 +224,11 @@ func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 		time.Sleep(3 * time.Second)
 	}
 	if got < r.Totals.Acked || got > r.Totals.Attempted {
-		t.Fatalf("counted %d, want between acknowledged %d and attempted %d", got, r.Totals.Acked, r.Totals.Attempted)
+		t.Fatalf("counted %d, want between acknowledged %d and attempted %d (ingest in %v out %v duplicates %v; processor in %v late %v)",
+			got, r.Totals.Acked, r.Totals.Attempted,
+			metric(t, ing.URL, "edgeflow_ingest_messages_in_total"), metric(t, ing.URL, "edgeflow_ingest_messages_out_total"),
+			metric(t, ing.URL, `edgeflow_ingest_messages_dropped_total{reason="duplicate"}`),
+			metric(t, proc.URL, "edgeflow_processor_messages_in_total"), metric(t, proc.URL, "edgeflow_processor_late_total"))
 	}
 	if two := p.windowCount("2s", "temperature"); two != got {
 		t.Fatalf("2s windows count %d, 10s windows %d: must agree", two, got)
@@ -262,4 +273,22 @@ func metric(t *testing.T, base, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// Two ingest replicas in one shared-subscription group split the messages
+// between them, and the counts stay exact.
+func TestIngestReplicasShareTheLoad(t *testing.T) {
+	p := newPipeline(t, options{})
+	a := p.startIngest("ingest-a", "EDGEFLOW_INGEST_SHARE_GROUP=ingest")
+	b := p.startIngest("ingest-b", "EDGEFLOW_INGEST_SHARE_GROUP=ingest")
+	p.startProcessor("a")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	r := p.loadgen(ctx, "-devices", "40", "-rate", "2000", "-count", "6000")
+	p.expectCounts("temperature", r.Totals.Acked, 60*time.Second)
+	inA := metric(t, a.URL, "edgeflow_ingest_messages_in_total")
+	inB := metric(t, b.URL, "edgeflow_ingest_messages_in_total")
+	if inA == 0 || inB == 0 || inA+inB != float64(r.Totals.Acked) {
+		t.Fatalf("replicas received %v and %v messages, want both > 0 and %d in all", inA, inB, r.Totals.Acked)
+	}
 }
