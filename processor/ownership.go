@@ -44,8 +44,9 @@ type Ownership struct {
 	log   *slog.Logger
 	start func(ctx context.Context, p int, stop <-chan struct{}) error
 
-	owned   map[int]*lease
-	ownedGa prometheus.Gauge
+	owned    map[int]*lease
+	stopping map[int]*lease // lost or released, worker not yet returned
+	ownedGa  prometheus.Gauge
 }
 
 type lease struct {
@@ -59,7 +60,7 @@ type lease struct {
 // until stop is closed (flush, then return) or its context ends (abort).
 func NewOwnership(kv jetstream.KeyValue, id string, partitions int, ttl, drain time.Duration, log *slog.Logger,
 	reg prometheus.Registerer, start func(ctx context.Context, p int, stop <-chan struct{}) error) *Ownership {
-	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{},
+	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{}, stopping: map[int]*lease{},
 		ownedGa: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_partitions_owned",
 			Help: "TELEMETRY partitions this replica processes."})}
 	reg.MustRegister(o.ownedGa)
@@ -96,6 +97,13 @@ func (o *Ownership) Owned() []int {
 
 func (o *Ownership) rebalance(ctx context.Context) error {
 	defer func() { o.ownedGa.Set(float64(len(o.owned))) }()
+	for p, l := range o.stopping {
+		select {
+		case <-l.done:
+			delete(o.stopping, p)
+		default:
+		}
+	}
 	// Workers that ended on their own (lost ownership, fatal error) are gone.
 	for p, l := range o.owned {
 		select {
@@ -114,9 +122,12 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		rev, err := o.kv.Update(ctx, leaseKey(p), []byte(o.id), l.rev)
 		if err != nil {
 			if isConflict(err) {
+				// Not waited for here: a worker stuck on a dead connection
+				// must not hold up the renewal of the other leases.
 				o.log.Warn("lease lost; stopping partition", "partition", p)
 				l.cancel()
-				<-l.done
+				l.done = forward(l.done)
+				o.stopping[p] = l
 				delete(o.owned, p)
 				continue
 			}
@@ -140,6 +151,9 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 	for p := range mine {
 		if _, ok := o.owned[p]; ok {
 			continue
+		}
+		if _, ok := o.stopping[p]; ok {
+			continue // its last worker here has not returned yet
 		}
 		rev, err := o.kv.Create(ctx, leaseKey(p), []byte(o.id))
 		if err != nil {
@@ -201,6 +215,9 @@ func (o *Ownership) releaseAll() {
 		})
 	}
 	wg.Wait()
+	for _, l := range o.stopping {
+		<-l.done
+	}
 	// A fresh context: the drain one may have run out.
 	dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer dcancel()
@@ -245,4 +262,12 @@ func memberKey(id string) string { return "members." + id }
 func isConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) ||
 		strings.Contains(err.Error(), "wrong last sequence")
+}
+
+// forward returns a channel that is closed once done yields, so both a
+// finished and a pending worker can be polled without losing its result.
+func forward(done chan error) chan error {
+	out := make(chan error, 1)
+	go func() { out <- <-done; close(out) }()
+	return out
 }

@@ -104,12 +104,16 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		wait := max(w.cfg.FlushInterval-w.now().Sub(w.lastFlush), 50*time.Millisecond)
 		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(wait))
 		if err != nil {
+			// The ordered consumer gave up recreating itself (NATS away):
+			// start a new one from our own position once NATS answers.
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			w.metrics.Retries.WithLabelValues("fetch").Inc()
-			w.log.Warn("fetch", "partition", w.p, "err", err)
-			time.Sleep(500 * time.Millisecond)
+			w.log.Warn("fetch failed; recreating consumer", "partition", w.p, "err", err)
+			if cons, err = w.consumer(ctx); err != nil {
+				return err
+			}
 			continue
 		}
 		caughtUp, pending := true, w.pending
@@ -137,7 +141,10 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 
 // consumer reads the partition in order from just after the checkpoint.
 func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}}
+	// MaxResetAttempts bounds how long a Fetch may block recreating the
+	// consumer after a NATS restart (unbounded by default, and deaf to our
+	// context); the loop in run recreates it instead.
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}, MaxResetAttempts: 2}
 	if w.seq > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = w.seq + 1

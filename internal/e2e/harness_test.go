@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -211,10 +212,16 @@ func (p *pipeline) service(name, bin string, env ...string) *devenv.Process {
 		p.t.Fatal(err)
 	}
 	p.t.Cleanup(func() {
+		if p.t.Failed() {
+			// A goroutine dump in the log shows where a stuck service waits.
+			_ = syscall.Kill(proc.Pid(), syscall.SIGQUIT)
+			time.Sleep(500 * time.Millisecond)
+		}
 		_ = proc.Stop(context.Background())
 		if p.t.Failed() {
 			if log, err := proc.Log(); err == nil {
-				p.t.Logf("--- %s log (tail) ---\n%s", name, tail(log, 6000))
+				p.t.Logf("--- %s log (tail; whole log in test-artifacts/) ---\n%s", name, tail(log, 3000))
+				saveArtifact(p.t, name+".log", log)
 			}
 		}
 	})
@@ -387,4 +394,16 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "…" + s[len(s)-n:]
+}
+
+// saveArtifact keeps a file of a failed test under <repo>/test-artifacts/.
+func saveArtifact(t *testing.T, name, content string) {
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		return
+	}
+	dir := filepath.Join(root, "test-artifacts", strings.ReplaceAll(t.Name(), "/", "_"))
+	if os.MkdirAll(dir, 0o755) == nil {
+		_ = os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
 }
