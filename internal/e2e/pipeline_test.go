@@ -303,7 +303,9 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	done := make(chan loadReport, 1)
-	go func() { done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "20s", "-count", "20000") }()
+	go func() {
+		done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "20s", "-count", "20000")
+	}()
 	time.Sleep(5 * time.Second)
 	p.nats.Shutdown()
 	p.nats.WaitForShutdown()
