@@ -28,14 +28,16 @@ import (
 // Config of the local stack (EDGEFLOW_DEV_* and EDGEFLOW_SIM). The services
 // themselves read their own EDGEFLOW_* variables, which pass through.
 type Config struct {
-	Sim          string        `envconfig:"SIM" default:"on" desc:"run the sensor simulation (on/off)"`
-	DataDir      string        `envconfig:"DEV_DATA_DIR" default:".data" desc:"where NATS, InfluxDB and logs keep their state"`
-	Host         string        `envconfig:"DEV_HOST" default:"127.0.0.1" desc:"address every local server listens on"`
-	NATSPort     int           `envconfig:"DEV_NATS_PORT" default:"4222" desc:"embedded NATS client port"`
-	MQTTPort     int           `envconfig:"DEV_MQTT_PORT" default:"1883" desc:"embedded NATS MQTT listener port"`
-	InfluxPort   int           `envconfig:"DEV_INFLUX_PORT" default:"8086" desc:"InfluxDB HTTP port"`
-	SyncInterval time.Duration `envconfig:"DEV_NATS_SYNC_INTERVAL" default:"1s" desc:"JetStream fsync interval: a power cut loses at most this much acknowledged data"`
-	Processors   int           `envconfig:"DEV_PROCESSORS" default:"1" desc:"processor replicas to run"`
+	Sim           string        `envconfig:"SIM" default:"on" desc:"run the sensor simulation (on/off)"`
+	DataDir       string        `envconfig:"DEV_DATA_DIR" default:".data" desc:"where NATS, InfluxDB and logs keep their state"`
+	Host          string        `envconfig:"DEV_HOST" default:"127.0.0.1" desc:"address every local server listens on"`
+	NATSPort      int           `envconfig:"DEV_NATS_PORT" default:"4222" desc:"embedded NATS client port"`
+	MQTTPort      int           `envconfig:"DEV_MQTT_PORT" default:"1883" desc:"embedded NATS MQTT listener port"`
+	InfluxPort    int           `envconfig:"DEV_INFLUX_PORT" default:"8086" desc:"InfluxDB HTTP port"`
+	SyncInterval  time.Duration `envconfig:"DEV_NATS_SYNC_INTERVAL" default:"1s" desc:"JetStream fsync interval: a power cut loses at most this much acknowledged data"`
+	Processors    int           `envconfig:"DEV_PROCESSORS" default:"1" desc:"processor replicas to run"`
+	IngestPort    int           `envconfig:"DEV_INGEST_PORT" default:"8081" desc:"ingest's /metrics, /healthz, /readyz port"`
+	ProcessorPort int           `envconfig:"DEV_PROCESSOR_PORT" default:"8082" desc:"first processor's /metrics port (the next replicas take the following ports)"`
 }
 
 func main() {
@@ -118,9 +120,9 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 		"EDGEFLOW_INGEST_SHARE_GROUP=",
 		"EDGEFLOW_INGEST_CLIENT_ID=edgeflow-ingest-local",
 	}
-	ports, err := devenv.FreePorts(1 + cfg.Processors)
-	if err != nil {
-		return err
+	ports := []int{cfg.IngestPort}
+	for i := range cfg.Processors {
+		ports = append(ports, cfg.ProcessorPort+i)
 	}
 	start := func(name, binName string, port int, extra ...string) error {
 		addr := net(cfg.Host, port)
