@@ -3,6 +3,8 @@ package service
 import (
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
@@ -22,4 +24,34 @@ func PrintEnv(w io.Writer, service string, spec any) {
 		fmt.Fprintln(w, "error:", err)
 	}
 	tw.Flush()
+}
+
+// EnvKeys lists the EDGEFLOW_* variables of spec, for tests that check the
+// README documents every one.
+func EnvKeys(spec any) ([]string, error) {
+	var b strings.Builder
+	if err := envconfig.Usagef("edgeflow", spec, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		return nil, err
+	}
+	return strings.Fields(b.String()), nil
+}
+
+// CheckDocumented returns the variables of spec that the README at path does
+// not mention.
+func CheckDocumented(path string, spec any) ([]string, error) {
+	readme, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := EnvKeys(spec)
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	for _, k := range keys {
+		if !strings.Contains(string(readme), "`"+k+"`") {
+			missing = append(missing, k)
+		}
+	}
+	return missing, nil
 }
