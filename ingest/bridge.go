@@ -155,20 +155,13 @@ func (b *Bridge) prepare(m mqtt.Message) *delivery {
 	d := &delivery{mqtt: m, received: now}
 	readings, err := decode.Decode(m.Topic(), m.Payload(), now, b.limits)
 	if err != nil {
-		reason := string(decode.ReasonOf(err))
-		b.log.Debug("rejected message", "reason", reason, "err", err)
-		b.metrics.DeadLettered.WithLabelValues(reason).Inc()
-		d.rejected = true
-		d.msgs = []*nats.Msg{bus.DeadLetter{
-			Service: "ingest", Reason: reason, Detail: err.Error(), Source: m.Topic(), Body: m.Payload(),
-		}.Msg(now)}
-		return d
+		return b.reject(d, string(decode.ReasonOf(err)), err)
 	}
 	for i := range readings {
 		r := &readings[i]
 		data, err := r.Marshal()
-		if err != nil { // a validated reading always marshals; keep the message with the broker if not
-			panic(fmt.Sprintf("marshal validated reading: %v", err))
+		if err != nil { // cannot happen for a validated reading; never crash on it
+			return b.reject(&delivery{mqtt: m, received: now}, "internal", err)
 		}
 		msg := nats.NewMsg(reading.TelemetrySubject(r.Site, r.Device))
 		msg.Data = data
@@ -177,6 +170,17 @@ func (b *Bridge) prepare(m mqtt.Message) *delivery {
 		}
 		d.msgs = append(d.msgs, msg)
 	}
+	return d
+}
+
+// reject turns d into one dead-letter record saying why m was refused.
+func (b *Bridge) reject(d *delivery, reason string, err error) *delivery {
+	b.log.Debug("rejected message", "reason", reason, "err", err)
+	b.metrics.DeadLettered.WithLabelValues(reason).Inc()
+	d.rejected = true
+	d.msgs = []*nats.Msg{bus.DeadLetter{
+		Service: "ingest", Reason: reason, Detail: err.Error(), Source: d.mqtt.Topic(), Body: d.mqtt.Payload(),
+	}.Msg(d.received)}
 	return d
 }
 
