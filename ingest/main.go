@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"sync"
 	"time"
 
@@ -21,23 +20,7 @@ import (
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
-func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "env") {
-		service.PrintEnv(os.Stdout, "ingest", &Config{})
-		return
-	}
-	log := service.NewLogger("ingest")
-	cfg, err := LoadConfig()
-	if err != nil {
-		service.Fatal(log, "invalid configuration", err)
-	}
-	ctx, stop := service.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		service.Fatal(log, "ingest failed", err)
-	}
-	log.Info("stopped")
-}
+func main() { service.Main("ingest", LoadConfig, run) }
 
 func run(ctx context.Context, cfg Config) error {
 	log := service.NewLogger("ingest")

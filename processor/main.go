@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,23 +20,7 @@ import (
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
-func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "env") {
-		service.PrintEnv(os.Stdout, "processor", &Config{})
-		return
-	}
-	log := service.NewLogger("processor")
-	cfg, err := LoadConfig()
-	if err != nil {
-		service.Fatal(log, "invalid configuration", err)
-	}
-	ctx, stop := service.SignalContext()
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		service.Fatal(log, "processor failed", err)
-	}
-	log.Info("stopped")
-}
+func main() { service.Main("processor", LoadConfig, run) }
 
 func run(ctx context.Context, cfg Config) error {
 	log := service.NewLogger("processor").With("replica", cfg.ID)

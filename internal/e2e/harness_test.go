@@ -289,6 +289,17 @@ func (p *pipeline) loadgen(ctx context.Context, args ...string) loadReport {
 	return r
 }
 
+// loadgenWithFault runs the load generator and, after the given time, the
+// fault; it returns when both are done.
+func (p *pipeline) loadgenWithFault(ctx context.Context, after time.Duration, fault func(), args ...string) loadReport {
+	p.t.Helper()
+	done := make(chan loadReport, 1)
+	go func() { done <- p.loadgen(ctx, args...) }()
+	time.Sleep(after)
+	fault()
+	return <-done
+}
+
 // influxQL runs a query on the test's database and returns the first value
 // of the first series (0 when there is none).
 func (p *pipeline) influxQL(q string) (float64, error) {

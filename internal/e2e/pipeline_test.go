@@ -136,14 +136,12 @@ func TestProcessorKilledMidStreamKeepsCountsExact(t *testing.T) {
 	p.startProcessor("b")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	done := make(chan loadReport, 1)
-	go func() { done <- p.loadgen(ctx, "-devices", "64", "-rate", "2000", "-count", "30000") }()
-	time.Sleep(6 * time.Second)
-	if err := a.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	t.Log("processor a killed")
-	r := <-done
+	r := p.loadgenWithFault(ctx, 6*time.Second, func() {
+		if err := a.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("processor a killed")
+	}, "-devices", "64", "-rate", "2000", "-count", "30000")
 	if r.Totals.Failed != 0 {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}
@@ -158,21 +156,17 @@ func TestInfluxDBOutageLosesNothing(t *testing.T) {
 	p.startProcessor("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	done := make(chan loadReport, 1)
-	go func() {
-		done <- p.loadgen(ctx, "-devices", "40", "-rate", "1000", "-duration", "45s", "-count", "45000")
-	}()
-	time.Sleep(5 * time.Second)
-	if err := p.influx.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Log("influxdb stopped")
-	time.Sleep(30 * time.Second)
-	if err := p.influx.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Log("influxdb restarted")
-	r := <-done
+	r := p.loadgenWithFault(ctx, 5*time.Second, func() {
+		if err := p.influx.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("influxdb stopped")
+		time.Sleep(30 * time.Second)
+		if err := p.influx.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("influxdb restarted")
+	}, "-devices", "40", "-rate", "1000", "-duration", "45s", "-count", "45000")
 	if r.Totals.Failed != 0 {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}
@@ -194,20 +188,16 @@ func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 	proc := p.startProcessor("a", "EDGEFLOW_PROCESSOR_LATENESS=20s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	done := make(chan loadReport, 1)
-	go func() {
-		done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "16s", "-count", "16000")
-	}()
-	time.Sleep(5 * time.Second)
-	if err := p.mqtt.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-	if err := p.mqtt.Restart(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Log("mosquitto restarted")
-	r := <-done
+	r := p.loadgenWithFault(ctx, 5*time.Second, func() {
+		if err := p.mqtt.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if err := p.mqtt.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Log("mosquitto restarted")
+	}, "-devices", "30", "-rate", "1000", "-duration", "16s", "-count", "16000")
 	// Wait for the counts to settle, then bound them: at least what was
 	// acknowledged, at most what was attempted (never a duplicate).
 	var got, last int64 = 0, -1
@@ -302,32 +292,28 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	p.startProcessor("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	done := make(chan loadReport, 1)
-	go func() {
-		done <- p.loadgen(ctx, "-devices", "30", "-rate", "1000", "-duration", "20s", "-count", "20000")
-	}()
-	time.Sleep(5 * time.Second)
-	p.nats.Shutdown()
-	p.nats.WaitForShutdown()
-	t.Log("nats stopped")
-	notReady := false
-	for range 50 {
-		if resp, err := http.Get(ing.URL + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusServiceUnavailable {
-				notReady = true
-				break
+	r := p.loadgenWithFault(ctx, 5*time.Second, func() {
+		p.nats.Shutdown()
+		p.nats.WaitForShutdown()
+		t.Log("nats stopped")
+		notReady := false
+		for range 50 {
+			if resp, err := http.Get(ing.URL + "/readyz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusServiceUnavailable {
+					notReady = true
+					break
+				}
 			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if !notReady {
-		t.Error("ingest stayed ready while NATS was down")
-	}
-	time.Sleep(4 * time.Second)
-	p.startNATS()
-	t.Log("nats restarted")
-	r := <-done
+		if !notReady {
+			t.Error("ingest stayed ready while NATS was down")
+		}
+		time.Sleep(4 * time.Second)
+		p.startNATS()
+		t.Log("nats restarted")
+	}, "-devices", "30", "-rate", "1000", "-duration", "20s", "-count", "20000")
 	if r.Totals.Failed != 0 {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}

@@ -35,3 +35,26 @@ func Fatal(log *slog.Logger, msg string, err error) {
 	log.Error(msg, "err", err)
 	os.Exit(1)
 }
+
+// Main is every service's main: `<binary> env` prints its variables;
+// otherwise it loads the configuration (refusing to start on an invalid
+// one), runs until SIGTERM or SIGINT, and exits 1 if run failed.
+func Main[C any](name string, load func() (C, error), run func(context.Context, C) error) {
+	if len(os.Args) > 1 && (os.Args[1] == "env" || os.Args[1] == "-h" || os.Args[1] == "--help") {
+		var spec C
+		PrintEnv(os.Stdout, name, &spec)
+		return
+	}
+	log := NewLogger(name)
+	cfg, err := load()
+	if err != nil {
+		Fatal(log, "invalid configuration", err)
+	}
+	ctx, stop := SignalContext()
+	err = run(ctx, cfg)
+	stop()
+	if err != nil {
+		Fatal(log, name+" failed", err)
+	}
+	log.Info("stopped")
+}
