@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,20 +86,27 @@ func Ready(nc *nats.Conn) func(context.Context) error {
 	}
 }
 
-func redact(url string) string {
-	// nats URLs may carry user:password@; never log them.
-	for i := 0; i+3 <= len(url); i++ {
-		if url[i:i+3] == "://" {
-			rest := url[i+3:]
-			for j := 0; j < len(rest); j++ {
-				if rest[j] == '@' {
-					return url[:i+3] + "***@" + rest[j+1:]
-				}
-				if rest[j] == '/' {
-					break
-				}
-			}
+// redact hides the credentials of every URL in a comma-separated list:
+// nats.go accepts user:password@host, and an unescaped '@' in the password
+// is legal, so everything up to the last '@' of a URL goes.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		scheme, rest, ok := strings.Cut(strings.TrimSpace(p), "://")
+		if !ok {
+			scheme, rest = "", strings.TrimSpace(p)
 		}
+		host := rest
+		if slash := strings.IndexAny(rest, "/?#"); slash >= 0 {
+			host = rest[:slash]
+		}
+		if at := strings.LastIndex(host, "@"); at >= 0 {
+			rest = "***@" + rest[at+1:]
+		}
+		if ok {
+			rest = scheme + "://" + rest
+		}
+		parts[i] = rest
 	}
-	return url
+	return strings.Join(parts, ",")
 }

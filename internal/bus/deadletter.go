@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,7 +67,7 @@ func (d DeadLetter) Publish(ctx context.Context, js jetstream.JetStream, now tim
 
 func headerValue(s string, max int) string {
 	s = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' || r == 0xfffd {
 			return ' '
 		}
 		return r

@@ -132,7 +132,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfgs ...jetstream.Strea
 		if cfg.Name == StreamTelemetry {
 			if s, err := js.Stream(ctx, cfg.Name); err == nil {
 				have := s.CachedInfo().Config.Metadata[PartitionsKey]
-				if want := cfg.Metadata[PartitionsKey]; have != "" && have != want {
+				if have == "" {
+					return fmt.Errorf("stream %s exists without %s metadata (not created by edgeflow): refusing to change its partitioning", cfg.Name, PartitionsKey)
+				}
+				if want := cfg.Metadata[PartitionsKey]; have != want {
 					return fmt.Errorf("stream %s has %s partitions, configuration asks for %s: partitions cannot change on a live stream",
 						cfg.Name, have, want)
 				}

@@ -24,8 +24,9 @@ func ValidName(s string) bool {
 	return true
 }
 
-// Truncate shortens s to at most n bytes on a rune boundary, for quoting
-// untrusted input in error messages and dead-letter reasons.
+// Truncate shortens s to at most n bytes on a rune boundary and marks the cut
+// with "…" (3 more bytes), for quoting untrusted input in error messages and
+// dead-letter reasons.
 func Truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
