@@ -13,9 +13,7 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 
-	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
 // Measurements of the InfluxDB schema in ../shared/ARCHITECTURE.md.
@@ -117,14 +115,14 @@ func (f *Influx) influxQL(ctx context.Context, q string) error {
 	return nil
 }
 
-// Write sends points in one request. Points are idempotent (same
-// measurement, tags and time overwrite), so a retry after an unclear failure
-// is safe.
-func (f *Influx) Write(ctx context.Context, points []*write.Point) error {
-	if len(points) == 0 {
+// Write sends line-protocol lines in one request. Points are idempotent
+// (same measurement, tags and time overwrite), so a retry after an unclear
+// failure is safe.
+func (f *Influx) Write(ctx context.Context, lines string) error {
+	if lines == "" {
 		return nil
 	}
-	return f.write.WritePoint(ctx, points...)
+	return f.write.WriteRecord(ctx, lines)
 }
 
 // Rejected reports whether InfluxDB refused the request's content, as
@@ -137,28 +135,4 @@ func Rejected(err error) bool {
 			he.StatusCode != http.StatusUnauthorized && he.StatusCode != http.StatusForbidden
 	}
 	return false
-}
-
-// RawPoint is a reading as a point of the raw measurement.
-func RawPoint(r *reading.Reading) *write.Point {
-	fields := make(map[string]any, len(r.Metrics))
-	for k, v := range r.Metrics {
-		fields[k] = v
-	}
-	return write.NewPoint(MeasurementRaw,
-		map[string]string{"site": r.Site, "device": r.Device},
-		fields, time.UnixMilli(r.TS))
-}
-
-// WindowPoints are an aggregate's points, one per metric, at the window start.
-func WindowPoints(a *reading.Aggregate) []*write.Point {
-	out := make([]*write.Point, 0, len(a.Metrics))
-	for metric, s := range a.Metrics {
-		out = append(out, write.NewPoint(MeasurementWindowPrefix+a.Window,
-			map[string]string{"site": a.Site, "device": a.Device, "metric": metric},
-			map[string]any{"count": s.Count, "sum": s.Sum, "min": s.Min, "max": s.Max,
-				"mean": s.Mean, "first": s.First, "last": s.Last},
-			time.UnixMilli(a.Start)))
-	}
-	return out
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -32,23 +31,61 @@ func TestRejectedTellsContentErrorsFromOutages(t *testing.T) {
 	}
 }
 
-func TestPointsFollowTheSchema(t *testing.T) {
+func TestBatchFollowsTheSchema(t *testing.T) {
+	var b Batch
 	r := reading.Reading{Site: "lab", Device: "t1", TS: 1732560000123, Metrics: map[string]float64{"temperature": 21.5}}
-	raw := write.PointToLineProtocol(RawPoint(&r), time.Millisecond)
-	if want := "telemetry,device=t1,site=lab temperature=21.5 1732560000123\n"; raw != want {
-		t.Fatalf("raw point %q, want %q", raw, want)
-	}
+	b.AddReading(&r)
 	a := reading.Aggregate{Site: "lab", Device: "t1", Window: "1m", Start: 1732560000000, End: 1732560060000,
-		Metrics: map[string]reading.Stats{"temperature": {Count: 3, Sum: 6, Min: 1, Max: 3, Mean: 2, First: 1, Last: 3}}}
-	pts := WindowPoints(&a)
-	if len(pts) != 1 {
-		t.Fatalf("%d points, want 1", len(pts))
+		Metrics: map[string]reading.Stats{"temperature": {Count: 3, Sum: 6, Min: 1, Max: 3, Mean: 2, First: 1, Last: 3e21}}}
+	b.AddAggregate(&a)
+	if b.Len() != 2 {
+		t.Fatalf("%d lines, want 2", b.Len())
 	}
-	line := write.PointToLineProtocol(pts[0], time.Millisecond)
-	for _, part := range []string{"telemetry_1m,device=t1,metric=temperature,site=lab ", "count=3i", "sum=6", "min=1", "max=3",
-		"mean=2", "first=1", "last=3", " 1732560000000\n"} {
-		if !strings.Contains(line, part) {
-			t.Errorf("window point %q lacks %q", line, part)
+	if got, want := b.Lines(0, 1), "telemetry,device=t1,site=lab temperature=21.5 1732560000123\n"; got != want {
+		t.Fatalf("raw line %q, want %q", got, want)
+	}
+	want := "telemetry_1m,device=t1,metric=temperature,site=lab count=3i,sum=6,min=1,max=3,mean=2,first=1,last=3e+21 1732560000000\n"
+	if got := b.Lines(1, 2); got != want {
+		t.Fatalf("window line %q, want %q", got, want)
+	}
+	if got := b.Lines(0, 2); got != b.Lines(0, 1)+want {
+		t.Fatalf("Lines(0, 2) = %q", got)
+	}
+	// The same line as the client library's own encoder writes.
+	p := write.NewPoint("telemetry", map[string]string{"site": "lab", "device": "t1"},
+		map[string]any{"temperature": 21.5}, time.UnixMilli(1732560000123))
+	if lib := write.PointToLineProtocol(p, time.Millisecond); lib != b.Lines(0, 1) {
+		t.Fatalf("library encodes %q, Batch %q", lib, b.Lines(0, 1))
+	}
+	b.Reset()
+	if b.Len() != 0 || b.Lines(0, 0) != "" {
+		t.Fatal("Reset left lines behind")
+	}
+}
+
+func BenchmarkBatchAddReading(b *testing.B) {
+	r := reading.Reading{Site: "site-1", Device: "dev-0001", TS: 1732560000123,
+		Metrics: map[string]float64{"temperature": 21.5, "humidity": 48.25, "pressure": 1013.1}}
+	var batch Batch
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%5000 == 0 {
+			batch.Reset()
 		}
+		batch.AddReading(&r)
+	}
+}
+
+func BenchmarkBatchAddAggregate(b *testing.B) {
+	st := reading.Stats{Count: 10, Sum: 215, Min: 20.5, Max: 22.5, Mean: 21.5, First: 21, Last: 22}
+	a := reading.Aggregate{Site: "site-1", Device: "dev-0001", Window: "10s", Start: 1732560000000, End: 1732560010000,
+		Metrics: map[string]reading.Stats{"temperature": st, "humidity": st, "pressure": st}}
+	var batch Batch
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if i%2000 == 0 {
+			batch.Reset()
+		}
+		batch.AddAggregate(&a)
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/influxdata/influxdb-client-go/v2/api/write"
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -74,7 +73,7 @@ type worker struct {
 	seq       uint64 // last stream sequence folded into state
 	savedSeq  uint64 // seq of the last checkpoint
 	rev       uint64 // revision of our checkpoint; 0 before the first
-	points    []*write.Point
+	batch     Batch // raw readings and closed windows for the next write
 	dead      []*nats.Msg // dead-letter records to publish with the next flush
 	lastFlush time.Time
 	lastPurge time.Time
@@ -131,7 +130,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
 			w.log.Debug("fetch batch", "partition", w.p, "err", err)
 		}
-		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || len(w.points) >= w.cfg.BatchSize {
+		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || w.batch.Len() >= w.cfg.BatchSize {
 			if err := w.flush(ctx, caughtUp); err != nil {
 				return err
 			}
@@ -183,7 +182,7 @@ func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 			time.UnixMilli(r.TS).UTC().Format(time.RFC3339Nano), names), msg)
 	}
 	if w.cfg.Influx.WriteRaw {
-		w.points = append(w.points, RawPoint(&r))
+		w.batch.AddReading(&r)
 	}
 }
 
@@ -199,14 +198,13 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	now := w.now()
 	closed := w.state.CloseDue(now, caughtUp)
 	w.lastFlush = now
-	if len(closed) == 0 && len(w.points) == 0 && len(w.dead) == 0 && w.seq == w.savedSeq {
+	if len(closed) == 0 && w.batch.Len() == 0 && len(w.dead) == 0 && w.seq == w.savedSeq {
 		return nil
 	}
-	points := w.points
 	for i := range closed {
-		points = append(points, WindowPoints(&closed[i])...)
+		w.batch.AddAggregate(&closed[i])
 	}
-	if err := w.write(ctx, points); err != nil {
+	if err := w.write(ctx); err != nil {
 		return err
 	}
 	written := w.now()
@@ -220,7 +218,7 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 		return err
 	}
 	w.metrics.Out.Add(float64(len(closed)))
-	w.points = w.points[:0]
+	w.batch.Reset()
 	w.dead = w.dead[:0]
 	open := w.state.Open()
 	w.metrics.OpenWindows.Add(float64(open - w.open))
@@ -232,23 +230,24 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	return nil
 }
 
-// write sends points to InfluxDB, retrying while it is unavailable. Points it
-// refuses outright (400: a field type conflict, say) are found by halving the
-// batch and dead-lettered, so one bad point cannot stall a partition.
-func (w *worker) write(ctx context.Context, points []*write.Point) error {
-	for start := 0; start < len(points); start += w.cfg.BatchSize {
-		chunk := points[start:min(start+w.cfg.BatchSize, len(points))]
-		if err := w.writeChunk(ctx, chunk); err != nil {
+// write sends the batch to InfluxDB in requests of at most BatchSize lines,
+// retrying while it is unavailable. Lines it refuses outright (400: a field
+// type conflict, say) are found by halving and dead-lettered, so one bad
+// point cannot stall a partition.
+func (w *worker) write(ctx context.Context) error {
+	for start := 0; start < w.batch.Len(); start += w.cfg.BatchSize {
+		if err := w.writeLines(ctx, start, min(start+w.cfg.BatchSize, w.batch.Len())); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *worker) writeChunk(ctx context.Context, points []*write.Point) error {
+func (w *worker) writeLines(ctx context.Context, i, j int) error {
+	body := w.batch.Lines(i, j)
 	var rejected error
 	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		err := w.influx.Write(ctx, points)
+		err := w.influx.Write(ctx, body)
 		if err != nil && Rejected(err) {
 			rejected = err
 			return nil
@@ -262,19 +261,19 @@ func (w *worker) writeChunk(ctx context.Context, points []*write.Point) error {
 	case err != nil:
 		return err
 	case rejected == nil:
-		w.metrics.Written.Add(float64(len(points)))
+		w.metrics.Written.Add(float64(j - i))
 		return nil
-	case len(points) == 1:
+	case j-i == 1:
 		w.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
 		w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected", Detail: rejected.Error(),
-			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(write.PointToLineProtocol(points[0], time.Millisecond))}.Msg(w.now()))
+			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(body)}.Msg(w.now()))
 		return nil
 	}
-	half := len(points) / 2
-	if err := w.writeChunk(ctx, points[:half]); err != nil {
+	half := i + (j-i)/2
+	if err := w.writeLines(ctx, i, half); err != nil {
 		return err
 	}
-	return w.writeChunk(ctx, points[half:])
+	return w.writeLines(ctx, half, j)
 }
 
 // publish sends closed windows on AGGREGATES and the pending dead letters,

@@ -12,6 +12,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/devenv"
 )
 
 // N readings from the load generator through Mosquitto, ingest, JetStream and
@@ -318,4 +319,40 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}
 	p.expectCounts("temperature", r.Totals.Acked, 90*time.Second)
+}
+
+// A point InfluxDB refuses (a field type conflict) is isolated and
+// dead-lettered; the rest of its batch is written and counted.
+func TestInfluxDBRejectedPointIsDeadLettered(t *testing.T) {
+	p := newPipeline(t, options{})
+	// "status" becomes a string field of telemetry; a numeric status later conflicts.
+	if err := devenv.CreateInfluxDatabase(context.Background(), p.influxURL, p.db); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post(p.influxURL+"/write?db="+p.db+"&precision=ms", "text/plain",
+		strings.NewReader(fmt.Sprintf(`telemetry,device=x,site=lab status="ok" %d`, time.Now().UnixMilli())))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("seed write: %v %v", err, resp)
+	}
+	p.startIngest("ingest-a")
+	p.startProcessor("a")
+	c := mqttClient(t, p.mqttURL, "conflict")
+	for i := range 20 {
+		publish(t, c, "sensors/lab/good", fmt.Sprintf(`{"ts":%d,"seq":%d,"temperature":%d}`, time.Now().UnixMilli(), i, i))
+	}
+	publish(t, c, "sensors/lab/bad", fmt.Sprintf(`{"ts":%d,"seq":1,"status":1}`, time.Now().UnixMilli()))
+	p.expectCounts("temperature", 20, 60*time.Second)
+	var rejected []string
+	deadline := time.Now().Add(30 * time.Second)
+	for len(rejected) == 0 && time.Now().Before(deadline) {
+		for _, m := range p.deadLetters() {
+			if m.Headers().Get(bus.HeaderReason) == "influx_rejected" {
+				rejected = append(rejected, string(m.Data()))
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if len(rejected) != 1 || !strings.Contains(rejected[0], "device=bad") || !strings.Contains(rejected[0], "status=1") {
+		t.Fatalf("influx_rejected dead letters %q, want the one status line of device bad", rejected)
+	}
 }
