@@ -13,7 +13,6 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
-
 )
 
 // Measurements of the InfluxDB schema in ../shared/ARCHITECTURE.md.

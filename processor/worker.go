@@ -70,10 +70,10 @@ type worker struct {
 	now     func() time.Time
 
 	state     *window.State
-	seq       uint64 // last stream sequence folded into state
-	savedSeq  uint64 // seq of the last checkpoint
-	rev       uint64 // revision of our checkpoint; 0 before the first
-	batch     Batch // raw readings and closed windows for the next write
+	seq       uint64      // last stream sequence folded into state
+	savedSeq  uint64      // seq of the last checkpoint
+	rev       uint64      // revision of our checkpoint; 0 before the first
+	batch     Batch       // raw readings and closed windows for the next write
 	dead      []*nats.Msg // dead-letter records to publish with the next flush
 	lastFlush time.Time
 	lastPurge time.Time
