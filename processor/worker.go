@@ -127,8 +127,13 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		w.metrics.Backlog.Add(float64(pending - w.pending))
 		w.pending = pending
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && ctx.Err() == nil {
-			w.log.Debug("fetch batch", "partition", w.p, "err", err)
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			// An interrupted fetch says nothing about what is left to read:
+			// no wall-clock closing on it.
+			caughtUp = false
+			if ctx.Err() == nil {
+				w.log.Debug("fetch batch", "partition", w.p, "err", err)
+			}
 		}
 		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || w.batch.Len() >= w.cfg.BatchSize {
 			if err := w.flush(ctx, caughtUp); err != nil {
