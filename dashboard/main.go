@@ -1,0 +1,77 @@
+// Command dashboard serves the browser view of the pipeline: every device
+// live (Server-Sent Events fed from NATS), a device's history from InfluxDB's
+// window aggregates, alerts from the ALERTS stream, and pipeline health from
+// the services' /metrics and the streams. It only reads: it writes to no
+// stream, bucket or database. Assets are embedded (dashboard/web).
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+
+	"github.com/edgeflow/edgeflow/dashboard/alerts"
+	"github.com/edgeflow/edgeflow/dashboard/devices"
+	"github.com/edgeflow/edgeflow/dashboard/history"
+	"github.com/edgeflow/edgeflow/dashboard/live"
+	"github.com/edgeflow/edgeflow/dashboard/pipeline"
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/service"
+)
+
+func main() { service.Main("dashboard", LoadConfig, run) }
+
+func run(ctx context.Context, cfg Config) error {
+	log := service.NewLogger("dashboard")
+	reg := service.NewRegistry()
+	health := service.NewHealth()
+
+	nc, js, err := bus.Connect(ctx, log, cfg.Config, "edgeflow-dashboard")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	health.AddCheck("nats", bus.Ready(nc))
+
+	influx := influxdb2.NewClientWithOptions(cfg.Influx.URL, cfg.Influx.Token,
+		influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(cfg.Influx.Timeout/time.Second)))
+	defer influx.Close()
+
+	d := &Dashboard{
+		cfg:      cfg,
+		log:      log,
+		nc:       nc,
+		js:       js,
+		metrics:  service.NewPipeline(reg, "dashboard"),
+		devices:  devices.NewRegistry(cfg.MaxDevices),
+		hub:      live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
+		alerts:   alerts.NewBook(10000, cfg.AlertHistory),
+		history:  history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Windows),
+		scraper:  pipeline.NewScraper(cfg.Targets(), 3*time.Second),
+		influxUp: func(ctx context.Context) error { _, err := influx.Ping(ctx); return err },
+	}
+
+	sub, err := d.subscribeTelemetry()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	var wg sync.WaitGroup
+	wg.Go(func() { d.seed(ctx) })
+	wg.Go(func() { d.tick(ctx) })
+	wg.Go(func() { d.followAlerts(ctx) })
+	wg.Go(func() { d.followDeadLetters(ctx) })
+	wg.Go(func() { d.pollPipeline(ctx) })
+	// SIGTERM drain: every live stream ends with a "bye" at once, so the
+	// server's graceful shutdown is not held up by connections that never
+	// go idle; browsers reconnect (to another replica, or to this one when
+	// it is back).
+	wg.Go(func() { <-ctx.Done(); d.hub.Close() })
+
+	err = service.Serve(ctx, log, cfg.HTTPAddr, d.Handler(service.Handler(health, reg)))
+	wg.Wait()
+	return err
+}

@@ -1,0 +1,662 @@
+// edgeflow dashboard. Plain JavaScript, no dependencies, no build step.
+// Rule: every string that came from a device, a broker or another service
+// reaches the page through textContent (el() and text()), never as markup.
+'use strict';
+(() => {
+  const NAME = /^[A-Za-z0-9_-]{1,64}$/;
+  const RANGES = ['15m', '1h', '24h', '7d'];
+  const LIVE_SPAN = 120e3; // live chart: the last two minutes
+
+  // ---- DOM helpers ----------------------------------------------------
+  function el(tag, cls, ...children) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    for (const c of children) {
+      if (c == null || c === false) continue;
+      e.append(typeof c === 'string' || typeof c === 'number' ? document.createTextNode(String(c)) : c);
+    }
+    return e;
+  }
+  function text(node, s) {
+    s = String(s);
+    if (node.textContent !== s) node.textContent = s;
+  }
+  function link(href, ...children) {
+    const a = el('a', null, ...children);
+    a.href = href;
+    return a;
+  }
+  function deviceHref(site, device) {
+    return '#/device/' + encodeURIComponent(site) + '/' + encodeURIComponent(device);
+  }
+  function table(headers, cls) {
+    const t = el('table', cls);
+    const tr = el('tr');
+    for (const h of headers) tr.append(el('th', null, h));
+    t.append(el('thead', null, tr), el('tbody'));
+    return t;
+  }
+  function row(...cells) {
+    const tr = el('tr');
+    for (const c of cells) tr.append(c instanceof Node && c.nodeName === 'TD' ? c : el('td', null, c));
+    return tr;
+  }
+
+  // ---- formatting -----------------------------------------------------
+  function fmtNum(v) {
+    if (v == null || !isFinite(v)) return '–';
+    const a = Math.abs(v);
+    if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
+    return String(+v.toFixed(a >= 100 ? 1 : a >= 10 ? 2 : 3));
+  }
+  function fmtRate(v) { return v == null ? '–' : v >= 100 ? Math.round(v).toString() : v.toFixed(1); }
+  function fmtAgo(ms) {
+    if (!ms) return 'never';
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    if (s < 60) return s + 's ago';
+    if (s < 3600) return Math.floor(s / 60) + 'm ago';
+    if (s < 86400) return Math.floor(s / 3600) + 'h ago';
+    return Math.floor(s / 86400) + 'd ago';
+  }
+  function fmtTime(ms, withDate) {
+    if (!ms) return '–';
+    const d = new Date(ms);
+    const t = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
+    return withDate ? d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + t : t;
+  }
+  function fmtBytes(b) {
+    if (b < 1024) return b + ' B';
+    if (b < 1 << 20) return (b / 1024).toFixed(1) + ' KiB';
+    if (b < 1 << 30) return (b / (1 << 20)).toFixed(1) + ' MiB';
+    return (b / (1 << 30)).toFixed(2) + ' GiB';
+  }
+
+  // ---- network --------------------------------------------------------
+  async function getJSON(url) {
+    const r = await fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' });
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(body.error || r.status + ' ' + r.statusText);
+    return body;
+  }
+
+  // ---- state ----------------------------------------------------------
+  const state = {
+    devices: new Map(), // "site/device" -> {site, device, seen, m: Map(metric -> {last:[t,v], spark:[v], points:[[t,v]]})}
+    offlineAfter: 30e3,
+    alerts: { firing: [], pending: [], resolved: [], history: [] },
+    route: null,
+    es: null,
+  };
+  const key = (site, device) => site + '/' + device;
+
+  function mergeDevice(s, withPoints) {
+    if (!NAME.test(s.site) || !NAME.test(s.device)) return null;
+    const k = key(s.site, s.device);
+    let d = state.devices.get(k);
+    if (!d) { d = { site: s.site, device: s.device, seen: 0, m: new Map() }; state.devices.set(k, d); }
+    d.seen = Math.max(d.seen, s.seen || 0);
+    for (const [name, m] of Object.entries(s.m || {})) {
+      if (!NAME.test(name)) continue;
+      let cur = d.m.get(name);
+      if (!cur) { cur = { last: null, spark: [], points: [] }; d.m.set(name, cur); }
+      if (!cur.last || m.last[0] >= cur.last[0]) cur.last = m.last;
+      if (m.spark) cur.spark = m.spark.slice();
+      if (withPoints && m.points) cur.points = m.points.slice();
+    }
+    return d;
+  }
+
+  // applyUpdate merges one live update; it returns the device, and whether
+  // it is new to the page.
+  function applyUpdate(u) {
+    if (!NAME.test(u.site) || !NAME.test(u.device)) return [null, false];
+    const k = key(u.site, u.device);
+    const isNew = !state.devices.has(k);
+    const d = mergeDevice({ site: u.site, device: u.device, seen: u.seen, m: {} });
+    for (const [name, p] of Object.entries(u.m || {})) {
+      if (!NAME.test(name)) continue;
+      let cur = d.m.get(name);
+      if (!cur) { cur = { last: null, spark: [], points: [] }; d.m.set(name, cur); }
+      if (cur.last && p[0] < cur.last[0]) continue;
+      const sameSecond = cur.last && Math.floor(p[0] / 1000) === Math.floor(cur.last[0] / 1000);
+      cur.last = p;
+      if (sameSecond && cur.spark.length) cur.spark[cur.spark.length - 1] = p[1];
+      else { cur.spark.push(p[1]); if (cur.spark.length > 30) cur.spark.shift(); }
+      if (sameSecond && cur.points.length) cur.points[cur.points.length - 1] = p;
+      else { cur.points.push(p); if (cur.points.length > 240) cur.points.shift(); }
+      cur.dirty = true;
+    }
+    return [d, isNew];
+  }
+
+  const online = (d) => d.seen && Date.now() - d.seen < state.offlineAfter;
+
+  // ---- canvas charts ---------------------------------------------------
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+  function setupCanvas(c) {
+    const dpr = window.devicePixelRatio || 1;
+    const w = c.clientWidth, h = c.clientHeight;
+    if (!w || !h) return null;
+    if (c.width !== Math.round(w * dpr) || c.height !== Math.round(h * dpr)) {
+      c.width = Math.round(w * dpr); c.height = Math.round(h * dpr);
+    }
+    const g = c.getContext('2d');
+    g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    g.clearRect(0, 0, w, h);
+    return { g, w, h };
+  }
+
+  function drawSpark(c, values) {
+    const s = setupCanvas(c);
+    if (!s || values.length < 2) return;
+    const { g, w, h } = s;
+    let lo = Infinity, hi = -Infinity;
+    for (const v of values) { if (v < lo) lo = v; if (v > hi) hi = v; }
+    if (hi === lo) { hi += 1; lo -= 1; }
+    g.strokeStyle = css('--accent'); g.lineWidth = 1.5; g.lineJoin = 'round';
+    g.beginPath();
+    values.forEach((v, i) => {
+      const x = 1 + (i / (values.length - 1)) * (w - 2);
+      const y = h - 2 - ((v - lo) / (hi - lo)) * (h - 4);
+      i ? g.lineTo(x, y) : g.moveTo(x, y);
+    });
+    g.stroke();
+  }
+
+  function niceTicks(lo, hi, n) {
+    const span = hi - lo || 1;
+    const step0 = span / n;
+    const mag = Math.pow(10, Math.floor(Math.log10(step0)));
+    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => span / s <= n) || 10 * mag;
+    const out = [];
+    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toFixed(10));
+    return out;
+  }
+
+  // drawChart draws a time chart: an optional min/max band ([t,lo,hi]) and
+  // a line ([t,v]); a gap longer than maxGap breaks both.
+  function drawChart(c, { band, line, x0, x1, maxGap, empty }) {
+    const s = setupCanvas(c);
+    if (!s) return;
+    const { g, w, h } = s;
+    const padL = 48, padR = 10, padT = 10, padB = 22;
+    let lo = Infinity, hi = -Infinity;
+    for (const p of band || []) { if (p[1] != null && p[1] < lo) lo = p[1]; if (p[2] != null && p[2] > hi) hi = p[2]; }
+    for (const p of line || []) { if (p[1] != null) { if (p[1] < lo) lo = p[1]; if (p[1] > hi) hi = p[1]; } }
+    g.font = '11px system-ui, sans-serif';
+    g.fillStyle = css('--muted');
+    if (lo === Infinity) {
+      g.textAlign = 'center';
+      g.fillText(empty || 'no data yet', w / 2, h / 2);
+      return;
+    }
+    if (hi === lo) { hi += 1; lo -= 1; }
+    const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
+    const X = (t) => padL + ((t - x0) / (x1 - x0)) * (w - padL - padR);
+    const Y = (v) => padT + (1 - (v - lo) / (hi - lo)) * (h - padT - padB);
+    // grid and axes
+    g.strokeStyle = css('--grid'); g.lineWidth = 1;
+    g.textAlign = 'right'; g.textBaseline = 'middle';
+    for (const v of niceTicks(lo, hi, 4)) {
+      const y = Math.round(Y(v)) + 0.5;
+      g.beginPath(); g.moveTo(padL, y); g.lineTo(w - padR, y); g.stroke();
+      g.fillText(fmtNum(v), padL - 6, y);
+    }
+    g.textAlign = 'center'; g.textBaseline = 'top';
+    const span = x1 - x0, withDate = span > 36 * 3600e3;
+    const nx = Math.max(2, Math.floor((w - padL - padR) / 90));
+    for (let i = 0; i <= nx; i++) {
+      const t = x0 + (span * i) / nx;
+      const d = new Date(t);
+      const label = withDate ? d.toLocaleDateString([], { month: 'short', day: 'numeric' })
+        : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: span < 600e3 ? '2-digit' : undefined, hour12: false });
+      g.fillText(label, Math.min(Math.max(X(t), padL + 20), w - padR - 20), h - padB + 6);
+    }
+    g.save();
+    g.beginPath(); g.rect(padL, padT, w - padL - padR, h - padT - padB); g.clip();
+    // band: one filled polygon per run without gaps
+    if (band && band.length) {
+      g.fillStyle = css('--band');
+      for (const run of runs(band, maxGap)) {
+        g.beginPath();
+        run.forEach((p, i) => (i ? g.lineTo(X(p[0]), Y(p[2])) : g.moveTo(X(p[0]), Y(p[2]))));
+        for (let i = run.length - 1; i >= 0; i--) g.lineTo(X(run[i][0]), Y(run[i][1]));
+        g.closePath(); g.fill();
+        if (run.length === 1) g.fillRect(X(run[0][0]) - 1, Y(run[0][2]), 2, Y(run[0][1]) - Y(run[0][2]));
+      }
+    }
+    if (line && line.length) {
+      g.strokeStyle = css('--accent'); g.fillStyle = css('--accent'); g.lineWidth = 2; g.lineJoin = 'round';
+      for (const run of runs(line, maxGap)) {
+        g.beginPath();
+        run.forEach((p, i) => (i ? g.lineTo(X(p[0]), Y(p[1])) : g.moveTo(X(p[0]), Y(p[1]))));
+        g.stroke();
+        if (run.length === 1) { g.beginPath(); g.arc(X(run[0][0]), Y(run[0][1]), 2.5, 0, 7); g.fill(); }
+      }
+    }
+    g.restore();
+  }
+  function runs(pts, maxGap) {
+    const out = [];
+    let cur = [];
+    for (const p of pts) {
+      if (p[1] == null) continue;
+      if (cur.length && p[0] - cur[cur.length - 1][0] > maxGap) { out.push(cur); cur = []; }
+      cur.push(p);
+    }
+    if (cur.length) out.push(cur);
+    return out;
+  }
+
+  // ---- alerts banner (every page) ---------------------------------------
+  function renderBanner() {
+    const b = document.getElementById('banner');
+    const firing = state.alerts.firing;
+    const count = document.getElementById('alert-count');
+    count.hidden = firing.length === 0;
+    text(count, firing.length);
+    b.hidden = firing.length === 0;
+    if (!firing.length) { b.replaceChildren(); return; }
+    const items = firing.slice(0, 3).map((a) => {
+      const li = el('li', null, el('strong', null, a.rule), ' on ',
+        link(deviceHref(a.site, a.device), a.site + '/' + a.device));
+      if (a.value != null) li.append(' ', el('span', 'num', fmtNum(a.value)), a.threshold != null ? ' (threshold ' + fmtNum(a.threshold) + ')' : '');
+      if (a.severity) li.append(' ', el('span', 'sev sev-' + a.severity, a.severity));
+      return li;
+    });
+    const more = firing.length > 3 ? link('#/alerts', 'and ' + (firing.length - 3) + ' more') : null;
+    b.replaceChildren(el('span', 'banner-title', firing.length + ' firing'), el('ul', null, ...items), more);
+  }
+
+  function applyAlert(a) {
+    const lists = state.alerts;
+    const k = a.site + '/' + a.device + '/' + a.rule;
+    for (const name of ['firing', 'pending', 'resolved']) {
+      lists[name] = lists[name].filter((x) => x.site + '/' + x.device + '/' + x.rule !== k);
+    }
+    const target = a.state === 'firing' ? 'firing' : a.state === 'pending' ? 'pending' : 'resolved';
+    lists[target].unshift(a);
+    if (lists.history) { lists.history.unshift(a); if (lists.history.length > 500) lists.history.pop(); }
+    renderBanner();
+  }
+
+  // ---- views --------------------------------------------------------------
+  const view = () => document.getElementById('view');
+  const views = {};
+
+  // Overview: every site and device, online/offline, latest value and a
+  // sparkline per metric. Cards are drawn only while visible.
+  views.overview = {
+    topic: () => 'view=overview',
+    cards: new Map(),
+    async load() {
+      const o = await getJSON('/api/overview');
+      state.offlineAfter = o.offline_after || state.offlineAfter;
+      for (const s of o.devices) mergeDevice(s, false);
+      this.render();
+    },
+    render() {
+      this.cards.clear();
+      if (this.observer) this.observer.disconnect();
+      this.observer = new IntersectionObserver((entries) => {
+        for (const e of entries) {
+          const card = e.target.__card;
+          card.visible = e.isIntersecting;
+          if (card.visible) drawCard(card, true);
+        }
+      });
+      const bySite = new Map();
+      for (const d of [...state.devices.values()].sort((a, b) => (a.site + '/' + a.device < b.site + '/' + b.device ? -1 : 1))) {
+        if (!bySite.has(d.site)) bySite.set(d.site, []);
+        bySite.get(d.site).push(d);
+      }
+      const root = el('div', 'overview');
+      const total = state.devices.size;
+      const up = [...state.devices.values()].filter(online).length;
+      root.append(el('div', 'page-head', el('h1', null, 'Devices'),
+        el('span', 'muted', this.summary = el('span', null, up + ' of ' + total + ' online'))));
+      if (!total) root.append(el('p', 'muted empty', 'No device has reported yet. Readings appear here as they arrive.'));
+      for (const [site, list] of bySite) {
+        const grid = el('div', 'grid');
+        for (const d of list) grid.append(this.card(d));
+        root.append(el('section', 'site', el('h2', null, site, el('span', 'muted count', ' · ' + list.length)), grid));
+      }
+      view().replaceChildren(root);
+    },
+    card(d) {
+      const status = el('span', 'status');
+      const seen = el('span', 'seen muted');
+      const metrics = el('div', 'metrics');
+      const card = { d, status, seen, metrics, rows: new Map(), visible: false };
+      const node = el('article', 'card',
+        el('div', 'card-head', link(deviceHref(d.site, d.device), d.device), status), seen, metrics);
+      node.__card = card;
+      card.node = node;
+      this.cards.set(key(d.site, d.device), card);
+      this.observer.observe(node);
+      drawCard(card, false);
+      return node;
+    },
+    onDevices(batch) {
+      let added = false;
+      for (const u of batch.u) {
+        const [d, isNew] = applyUpdate(u);
+        if (!d) continue;
+        if (isNew || !this.cards.has(key(d.site, d.device))) { added = true; continue; }
+        const card = this.cards.get(key(d.site, d.device));
+        card.dirty = true;
+      }
+      if (added) { this.render(); return; }
+      schedule(() => { for (const c of this.cards.values()) if (c.dirty && c.visible) { c.dirty = false; drawCard(c, true); } });
+    },
+    second() {
+      let up = 0;
+      for (const c of this.cards.values()) { if (online(c.d)) up++; drawStatus(c); }
+      if (this.summary) text(this.summary, up + ' of ' + state.devices.size + ' online');
+    },
+  };
+
+  function drawStatus(card) {
+    const on = online(card.d);
+    text(card.status, on ? 'online' : 'offline');
+    card.status.className = 'status ' + (on ? 'on' : 'off');
+    text(card.seen, 'seen ' + fmtAgo(card.d.seen));
+  }
+
+  function drawCard(card, withSparks) {
+    drawStatus(card);
+    const names = [...card.d.m.keys()].sort();
+    for (const name of names) {
+      const m = card.d.m.get(name);
+      let r = card.rows.get(name);
+      if (!r) {
+        r = { value: el('span', 'value'), canvas: el('canvas', 'spark') };
+        r.canvas.setAttribute('aria-hidden', 'true');
+        card.rows.set(name, r);
+        card.metrics.append(el('div', 'metric', el('span', 'metric-name', name), r.value, r.canvas));
+      }
+      text(r.value, fmtNum(m.last && m.last[1]));
+      if (withSparks) drawSpark(r.canvas, m.spark);
+    }
+  }
+
+  let pending = null;
+  function schedule(fn) {
+    if (pending) { pending.push(fn); return; }
+    pending = [fn];
+    requestAnimationFrame(() => { const fns = pending; pending = null; for (const f of fns) f(); });
+  }
+
+  // Device page: a live chart of incoming readings and a history chart
+  // (min/max band, mean line) over 15m, 1h, 24h or 7d, per metric.
+  views.device = {
+    topic: (r) => 'view=device&site=' + encodeURIComponent(r.site) + '&device=' + encodeURIComponent(r.device),
+    metric: null,
+    range: '1h',
+    hist: null,
+    async load(r) {
+      this.r = r;
+      this.hist = null;
+      const head = el('div', 'page-head', el('h1', null, el('span', 'muted', r.site + ' / '), r.device),
+        this.status = el('span', 'status'), this.seen = el('span', 'seen muted'));
+      this.tabs = el('div', 'tabs', );
+      this.tabs.setAttribute('role', 'tablist');
+      this.latest = el('div', 'latest');
+      this.liveCanvas = el('canvas', 'chart');
+      this.liveCanvas.id = 'live-chart';
+      this.histCanvas = el('canvas', 'chart');
+      this.histCanvas.id = 'history-chart';
+      this.histInfo = el('span', 'muted small');
+      const ranges = el('div', 'ranges');
+      for (const rg of RANGES) {
+        const b = el('button', rg === this.range ? 'active' : '', rg);
+        b.type = 'button';
+        b.dataset.range = rg;
+        b.addEventListener('click', () => { this.range = rg; for (const x of ranges.children) x.classList.toggle('active', x === b); this.loadHistory(); });
+        ranges.append(b);
+      }
+      view().replaceChildren(el('div', 'device', head, this.latest, this.tabs,
+        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'Live'), el('span', 'muted small', 'last 2 minutes, one point per second')), this.liveCanvas),
+        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'History'), ranges), this.histCanvas,
+          el('div', 'legend', el('span', 'key band'), 'min–max', el('span', 'key line'), 'mean', this.histInfo))));
+      try {
+        const o = await getJSON('/api/devices/' + encodeURIComponent(r.site) + '/' + encodeURIComponent(r.device));
+        state.offlineAfter = o.offline_after || state.offlineAfter;
+        mergeDevice(o.device, true);
+      } catch (e) {
+        this.latest.replaceChildren(el('p', 'muted', 'No live data for this device yet (' + e.message + ').'));
+      }
+      this.renderTabs();
+      this.loadHistory();
+    },
+    dev() { return state.devices.get(key(this.r.site, this.r.device)); },
+    renderTabs() {
+      const d = this.dev();
+      const names = d ? [...d.m.keys()].sort() : [];
+      if (this.hist) for (const n of Object.keys(this.hist.series || {})) if (!names.includes(n) && NAME.test(n)) names.push(n);
+      names.sort();
+      if (!this.metric || !names.includes(this.metric)) this.metric = names[0] || null;
+      this.tabs.replaceChildren(...names.map((n) => {
+        const b = el('button', n === this.metric ? 'active' : '', n);
+        b.type = 'button';
+        b.setAttribute('role', 'tab');
+        b.addEventListener('click', () => { this.metric = n; this.renderTabs(); this.draw(); });
+        return b;
+      }));
+      this.latest.replaceChildren(...names.filter((n) => d && d.m.has(n)).map((n) => {
+        const m = d.m.get(n);
+        return el('div', 'tile', el('span', 'metric-name', n), el('span', 'value big', fmtNum(m.last && m.last[1])),
+          el('span', 'muted small', fmtTime(m.last && m.last[0])));
+      }));
+      this.second();
+      this.draw();
+    },
+    async loadHistory() {
+      const r = this.r, rg = this.range;
+      text(this.histInfo, 'loading…');
+      try {
+        const h = await getJSON('/api/history/' + encodeURIComponent(r.site) + '/' + encodeURIComponent(r.device) + '?range=' + rg);
+        if (this.r !== r || this.range !== rg) return;
+        this.hist = h;
+        text(this.histInfo, 'from ' + h.measurement + ', ' + fmtNum(h.step / 1000) + ' s per point');
+        this.renderTabs();
+      } catch (e) {
+        text(this.histInfo, 'history unavailable: ' + e.message);
+      }
+    },
+    draw() {
+      const d = this.dev();
+      const m = d && this.metric && d.m.get(this.metric);
+      const now = Date.now();
+      const pts = m ? m.points : [];
+      const last = pts.length ? pts[pts.length - 1][0] : now;
+      drawChart(this.liveCanvas, { line: pts, x0: Math.max(now, last) - LIVE_SPAN, x1: Math.max(now, last), maxGap: 5000,
+        empty: this.metric ? 'waiting for readings…' : 'no metrics yet' });
+      const h = this.hist;
+      if (h) {
+        const s = (this.metric && h.series[this.metric]) || [];
+        drawChart(this.histCanvas, { band: s, line: s.map((p) => [p[0], p[3]]), x0: h.from, x1: h.to, maxGap: h.step * 2.5,
+          empty: 'no windows in this range' });
+      }
+      this.histCanvas.dataset.points = h ? String(((this.metric && h.series[this.metric]) || []).length) : '';
+      this.liveCanvas.dataset.points = String(pts.length);
+    },
+    onDevices(batch) {
+      let changed = false, newMetric = false;
+      for (const u of batch.u) {
+        if (u.site !== this.r.site || u.device !== this.r.device) continue;
+        const before = this.dev() ? this.dev().m.size : 0;
+        applyUpdate(u);
+        newMetric = this.dev().m.size !== before;
+        changed = true;
+      }
+      if (newMetric) this.renderTabs();
+      else if (changed) schedule(() => { this.updateTiles(); this.draw(); });
+    },
+    updateTiles() {
+      const d = this.dev();
+      if (!d) return;
+      const names = [...d.m.keys()].sort();
+      [...this.latest.children].forEach((tile, i) => {
+        const m = d.m.get(names[i]);
+        if (!m) return;
+        text(tile.children[1], fmtNum(m.last && m.last[1]));
+        text(tile.children[2], fmtTime(m.last && m.last[0]));
+      });
+    },
+    second() {
+      const d = this.dev();
+      if (!d) return;
+      const on = online(d);
+      text(this.status, on ? 'online' : 'offline');
+      this.status.className = 'status ' + (on ? 'on' : 'off');
+      text(this.seen, 'seen ' + fmtAgo(d.seen));
+      if (this.metric) this.draw();
+    },
+  };
+
+  // Alerts: current alerts by state and the history of changes.
+  views.alerts = {
+    topic: () => 'view=alerts',
+    async load() {
+      state.alerts = await getJSON('/api/alerts');
+      renderBanner();
+      this.render();
+    },
+    render() {
+      const a = state.alerts;
+      const sections = [el('div', 'page-head', el('h1', null, 'Alerts'))];
+      const current = [...a.firing, ...a.pending, ...a.resolved];
+      const cur = table(['state', 'severity', 'device', 'rule', 'value', 'threshold', 'since'], 'alerts-current');
+      for (const x of current) cur.tBodies[0].append(alertRow(x, x.since || x.at));
+      sections.push(el('section', 'panel', el('h2', null, 'Current'),
+        current.length ? el('div', 'table-wrap', cur) : el('p', 'muted', 'No alerts. The notifier publishes alert changes on the ALERTS stream.')));
+      const hist = table(['state', 'severity', 'device', 'rule', 'value', 'threshold', 'at'], 'alerts-history');
+      for (const x of a.history || []) hist.tBodies[0].append(alertRow(x, x.at));
+      sections.push(el('section', 'panel', el('h2', null, 'History'),
+        (a.history || []).length ? el('div', 'table-wrap', hist) : el('p', 'muted', 'No alert changes yet.')));
+      view().replaceChildren(el('div', 'alerts', ...sections));
+    },
+    onAlert() { this.render(); },
+  };
+  function alertRow(a, t) {
+    return row(el('td', null, el('span', 'state state-' + a.state, a.state)),
+      el('td', null, a.severity ? el('span', 'sev sev-' + a.severity, a.severity) : '–'),
+      el('td', null, link(deviceHref(a.site, a.device), a.site + '/' + a.device)),
+      a.rule, el('td', 'num', fmtNum(a.value)), el('td', 'num', fmtNum(a.threshold)), fmtTime(t, true));
+  }
+
+  // Pipeline: rates per service, stream backlogs, dead letters.
+  views.pipeline = {
+    topic: () => 'view=pipeline',
+    async load() {
+      view().replaceChildren(el('div', 'page-head', el('h1', null, 'Pipeline')), el('p', 'muted', 'Reading the services…'));
+      try { this.render(await getJSON('/api/pipeline')); } catch (e) { /* the first snapshot arrives live */ }
+    },
+    onPipeline(h) { this.render(h); },
+    render(h) {
+      const svc = table(['service', 'status', 'in /s', 'out /s', 'dead-lettered /s', 'backlog'], 'services');
+      for (const s of h.services || []) {
+        const st = el('span', 'status ' + (s.ready ? 'on' : s.up ? 'warn' : 'off'), s.ready ? 'ready' : s.up ? 'not ready' : 'down');
+        if (s.error) st.title = s.error;
+        svc.tBodies[0].append(row(s.name, el('td', null, st), el('td', 'num', fmtRate(s.in_rate)), el('td', 'num', fmtRate(s.out_rate)),
+          el('td', 'num', fmtRate(s.dead_rate)), el('td', 'num', fmtNum(s.backlog))));
+      }
+      const str = table(['stream', 'messages', 'size', 'consumer backlog'], 'streams');
+      for (const s of h.streams || []) {
+        const cons = s.consumers.length ? s.consumers.map((c) => c.name + ': ' + c.pending + (c.ack_pending ? ' (+' + c.ack_pending + ' unacked)' : '')).join(', ') : '–';
+        str.tBodies[0].append(row(s.name, el('td', 'num', s.exists ? String(s.msgs) : 'not created'), el('td', 'num', s.exists ? fmtBytes(s.bytes) : '–'), cons));
+      }
+      const dl = table(['time', 'service', 'topic', 'reason', 'detail', 'payload'], 'deadletters');
+      for (const d of h.deadletters || []) {
+        dl.tBodies[0].append(row(fmtTime(d.time, true), d.service, el('td', 'mono', d.topic), el('td', null, el('span', 'reason', d.reason)),
+          el('td', 'detail', d.detail || ''), el('td', 'mono excerpt', d.excerpt + (d.size > d.excerpt.length ? ' … (' + fmtBytes(d.size) + ')' : ''))));
+      }
+      const tiles = el('div', 'latest',
+        el('div', 'tile', el('span', 'metric-name', 'devices'), el('span', 'value big', String(h.devices))),
+        el('div', 'tile', el('span', 'metric-name', 'dead letters'), el('span', 'value big', String(h.deadletter_count))),
+        el('div', 'tile', el('span', 'metric-name', 'InfluxDB'), el('span', 'value big ' + (h.influxdb === 'ok' ? 'ok' : 'bad'), h.influxdb === 'ok' ? 'ok' : 'down')),
+        el('div', 'tile', el('span', 'metric-name', 'live viewers'), el('span', 'value big', String(h.clients))));
+      view().replaceChildren(el('div', 'pipeline',
+        el('div', 'page-head', el('h1', null, 'Pipeline'), el('span', 'muted', 'updated ' + fmtTime(h.at))), tiles,
+        el('section', 'panel', el('h2', null, 'Services'), (h.services || []).length ? el('div', 'table-wrap', svc)
+          : el('p', 'muted', 'No services configured (EDGEFLOW_DASHBOARD_SERVICES).')),
+        el('section', 'panel', el('h2', null, 'Streams'), el('div', 'table-wrap', str)),
+        el('section', 'panel', el('h2', null, 'Latest dead letters'), (h.deadletters || []).length ? el('div', 'table-wrap', dl)
+          : el('p', 'muted', 'Nothing dead-lettered.'))));
+    },
+  };
+
+  // ---- routing and the live connection -----------------------------------
+  function parseRoute() {
+    const parts = location.hash.replace(/^#\/?/, '').split('/').map((p) => { try { return decodeURIComponent(p); } catch { return ''; } });
+    if (parts[0] === 'device' && NAME.test(parts[1] || '') && NAME.test(parts[2] || '')) return { name: 'device', site: parts[1], device: parts[2] };
+    if (parts[0] === 'alerts') return { name: 'alerts' };
+    if (parts[0] === 'pipeline') return { name: 'pipeline' };
+    return { name: 'overview' };
+  }
+
+  function setConn(s) {
+    const c = document.getElementById('conn');
+    text(c, s);
+    c.className = 'conn ' + s;
+    c.title = 'live updates: ' + s;
+  }
+
+  function connect(r) {
+    if (state.es) state.es.close();
+    const v = views[r.name];
+    const es = new EventSource('/api/events?' + v.topic(r));
+    state.es = es;
+    let opened = false;
+    es.onopen = () => {
+      setConn('live');
+      // (Re)load the snapshot once subscribed, so nothing falls between.
+      if (opened) resync();
+      opened = true;
+    };
+    es.onerror = () => setConn(es.readyState === EventSource.CLOSED ? 'offline' : 'reconnecting');
+    es.addEventListener('devices', (e) => { if (state.route === r && v.onDevices) v.onDevices(JSON.parse(e.data)); });
+    es.addEventListener('pipeline', (e) => { if (state.route === r && v.onPipeline) v.onPipeline(JSON.parse(e.data)); });
+    es.addEventListener('alert', (e) => { applyAlert(JSON.parse(e.data)); if (state.route === r && v.onAlert) v.onAlert(); });
+    es.addEventListener('resync', () => resync());
+  }
+
+  async function resync() {
+    const r = state.route;
+    try {
+      await loadAlerts(r.name === 'alerts');
+      await views[r.name].load(r);
+    } catch (e) {
+      view().replaceChildren(el('p', 'muted', 'Could not load: ' + e.message));
+    }
+  }
+
+  async function loadAlerts(withHistory) {
+    try {
+      const a = await getJSON('/api/alerts' + (withHistory ? '' : '?history=0'));
+      a.history = a.history || [];
+      state.alerts = a;
+      renderBanner();
+    } catch (e) { /* the banner waits for the next change */ }
+  }
+
+  function route() {
+    const r = parseRoute();
+    state.route = r;
+    for (const a of document.querySelectorAll('[data-nav]')) a.classList.toggle('active', a.dataset.nav === r.name || (r.name === 'device' && a.dataset.nav === 'overview'));
+    document.title = (r.name === 'device' ? r.site + '/' + r.device : r.name) + ' · edgeflow';
+    connect(r);
+    resync();
+  }
+
+  window.addEventListener('hashchange', route);
+  setInterval(() => { const v = views[state.route && state.route.name]; if (v && v.second) v.second(); }, 1000);
+  let resizeTimer;
+  window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => {
+    const r = state.route;
+    if (r.name === 'device') views.device.draw();
+    if (r.name === 'overview') for (const c of views.overview.cards.values()) if (c.visible) drawCard(c, true);
+  }, 150); });
+  route();
+})();
