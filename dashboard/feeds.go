@@ -144,7 +144,10 @@ func (d *Dashboard) publishChanges(now time.Time) {
 // alert (the current state, however old), then the last changes in order
 // for the history, then every change live.
 func (d *Dashboard) followAlerts(ctx context.Context) {
-	apply := func(m jetstream.Msg, live bool) {
+	// Every change of the current state goes to the browsers, those read
+	// at start-up included: a change published while the dashboard waited
+	// for the stream is as new to them as a live one.
+	apply := func(m jetstream.Msg) {
 		md, err := m.Metadata()
 		if err != nil {
 			return
@@ -155,7 +158,7 @@ func (d *Dashboard) followAlerts(ctx context.Context) {
 			d.log.Debug("invalid alert", "subject", m.Subject(), "err", err)
 			return
 		}
-		if d.alerts.Apply(a) && live {
+		if d.alerts.Apply(a) {
 			d.publishAlert(a)
 		}
 	}
@@ -166,14 +169,14 @@ func (d *Dashboard) followAlerts(ctx context.Context) {
 		if !seeded {
 			err := readOnce(ctx, d.js, bus.StreamAlerts,
 				jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy},
-				func(m jetstream.Msg) { apply(m, false) })
+				apply)
 			if err != nil {
 				d.log.Warn("reading current alerts", "err", err)
 			}
 			seeded = true
 		}
 		return tailStart(info, d.cfg.AlertHistory)
-	}, func(m jetstream.Msg) { apply(m, true) })
+	}, apply)
 }
 
 func (d *Dashboard) publishAlert(a alerts.Alert) {

@@ -265,7 +265,7 @@
       return li;
     });
     const more = firing.length > 3 ? link('#/alerts', 'and ' + (firing.length - 3) + ' more') : null;
-    b.replaceChildren(el('span', 'banner-title', firing.length + ' firing'), el('ul', null, ...items), more);
+    b.replaceChildren(...[el('span', 'banner-title', firing.length + ' firing'), el('ul', null, ...items), more].filter(Boolean));
   }
 
   function applyAlert(a) {
@@ -453,7 +453,8 @@
     },
     async loadHistory() {
       const r = this.r, rg = this.range;
-      text(this.histInfo, 'loading…');
+      this.histAt = Date.now();
+      if (!this.hist) text(this.histInfo, 'loading…');
       try {
         const h = await getJSON('/api/history/' + encodeURIComponent(r.site) + '/' + encodeURIComponent(r.device) + '?range=' + rg);
         if (this.r !== r || this.range !== rg) return;
@@ -512,6 +513,11 @@
       this.status.className = 'status ' + (on ? 'on' : 'off');
       text(this.seen, 'seen ' + fmtAgo(d.seen));
       if (this.metric) this.draw();
+      // New windows close all the time: refresh the history every step
+      // (at least every 10 s; every 3 s while it is still empty).
+      const empty = !this.hist || !Object.keys(this.hist.series || {}).length;
+      const every = empty ? 3e3 : Math.max(10e3, this.hist.step || 0);
+      if (this.histAt && Date.now() - this.histAt > every) this.loadHistory();
     },
   };
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -30,6 +31,7 @@ import (
 var bins struct {
 	dir                        string
 	ingest, processor, loadgen string
+	dashboard                  string
 	err                        error
 }
 
@@ -73,7 +75,8 @@ func build(dir string) error {
 		pkg  string
 		dst  *string
 		race bool
-	}{{"./ingest", &bins.ingest, true}, {"./processor", &bins.processor, true}, {"./scripts/loadgen", &bins.loadgen, false}} {
+	}{{"./ingest", &bins.ingest, true}, {"./processor", &bins.processor, true}, {"./scripts/loadgen", &bins.loadgen, false},
+		{"./dashboard", &bins.dashboard, true}} {
 		out := filepath.Join(dir, filepath.Base(b.pkg))
 		args := []string{"build", "-o", out}
 		if b.race {
@@ -253,6 +256,26 @@ func (p *pipeline) startProcessor(id string, env ...string) *devenv.Process {
 	}, env...)...)
 	p.processors[id] = proc
 	return proc
+}
+
+// startDashboard runs the dashboard on this pipeline's database and
+// windows, with the running ingest and processors on its pipeline page.
+func (p *pipeline) startDashboard(env ...string) *devenv.Process {
+	var services []string
+	for _, s := range p.ingests {
+		services = append(services, s.Name+"="+s.URL)
+	}
+	for _, s := range p.processors {
+		services = append(services, s.Name+"="+s.URL)
+	}
+	sort.Strings(services)
+	return p.service("dashboard", bins.dashboard, append([]string{
+		"EDGEFLOW_INFLUX_URL=" + p.influxURL,
+		"EDGEFLOW_INFLUX_BUCKET=" + p.db,
+		"EDGEFLOW_DASHBOARD_WINDOWS=2s,10s",
+		"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=1s",
+		"EDGEFLOW_DASHBOARD_SERVICES=" + strings.Join(services, ","),
+	}, env...)...)
 }
 
 // loadReport is the part of the load generator's report the tests read.
