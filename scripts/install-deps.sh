@@ -2,7 +2,8 @@
 # Installs the Debian packages that the dev environment (`task up`) and the
 # integration tests start as real servers: the Mosquitto broker and its
 # command-line clients. Extra package names may be given as arguments
-# (for example `scripts/install-deps.sh chromium`).
+# (for example `scripts/install-deps.sh chromium`, which `task test` does for
+# the dashboard's browser tests).
 #
 # Idempotent: apt is only touched (update, then install) when something is
 # missing, so running it before every `task up` or test run costs nothing.

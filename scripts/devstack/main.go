@@ -38,6 +38,7 @@ type Config struct {
 	Processors    int           `envconfig:"DEV_PROCESSORS" default:"1" desc:"processor replicas to run"`
 	IngestPort    int           `envconfig:"DEV_INGEST_PORT" default:"8081" desc:"ingest's /metrics, /healthz, /readyz port"`
 	ProcessorPort int           `envconfig:"DEV_PROCESSOR_PORT" default:"8082" desc:"first processor's /metrics port (the next replicas take the following ports)"`
+	DashboardPort int           `envconfig:"DEV_DASHBOARD_PORT" default:"8080" desc:"the dashboard's port: open http://127.0.0.1:8080 in a browser"`
 }
 
 func main() {
@@ -93,7 +94,7 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	// InfluxDB), then InfluxDB; NATS last of all.
 	var stack []*devenv.Process
 	defer func() {
-		order := map[string]int{"simulate-sensors": 0, "ingest": 1, "influxd": 3}
+		order := map[string]int{"simulate-sensors": 0, "dashboard": 0, "ingest": 1, "influxd": 3}
 		rank := func(p *devenv.Process) int {
 			if r, ok := order[p.Name]; ok {
 				return r
@@ -148,6 +149,20 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 			return err
 		}
 	}
+	// The dashboard reads everything above: it starts last, and its pipeline
+	// page scrapes each service (and the notifier's, when one was built).
+	services := []string{"ingest=http://" + net(cfg.Host, ports[0])}
+	for i := range cfg.Processors {
+		services = append(services, "processor-"+strconv.Itoa(i)+"=http://"+net(cfg.Host, ports[1+i]))
+	}
+	if _, err := os.Stat(filepath.Join(bin, "notifier")); err == nil {
+		services = append(services, "notifier=http://"+net(cfg.Host, 8090))
+	}
+	if err := start("dashboard", "dashboard", cfg.DashboardPort,
+		"EDGEFLOW_DASHBOARD_HTTP_ADDR="+net(cfg.Host, cfg.DashboardPort),
+		"EDGEFLOW_DASHBOARD_SERVICES="+strings.Join(services, ",")); err != nil {
+		return err
+	}
 	if cfg.Sim == "on" {
 		sim, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
 			Name: "simulate-sensors", Bin: "bash", Args: []string{filepath.Join(root, "scripts", "simulate-sensors.sh")},
@@ -161,12 +176,13 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nedgeflow is running (data in %s, logs in %s)\n", data, logs)
+	fmt.Fprintf(&b, "\n  dashboard             http://%s   <- open in a browser\n\n", net(cfg.Host, cfg.DashboardPort))
 	fmt.Fprintf(&b, "  MQTT (NATS listener)  tcp://%s   e.g. mosquitto_pub -h %s -p %d -q 1 -t sensors/lab/t1/temperature -m 21.5\n",
 		net(cfg.Host, cfg.MQTTPort), cfg.Host, cfg.MQTTPort)
 	fmt.Fprintf(&b, "  NATS                  %s\n", natsURL)
 	fmt.Fprintf(&b, "  InfluxDB              %s   (database edgeflow; 1.8.3 with the 2.x API)\n", influx.URL)
 	for _, p := range stack[1:] {
-		if strings.HasPrefix(p.URL, "http") {
+		if strings.HasPrefix(p.URL, "http") && p.Name != "dashboard" {
 			fmt.Fprintf(&b, "  %-21s %s/metrics  /healthz  /readyz\n", p.Name, p.URL)
 		}
 	}
