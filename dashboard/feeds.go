@@ -124,6 +124,8 @@ func (d *Dashboard) publishChanges(now time.Time) {
 	if len(ups) == 0 {
 		return
 	}
+	// Out counts device updates sent live: readings in, coalesced updates out.
+	d.metrics.Out.Add(float64(len(ups)))
 	if d.hub.Wanted(live.TopicDevices) {
 		if data, err := json.Marshal(deviceBatch{Now: now.UnixMilli(), Updates: ups}); err == nil {
 			d.hub.Publish(live.TopicDevices, live.Frame("devices", data))
