@@ -110,6 +110,29 @@ func (c StreamConfig) Aggregates() jetstream.StreamConfig {
 	}
 }
 
+// AlertsMaxAge is how long ALERTS keeps alert state changes: a month of
+// history for the dashboard. Changes are rare (one per transition), so age
+// alone bounds the stream.
+const AlertsMaxAge = 30 * 24 * time.Hour
+
+// Alerts is the ALERTS stream: alert state changes from the notifier
+// (alerts.{site}.{device}.{rule}), read by the dashboard. The notifier
+// publishes each change with a Nats-Msg-Id, so the duplicate window makes a
+// change published twice (after a crash) appear once.
+func (c StreamConfig) Alerts() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamAlerts,
+		Description: "alert state changes from the notifier",
+		Subjects:    []string{"alerts.>"},
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      AlertsMaxAge,
+		Duplicates:  c.DedupWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
 // DeadLetter is the DEADLETTER stream: what a service rejected, with why.
 func (c StreamConfig) DeadLetter() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
