@@ -1,0 +1,27 @@
+package channel
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/edgeflow/edgeflow/notifier/alert"
+)
+
+// Log writes the notification as one JSON log line of the notifier: warn
+// while firing, info when resolved. It never fails.
+type Log struct {
+	Name   string
+	Logger *slog.Logger
+}
+
+// Send logs n.
+func (l *Log) Send(ctx context.Context, n alert.Notification) error {
+	level := slog.LevelWarn
+	if n.State == "resolved" {
+		level = slog.LevelInfo
+	}
+	l.Logger.Log(ctx, level, "alert "+n.State, "channel", l.Name, "id", n.ID, "rule", n.Rule, "site", n.Site,
+		"device", n.Device, "state", n.State, "repeat", n.Repeat, "severity", n.Severity, "value", n.Value,
+		"threshold", n.Threshold, "since", n.Since, "summary", n.Summary)
+	return nil
+}
