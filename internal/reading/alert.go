@@ -13,7 +13,7 @@ type Alert struct {
 	Rule   string `json:"rule"`
 	Site   string `json:"site"`
 	Device string `json:"device"`
-	// State is pending, firing, resolved, or ok (a pending alert whose
+	// State is pending, firing or resolved (also a pending alert whose
 	// condition cleared before it fired).
 	State    string  `json:"state"`
 	Severity string  `json:"severity"`
@@ -22,7 +22,7 @@ type Alert struct {
 	// and Threshold are seconds of silence.
 	Threshold float64 `json:"threshold"`
 	// Since is when the condition began (pending, firing; for an offline
-	// alert the device's last data) or ended (resolved, ok), in event time.
+	// alert the device's last data) or ended (resolved), in event time.
 	Since time.Time `json:"since"`
 	// At is when the notifier made the change (wall clock).
 	At time.Time `json:"at"`

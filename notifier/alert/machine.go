@@ -8,9 +8,11 @@ import (
 
 // Change is one step of an alert that something must hear about.
 type Change struct {
-	// Phase entered: Pending, Firing, Resolved, or OK (a pending alert whose
-	// condition cleared before it fired).
+	// Phase entered: Pending, Firing or Resolved.
 	Phase Phase
+	// From is the phase left: a Resolved change from Pending is a breach
+	// that cleared before it fired.
+	From Phase
 	// Repeat marks a reminder of an alert that stays firing: a
 	// notification, not a state change.
 	Repeat bool
@@ -19,17 +21,19 @@ type Change struct {
 }
 
 // Notifies reports whether the change goes to the rule's channels: firing,
-// resolved and reminders do; pending and its cancellation only go on ALERTS.
-func (c Change) Notifies() bool { return c.Phase == Firing || c.Phase == Resolved }
+// its reminders and its resolution do; pending, and a pending alert that
+// cleared before it fired, only go on ALERTS.
+func (c Change) Notifies() bool { return c.Phase == Firing || (c.Phase == Resolved && c.From == Firing) }
 
 func (s *State) change(p Phase, now time.Time) Change {
+	from := s.Phase
 	s.Phase = p
 	s.At = now
 	s.Seq++
 	if p == Firing {
 		s.Notified = now
 	}
-	return Change{Phase: p, Seq: s.Seq}
+	return Change{Phase: p, From: from, Seq: s.Seq}
 }
 
 // Observe folds the value v of one closed window [start, end) into the alert
@@ -39,7 +43,8 @@ func (s *State) change(p Phase, now time.Time) Change {
 //
 //   - ok, resolved: a breach starts pending, or fires at once when the window
 //     alone covers `for`;
-//   - pending: a value past the clear level cancels (back to ok); otherwise
+//   - pending: a value past the clear level resolves it, without a
+//     notification (nothing was notified); otherwise
 //     the breach goes on (hysteresis: between the clear level and the
 //     threshold counts as still breaching) and fires once it has lasted `for`.
 //     A gap of more than one window (the device sent nothing) restarts the
@@ -58,7 +63,7 @@ func Observe(s State, r *rules.Rule, v float64, start, end, now time.Time) (Stat
 	case Pending:
 		if r.Clears(v) {
 			s.Value, s.Since, s.LastEnd = v, start, endMs
-			return s, []Change{s.change(OK, now)}
+			return s, []Change{s.change(Resolved, now)}
 		}
 		if start.UnixMilli() > s.LastEnd+length.Milliseconds() {
 			s.Since = start // a gap: the breach starts again here
@@ -114,5 +119,5 @@ func Remind(s State, r *rules.Rule, now time.Time) (State, []Change) {
 	}
 	s.Notified = now
 	s.Seq++
-	return s, []Change{{Phase: Firing, Repeat: true, Seq: s.Seq}}
+	return s, []Change{{Phase: Firing, From: Firing, Repeat: true, Seq: s.Seq}}
 }

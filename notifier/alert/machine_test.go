@@ -129,7 +129,13 @@ func TestFor(t *testing.T) {
 	// A pending alert that clears goes back to ok without notifying.
 	m2 := newMachine(t, r)
 	m2.expect(m2.window(0, 41), Pending, "breach")
-	m2.expect(m2.window(10*time.Second, 30), OK, "cleared before firing")
+	m2.expect(m2.window(10*time.Second, 30), Resolved, "cleared before firing")
+	if c := m2.changes[len(m2.changes)-1]; c.Notifies() || c.From != Pending {
+		t.Fatalf("a pending alert that cleared notifies: %+v", c)
+	}
+	if got := Summary(m2.s, r, m2.changes[len(m2.changes)-1]); !strings.Contains(got, "cleared before firing") {
+		t.Fatalf("summary %q", got)
+	}
 	m2.expect(m2.window(20*time.Second, 41), Pending, "breach again: counted from here")
 	m2.expect(m2.window(30*time.Second, 41), Firing, "20 s")
 	if m2.s.Since != at(20*time.Second) {

@@ -100,7 +100,7 @@ func Summary(s State, r *rules.Rule, c Change) string {
 	switch {
 	case c.Repeat:
 		b.WriteString("still firing")
-	case c.Phase == OK:
+	case c.Phase == Resolved && c.From == Pending:
 		b.WriteString("cleared before firing")
 	default:
 		b.WriteString(string(c.Phase))
@@ -116,7 +116,7 @@ func Summary(s State, r *rules.Rule, c Change) string {
 	}
 	fmt.Fprintf(&b, "%s %s over %s is %s", r.Metric, r.Aggregate, r.Window, num(s.Value))
 	switch c.Phase {
-	case Resolved, OK:
+	case Resolved:
 		if r.HasClear {
 			if r.Op == rules.Above || r.Op == rules.AtLeast {
 				fmt.Fprintf(&b, " (clears below %s)", num(r.Clear))

@@ -14,7 +14,8 @@ import (
 type Phase string
 
 // Phases. Resolved behaves as OK; it is kept apart so that readers see that
-// the alert fired and ended.
+// the alert was active and ended. ALERTS carries pending, firing and
+// resolved; OK is only the state of an alert that never started.
 const (
 	OK       Phase = "ok"
 	Pending  Phase = "pending" // breaching, but not yet for the rule's `for`
