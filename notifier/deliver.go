@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/notifier/alert"
+	"github.com/edgeflow/edgeflow/notifier/channel"
+	"github.com/edgeflow/edgeflow/notifier/rules"
+)
+
+// StreamNotifications is the delivery queue: one subject per channel
+// (notifications.{channel}), a work queue from which a notification leaves
+// only when its channel confirmed the delivery.
+const StreamNotifications = "NOTIFICATIONS"
+
+// notificationsStream is NOTIFICATIONS. DiscardNew: a full queue refuses new
+// notifications (they stay in their alert's outbox and are retried) rather
+// than dropping the oldest.
+func notificationsStream(c Config) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamNotifications,
+		Description: "notifications waiting for delivery, notifications.{channel}; removed once delivered",
+		Subjects:    []string{alert.NotificationSubject("*")},
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    c.QueueMaxBytes,
+		Duplicates:  c.DedupWindow,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// deliveryConsumer is the durable consumer of one channel, shared by the
+// replicas: each notification goes to one of them at a time. A failed
+// attempt is negatively acknowledged with the channel's backoff as delay,
+// and redelivered (to any replica) after it, without limit.
+func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       "deliver-" + name,
+		Description:   "notifier: deliveries to channel " + name,
+		FilterSubject: alert.NotificationSubject(name),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 64,
+	}
+}
+
+// Dispatcher runs one delivery loop per channel of the rules in effect.
+type Dispatcher struct {
+	js      jetstream.JetStream
+	rules   func() *rules.Set
+	metrics *Metrics
+	log     *slog.Logger
+	client  *http.Client
+
+	mu      sync.Mutex
+	version string // of the rules the senders were built from
+	senders map[string]channel.Sender
+	loops   map[string]*deliveryLoop
+	wg      sync.WaitGroup
+}
+
+type deliveryLoop struct {
+	cancel  context.CancelFunc
+	cons    jetstream.Consumer
+	ackWait time.Duration
+}
+
+// NewDispatcher returns a dispatcher with no loops yet (Reconcile starts them).
+func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger) *Dispatcher {
+	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(),
+		senders: map[string]channel.Sender{}, loops: map[string]*deliveryLoop{}}
+}
+
+// Reconcile starts a loop for each channel of the rules in effect and stops
+// the loops of channels that were removed (their notifications wait in the
+// queue until the channel comes back). Loops stop pulling when ctx ends and
+// finish what they hold within work. A consumer that cannot be created now
+// is tried again on the next call.
+func (d *Dispatcher) Reconcile(ctx, work context.Context) {
+	set := d.rules()
+	if set == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if set.Version != d.version {
+		d.senders = map[string]channel.Sender{}
+		for name, c := range set.Channels {
+			s, err := channel.New(c, d.client, d.log)
+			if err != nil {
+				d.log.Error("channel", "channel", name, "err", err)
+				continue
+			}
+			d.senders[name] = s
+		}
+		d.version = set.Version
+	}
+	for name, c := range set.Channels {
+		// Longer than an attempt, or a slow attempt would be handed to a
+		// second replica while the first still works on it.
+		ackWait := c.Timeout + 30*time.Second
+		l, running := d.loops[name]
+		if running && l.ackWait == ackWait {
+			continue
+		}
+		cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, ackWait))
+		if err != nil {
+			d.log.Warn("delivery consumer; will retry", "channel", name, "err", err)
+			continue
+		}
+		if running {
+			l.ackWait, l.cons = ackWait, cons
+			continue
+		}
+		lctx, cancel := context.WithCancel(ctx)
+		d.loops[name] = &deliveryLoop{cancel: cancel, cons: cons, ackWait: ackWait}
+		d.wg.Go(func() { d.deliver(lctx, work, name, cons) })
+	}
+	for name, l := range d.loops {
+		if _, ok := set.Channels[name]; !ok {
+			l.cancel()
+			delete(d.loops, name)
+		}
+	}
+}
+
+// Wait returns when every loop has returned (after ctx of Reconcile ended).
+func (d *Dispatcher) Wait() { d.wg.Wait() }
+
+// Observe refreshes the queue gauges from the consumers.
+func (d *Dispatcher) Observe(ctx context.Context) {
+	d.mu.Lock()
+	loops := make(map[string]jetstream.Consumer, len(d.loops))
+	for name, l := range d.loops {
+		loops[name] = l.cons
+	}
+	d.mu.Unlock()
+	for name, cons := range loops {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			continue
+		}
+		d.metrics.Retrying.WithLabelValues(name).Set(float64(info.NumRedelivered))
+		d.metrics.Queued.WithLabelValues(name).Set(float64(info.NumPending) + float64(info.NumAckPending))
+	}
+}
+
+func (d *Dispatcher) sender(name string) (channel.Sender, rules.Channel, bool) {
+	set := d.rules()
+	if set == nil {
+		return nil, rules.Channel{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	c, ok := set.Channels[name]
+	s := d.senders[name]
+	return s, c, ok && s != nil && set.Version == d.version
+}
+
+func (d *Dispatcher) deliver(ctx, work context.Context, name string, cons jetstream.Consumer) {
+	// One message at a time: what a replica holds when it stops is what it
+	// is sending, not a batch that would wait for AckWait elsewhere.
+	it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		d.log.Error("delivery loop", "channel", name, "err", err)
+		return
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Drain)
+	defer stop()
+	for {
+		msg, err := it.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return
+		}
+		if err != nil {
+			continue
+		}
+		if work.Err() != nil {
+			return // left unacknowledged: redelivered
+		}
+		d.handle(work, name, msg)
+	}
+}
+
+// handle makes one delivery attempt and settles the message: acknowledged
+// once delivered, otherwise negatively acknowledged with the channel's
+// backoff, so it comes back (here or on another replica) after the delay.
+func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg) {
+	attempt := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		attempt = md.NumDelivered
+	}
+	var n alert.Notification
+	if err := json.Unmarshal(msg.Data(), &n); err != nil {
+		dl := bus.DeadLetter{Service: "notifier", Reason: "invalid_notification", Detail: err.Error(), Source: msg.Subject(), Body: msg.Data()}
+		if err := dl.Publish(work, d.js, time.Now()); err != nil {
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+		d.metrics.DeadLettered.WithLabelValues("invalid_notification").Inc()
+		_ = msg.Term()
+		return
+	}
+	sender, c, ok := d.sender(name)
+	if !ok {
+		_ = msg.NakWithDelay(5 * time.Second) // the channel is being reconfigured or was removed
+		return
+	}
+	ctx, cancel := context.WithTimeout(work, c.Timeout)
+	err := sender.Send(ctx, n)
+	cancel()
+	if err != nil {
+		d.metrics.Deliveries.WithLabelValues(name, "failed").Inc()
+		delay := backoff(c, attempt)
+		d.log.Warn("delivery failed; will retry", "channel", name, "id", n.ID, "attempt", attempt, "retry_in", delay, "err", err)
+		_ = msg.NakWithDelay(delay)
+		return
+	}
+	d.metrics.Deliveries.WithLabelValues(name, "ok").Inc()
+	d.metrics.Out.Inc()
+	d.log.Info("delivered", "channel", name, "id", n.ID, "attempt", attempt)
+	actx, cancel := context.WithTimeout(work, 5*time.Second)
+	defer cancel()
+	// Confirmed, so that a lost acknowledgement is seen (and logged) rather
+	// than turning silently into a second delivery after AckWait.
+	if err := msg.DoubleAck(actx); err != nil {
+		d.log.Warn("acknowledge delivery; it may be delivered again", "channel", name, "id", n.ID, "err", err)
+	}
+}
+
+// backoff is the wait before attempt+1 of a delivery: the project's one
+// backoff (retry.Backoff, doubling with jitter) within the channel's bounds.
+func backoff(c rules.Channel, attempt uint64) time.Duration {
+	b := retry.Backoff{Initial: c.RetryInitial, Max: c.RetryMax}
+	for i := uint64(1); i < attempt && i < 64; i++ {
+		b.Next()
+	}
+	return b.Next()
+}

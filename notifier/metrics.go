@@ -1,0 +1,71 @@
+package main
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeflow/edgeflow/internal/service"
+	"github.com/edgeflow/edgeflow/notifier/rules"
+)
+
+// Metrics are the notifier's own figures, beside the standard pipeline
+// counters (in: aggregates read; out: notifications delivered; backlog:
+// aggregates not yet evaluated).
+type Metrics struct {
+	*service.Pipeline
+	RulesLoaded  prometheus.Gauge
+	RulesInvalid prometheus.Gauge
+	Reloads      *prometheus.CounterVec // by result: ok, invalid
+	Evaluations  *prometheus.CounterVec // by rule kind
+	Transitions  *prometheus.CounterVec // by state entered (repeat for reminders)
+	Conflicts    prometheus.Counter
+	Firing       prometheus.Gauge
+	Pending      prometheus.Gauge
+	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed
+	Retrying     *prometheus.GaugeVec   // by channel
+	Queued       *prometheus.GaugeVec   // by channel
+}
+
+// NewMetrics registers the notifier's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "edgeflow_notifier_"
+	m := &Metrics{
+		Pipeline: service.NewPipeline(reg, "notifier"),
+		RulesLoaded: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "rules_loaded",
+			Help: "Rules in effect (the last valid version of the rules file)."}),
+		RulesInvalid: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "rules_invalid",
+			Help: "1 while the rules file on disk is invalid (or unreadable) and the last good rules are in effect."}),
+		Reloads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "rules_reloads_total",
+			Help: "Versions of the rules file read, by result (ok, invalid)."}, []string{"result"}),
+		Evaluations: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "evaluations_total",
+			Help: "Rule evaluations, by rule type (threshold: per matching window; offline: per device and check)."}, []string{"kind"}),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "transitions_total",
+			Help: "Alert changes this replica committed, by state entered (repeat: a reminder)."}, []string{"state"}),
+		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "state_conflicts_total",
+			Help: "Alert state writes that lost a compare-and-set to another writer and were decided again."}),
+		Firing: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_firing",
+			Help: "Alerts firing now (rules in effect)."}),
+		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_pending",
+			Help: "Alerts pending now: breaching, not yet for their `for`."}),
+		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "deliveries_total",
+			Help: "Delivery attempts by this replica, by channel and result (ok, failed; a failed one is retried)."}, []string{"channel", "result"}),
+		Retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_retrying",
+			Help: "Notifications of the channel that failed at least once and are not delivered yet."}, []string{"channel"}),
+		Queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_queued",
+			Help: "Notifications of the channel not delivered yet (waiting, in flight or retrying)."}, []string{"channel"}),
+	}
+	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Conflicts,
+		m.Firing, m.Pending, m.Deliveries, m.Retrying, m.Queued)
+	return m
+}
+
+// rulesChanged follows the rules watcher.
+func (m *Metrics) rulesChanged(s rules.Status) {
+	m.RulesLoaded.Set(float64(s.Rules))
+	if s.Error != "" {
+		m.RulesInvalid.Set(1)
+		m.Reloads.WithLabelValues("invalid").Inc()
+		return
+	}
+	m.RulesInvalid.Set(0)
+	m.Reloads.WithLabelValues("ok").Inc()
+}
