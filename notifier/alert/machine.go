@@ -23,7 +23,9 @@ type Change struct {
 // Notifies reports whether the change goes to the rule's channels: firing,
 // its reminders and its resolution do; pending, and a pending alert that
 // cleared before it fired, only go on ALERTS.
-func (c Change) Notifies() bool { return c.Phase == Firing || (c.Phase == Resolved && c.From == Firing) }
+func (c Change) Notifies() bool {
+	return c.Phase == Firing || (c.Phase == Resolved && c.From == Firing)
+}
 
 func (s *State) change(p Phase, now time.Time) Change {
 	from := s.Phase
