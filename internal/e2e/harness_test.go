@@ -32,6 +32,7 @@ var bins struct {
 	dir                        string
 	ingest, processor, loadgen string
 	dashboard                  string
+	notifier                   string
 	err                        error
 }
 
@@ -76,7 +77,7 @@ func build(dir string) error {
 		dst  *string
 		race bool
 	}{{"./ingest", &bins.ingest, true}, {"./processor", &bins.processor, true}, {"./scripts/loadgen", &bins.loadgen, false},
-		{"./dashboard", &bins.dashboard, true}} {
+		{"./dashboard", &bins.dashboard, true}, {"./notifier", &bins.notifier, true}} {
 		out := filepath.Join(dir, filepath.Base(b.pkg))
 		args := []string{"build", "-o", out}
 		if b.race {
@@ -275,6 +276,18 @@ func (p *pipeline) startDashboard(env ...string) *devenv.Process {
 		"EDGEFLOW_DASHBOARD_WINDOWS=2s,10s",
 		"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=1s",
 		"EDGEFLOW_DASHBOARD_SERVICES=" + strings.Join(services, ","),
+	}, env...)...)
+}
+
+// startNotifier runs the notifier with the rules file at rules and short
+// timings; env adds variables (such as the secrets the rules name).
+func (p *pipeline) startNotifier(rules string, env ...string) *devenv.Process {
+	return p.service("notifier", bins.notifier, append([]string{
+		"EDGEFLOW_NOTIFIER_ID=e2e",
+		"EDGEFLOW_RULES=" + rules,
+		"EDGEFLOW_NOTIFIER_TICK=200ms",
+		"EDGEFLOW_NOTIFIER_RULES_POLL=200ms",
+		"EDGEFLOW_NOTIFIER_FAILOVER=2s",
 	}, env...)...)
 }
 

@@ -39,6 +39,7 @@ type Config struct {
 	IngestPort    int           `envconfig:"DEV_INGEST_PORT" default:"8081" desc:"ingest's /metrics, /healthz, /readyz port"`
 	ProcessorPort int           `envconfig:"DEV_PROCESSOR_PORT" default:"8082" desc:"first processor's /metrics port (the next replicas take the following ports)"`
 	DashboardPort int           `envconfig:"DEV_DASHBOARD_PORT" default:"8080" desc:"the dashboard's port: open http://127.0.0.1:8080 in a browser"`
+	NotifierPort  int           `envconfig:"DEV_NOTIFIER_PORT" default:"8090" desc:"the notifier's /alerts, /metrics, /healthz, /readyz port (above the processors' 8082...)"`
 }
 
 func main() {
@@ -57,6 +58,10 @@ func main() {
 	}
 	if cfg.Processors < 1 || cfg.Processors > 16 {
 		service.Fatal(log, "invalid configuration", errors.New("EDGEFLOW_DEV_PROCESSORS must be 1..16"))
+	}
+	if cfg.NotifierPort >= cfg.ProcessorPort && cfg.NotifierPort < cfg.ProcessorPort+cfg.Processors {
+		service.Fatal(log, "invalid configuration", fmt.Errorf("EDGEFLOW_DEV_NOTIFIER_PORT=%d is one of the processors' ports %d..%d",
+			cfg.NotifierPort, cfg.ProcessorPort, cfg.ProcessorPort+cfg.Processors-1))
 	}
 	ctx, stop := service.SignalContext()
 	defer stop()
@@ -94,7 +99,7 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	// InfluxDB), then InfluxDB; NATS last of all.
 	var stack []*devenv.Process
 	defer func() {
-		order := map[string]int{"simulate-sensors": 0, "dashboard": 0, "ingest": 1, "influxd": 3}
+		order := map[string]int{"simulate-sensors": 0, "dashboard": 0, "notifier": 0, "ingest": 1, "influxd": 3}
 		rank := func(p *devenv.Process) int {
 			if r, ok := order[p.Name]; ok {
 				return r
@@ -149,15 +154,26 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 			return err
 		}
 	}
+	// The notifier evaluates the processors' windows, with the rules of the
+	// repository's rules.yaml (or EDGEFLOW_RULES); it runs in the log
+	// directory, so the path is made absolute.
+	rulesFile := filepath.Join(root, "rules.yaml")
+	if v := os.Getenv("EDGEFLOW_RULES"); v != "" {
+		if rulesFile, err = filepath.Abs(v); err != nil {
+			return err
+		}
+	}
+	if err := start("notifier", "notifier", cfg.NotifierPort, "EDGEFLOW_NOTIFIER_ID=local", "EDGEFLOW_RULES="+rulesFile,
+		"EDGEFLOW_NOTIFIER_HTTP_ADDR="+net(cfg.Host, cfg.NotifierPort)); err != nil {
+		return err
+	}
 	// The dashboard reads everything above: it starts last, and its pipeline
-	// page scrapes each service (and the notifier's, when one was built).
+	// page scrapes each service.
 	services := []string{"ingest=http://" + net(cfg.Host, ports[0])}
 	for i := range cfg.Processors {
 		services = append(services, "processor-"+strconv.Itoa(i)+"=http://"+net(cfg.Host, ports[1+i]))
 	}
-	if _, err := os.Stat(filepath.Join(bin, "notifier")); err == nil {
-		services = append(services, "notifier=http://"+net(cfg.Host, 8090))
-	}
+	services = append(services, "notifier=http://"+net(cfg.Host, cfg.NotifierPort))
 	if err := start("dashboard", "dashboard", cfg.DashboardPort,
 		"EDGEFLOW_DASHBOARD_HTTP_ADDR="+net(cfg.Host, cfg.DashboardPort),
 		"EDGEFLOW_DASHBOARD_SERVICES="+strings.Join(services, ",")); err != nil {
