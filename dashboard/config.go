@@ -3,19 +3,19 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/edgeflow/edgeflow/dashboard/pipeline"
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/influx"
 )
 
 // Config is the dashboard's whole configuration, read from EDGEFLOW_*.
 type Config struct {
 	bus.Config
-	Influx InfluxConfig `envconfig:"INFLUX"`
+	Influx influx.Config `envconfig:"INFLUX"`
 
 	HTTPAddr string          `envconfig:"DASHBOARD_HTTP_ADDR" default:":8080" desc:"address of the dashboard and its /healthz, /readyz, /metrics"`
 	Token    string          `envconfig:"DASHBOARD_TOKEN" desc:"access token (optional; from a Secret): when set, every page and API asks for it as a Bearer token or as the password of HTTP basic auth (any user name); never logged"`
@@ -30,16 +30,6 @@ type Config struct {
 	SSEBuffer      int           `envconfig:"DASHBOARD_SSE_BUFFER" default:"64" desc:"live frames queued per browser; a slow one loses the oldest (edgeflow_dashboard_sse_dropped_total) and reloads"`
 	DeadLetters    int           `envconfig:"DASHBOARD_DEADLETTERS" default:"50" desc:"latest dead-lettered messages shown"`
 	AlertHistory   int           `envconfig:"DASHBOARD_ALERT_HISTORY" default:"200" desc:"alert state changes shown in the alerts history"`
-}
-
-// InfluxConfig is where history is read from (EDGEFLOW_INFLUX_*: the same
-// variables as the processor's, so one Secret serves both).
-type InfluxConfig struct {
-	URL     string        `envconfig:"URL" default:"http://127.0.0.1:8086" desc:"InfluxDB URL (2.x API; 1.8 compatibility endpoints work)"`
-	Token   string        `envconfig:"TOKEN" desc:"InfluxDB token (1.8: user:password; never logged)"`
-	Org     string        `envconfig:"ORG" default:"edgeflow" desc:"InfluxDB organisation (ignored by 1.8)"`
-	Bucket  string        `envconfig:"BUCKET" default:"edgeflow" desc:"InfluxDB bucket (1.8: database or database/retention-policy)"`
-	Timeout time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"InfluxDB request timeout"`
 }
 
 // LoadConfig reads and validates the environment.
@@ -59,21 +49,12 @@ func (c Config) Targets() []pipeline.Target {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate()}
+	errs := []error{c.Config.Validate(), c.Influx.Validate()}
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_HTTP_ADDR is empty"))
 	}
 	if _, err := pipeline.ParseTargets(c.Services); err != nil {
 		errs = append(errs, fmt.Errorf("EDGEFLOW_DASHBOARD_SERVICES: %w", err))
-	}
-	if u, err := url.Parse(c.Influx.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("EDGEFLOW_INFLUX_URL=%q: want http(s)://host:port", c.Influx.URL))
-	}
-	if c.Influx.Bucket == "" {
-		errs = append(errs, errors.New("EDGEFLOW_INFLUX_BUCKET is empty"))
-	}
-	if c.Influx.Timeout < time.Second {
-		errs = append(errs, errors.New("EDGEFLOW_INFLUX_TIMEOUT must be at least 1s"))
 	}
 	if len(c.Windows) == 0 {
 		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_WINDOWS is empty"))

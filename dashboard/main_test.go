@@ -24,7 +24,7 @@ import (
 
 // One InfluxDB for the package's tests (3-4 s to start); each test has its
 // own database and its own embedded NATS.
-var influx struct {
+var sharedInflux struct {
 	proc *devenv.Process
 	err  error
 }
@@ -32,18 +32,18 @@ var influx struct {
 func TestMain(m *testing.M) {
 	code := func() int {
 		if _, err := devenv.InfluxdBinary(); err != nil {
-			influx.err = err
+			sharedInflux.err = err
 			return m.Run()
 		}
 		dir, err := os.MkdirTemp("", "edgeflow-dashboard-")
 		if err != nil {
-			influx.err = err
+			sharedInflux.err = err
 			return m.Run()
 		}
 		defer os.RemoveAll(dir)
-		influx.proc, influx.err = devenv.StartInfluxDB(context.Background(), devenv.InfluxOptions{Dir: filepath.Join(dir, "influxdb")})
-		if influx.proc != nil {
-			defer influx.proc.Stop(context.Background())
+		sharedInflux.proc, sharedInflux.err = devenv.StartInfluxDB(context.Background(), devenv.InfluxOptions{Dir: filepath.Join(dir, "influxdb")})
+		if sharedInflux.proc != nil {
+			defer sharedInflux.proc.Stop(context.Background())
 		}
 		return m.Run()
 	}()
@@ -68,13 +68,13 @@ var dbSeq int
 // (DEADLETTER, ALERTS) and a database; the dashboard starts with start.
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	devenv.RequireInstalled(t, influx.err)
+	devenv.RequireInstalled(t, sharedInflux.err)
 	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	e := &env{t: t, influx: influx.proc.URL}
+	e := &env{t: t, influx: sharedInflux.proc.URL}
 	dbSeq++
 	e.db = "dash" + strconv.Itoa(dbSeq)
 	if err := devenv.CreateInfluxDatabase(context.Background(), e.influx, e.db); err != nil {

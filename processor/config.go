@@ -3,13 +3,13 @@ package main
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/processor/window"
 )
@@ -37,13 +37,9 @@ type Config struct {
 
 // InfluxConfig is where windows and raw readings are written (EDGEFLOW_INFLUX_*).
 type InfluxConfig struct {
-	URL      string        `envconfig:"URL" default:"http://127.0.0.1:8086" desc:"InfluxDB URL (2.x API; 1.8 compatibility endpoints work)"`
-	Token    string        `envconfig:"TOKEN" desc:"InfluxDB token (1.8: user:password; never logged)"`
-	Org      string        `envconfig:"ORG" default:"edgeflow" desc:"InfluxDB organisation (ignored by 1.8)"`
-	Bucket   string        `envconfig:"BUCKET" default:"edgeflow" desc:"InfluxDB bucket (1.8: database or database/retention-policy)"`
-	Timeout  time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"InfluxDB request timeout"`
-	Gzip     bool          `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
-	WriteRaw bool          `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
+	influx.Config
+	Gzip     bool `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
+	WriteRaw bool `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
 }
 
 // LoadConfig reads and validates the environment.
@@ -65,18 +61,9 @@ func (c Config) Window() window.Config {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Window().Validate()}
+	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Influx.Validate(), c.Window().Validate()}
 	if !reading.ValidName(c.ID) {
 		errs = append(errs, fmt.Errorf("EDGEFLOW_PROCESSOR_ID=%q: must match ^[A-Za-z0-9_-]{1,64}$", c.ID))
-	}
-	if u, err := url.Parse(c.Influx.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("EDGEFLOW_INFLUX_URL=%q: want http(s)://host:port", c.Influx.URL))
-	}
-	if c.Influx.Bucket == "" {
-		errs = append(errs, errors.New("EDGEFLOW_INFLUX_BUCKET is empty"))
-	}
-	if c.Influx.Timeout < time.Second {
-		errs = append(errs, errors.New("EDGEFLOW_INFLUX_TIMEOUT must be at least 1s"))
 	}
 	if c.FlushInterval < 10*time.Millisecond || c.FlushInterval > time.Minute {
 		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_FLUSH_INTERVAL must be 10ms..1m"))
