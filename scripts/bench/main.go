@@ -1,0 +1,208 @@
+// Command bench runs the whole local pipeline on loopback, drives it with
+// the load generator at a series of rates and reports the highest rate it
+// sustains with zero loss and exact window counts, as a ratio to what the
+// same broker carries to a plain subscriber (the raw MQTT leg); with
+// latency, RSS and CPU per service. `go tool task bench` runs it;
+// docs/performance.md describes the method.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/edgeflow/edgeflow/internal/devenv"
+)
+
+// Defaults of the flags.
+const (
+	// defaultSteps climb in 5k steps past the issue's 20k target.
+	defaultSteps = "5000,10000,15000,20000,25000,30000"
+	// defaultStepDuration is the issue's "sustains for 60 s".
+	defaultStepDuration = 60 * time.Second
+	// defaultDevices is "many devices": every processor partition gets
+	// plenty, and per-device windows are as numerous as at a real site.
+	defaultDevices = 1000
+	// defaultPublishers matches the load generator's own default.
+	defaultPublishers = 4
+	// defaultRawCount is long enough (about 10 s at the broker's speed)
+	// that connection set-up does not show in the raw leg's rate.
+	defaultRawCount = 300_000
+	// defaultMaxLag is "backlogs drained within a few seconds": longer
+	// than a flush interval and a fetch, shorter than a growing backlog takes.
+	defaultMaxLag = 5 * time.Second
+	// defaultSettle bounds the wait for the last windows: they close
+	// LATENESS + IDLE_GRACE (10 s by default) after their end.
+	defaultSettle = 45 * time.Second
+
+	quickSteps        = "2000,5000,10000"
+	quickStepDuration = 10 * time.Second
+	quickRawCount     = 100_000
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	var (
+		stepsFlag  = flag.String("steps", defaultSteps, "rate steps in msgs/s, comma-separated, in increasing order")
+		stepDur    = flag.Duration("step-duration", defaultStepDuration, "how long each rate step publishes")
+		quick      = flag.Bool("quick", false, "smoke run: steps "+quickSteps+" of "+quickStepDuration.String()+", raw leg of "+strconv.Itoa(quickRawCount)+" (flags given explicitly win)")
+		devices    = flag.Int("devices", defaultDevices, "devices of the load generator")
+		publishers = flag.Int("publishers", defaultPublishers, "MQTT connections of the load generator")
+		rawCount   = flag.Int64("raw-count", defaultRawCount, "messages of the raw MQTT leg")
+		maxLag     = flag.Duration("max-lag", defaultMaxLag, "longest a step's backlog may take to drain after its last publish and still pass")
+		settle     = flag.Duration("settle", defaultSettle, "longest wait for drains and window counts after a step")
+		keepGoing  = flag.Bool("keep-going", false, "run every step even after one failed")
+		out        = flag.String("out", filepath.Join(root, "bench", "results"), "where the report goes")
+		bin        = flag.String("bin", filepath.Join(root, ".bin"), "where the built binaries are")
+		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
+		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
+	)
+	flag.Parse()
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		if !set["steps"] {
+			*stepsFlag = quickSteps
+		}
+		if !set["step-duration"] {
+			*stepDur = quickStepDuration
+		}
+		if !set["raw-count"] {
+			*rawCount = quickRawCount
+		}
+	}
+	rates, err := parseSteps(*stepsFlag)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -steps:", err)
+		return 2
+	}
+	loadgen := filepath.Join(*bin, "loadgen")
+	if _, err := os.Stat(loadgen); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: no load generator at %s: run go tool task build\n", loadgen)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dir, err := os.MkdirTemp("", "edgeflow-bench-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	stack := &Stack{Dir: dir, Bin: *bin, Root: root}
+	defer func() {
+		if err := stack.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+		}
+		if *keep {
+			fmt.Println("bench: data and logs kept in", dir)
+		} else {
+			_ = os.RemoveAll(dir)
+		}
+	}()
+
+	res := &Result{
+		StartedAt: time.Now(), Machine: describeMachine(*note),
+		Settings: Settings{Devices: *devices, Publishers: *publishers, StepSeconds: stepDur.Seconds(), Rates: rates,
+			RawCount: *rawCount, MaxLagSecond: maxLag.Seconds(), Quick: *quick},
+		IdleRSS: map[string]int64{}, Roles: map[string]string{},
+	}
+	logf("starting Mosquitto, NATS and InfluxDB under %s", dir)
+	if err := stack.StartServers(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	logf("raw MQTT leg: %d messages, as fast as PUBACKs return, to one paho subscriber", *rawCount)
+	res.Raw, err = runRawLeg(ctx, loadgen, dir, Load{Broker: stack.MQTTURL, Devices: *devices, Publishers: *publishers,
+		Count: *rawCount, SeqStart: 1, Prefix: "bench-raw"}, *settle)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	logf("raw MQTT leg: %d of %d received in %.1fs: %.0f msgs/s (publisher %.0f msgs/s)",
+		res.Raw.Received, res.Raw.Published, res.Raw.Seconds, res.Raw.Rate, res.Raw.PublishRate)
+
+	logf("starting the services from %s", *bin)
+	if err := stack.StartServices(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	time.Sleep(5 * time.Second) // let start-up allocations settle before the idle reading
+	for _, m := range stack.Members {
+		res.Roles[m.Name] = m.Role
+		if p, err := readProc(m.PID); err == nil {
+			res.IdleRSS[m.Name] = p.RSSBytes
+		}
+	}
+
+	runner := &Runner{Stack: stack, Loadgen: loadgen, Dir: dir, Devices: *devices, Publishers: *publishers,
+		MaxLag: *maxLag, Settle: *settle}
+	for i, rate := range rates {
+		if ctx.Err() != nil {
+			break
+		}
+		logf("step %d: %.0f msgs/s for %s", i+1, rate, *stepDur)
+		s, err := runner.Run(ctx, StepPlan{Index: i, Rate: rate, Duration: *stepDur})
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			break
+		}
+		res.Steps = append(res.Steps, s)
+		verdict := "pass"
+		if !s.Pass {
+			verdict = "FAIL: " + strings.Join(s.Reasons, "; ")
+		}
+		logf("step %d: published %.0f msgs/s, acked %d, counted %d, drained after %.1fs, ack p99 %s ms: %s",
+			i+1, s.PublishRate, s.Acked, s.Counted, s.DrainSeconds, latencyText(s.AckP99Ms, s.AckP99Overflow), verdict)
+		if !s.Pass && !*keepGoing {
+			break
+		}
+	}
+	res.evaluate()
+	path, err := writeReport(*out, res)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: write report:", err)
+		return 1
+	}
+	_ = res.WriteMarkdown(os.Stdout, "")
+	fmt.Printf("\nreport: %s (and .json, .svg)\n", path)
+	if ctx.Err() != nil {
+		return 1
+	}
+	return 0
+}
+
+// parseSteps reads increasing positive rates.
+func parseSteps(s string) ([]float64, error) {
+	var rates []float64
+	for _, f := range strings.Split(s, ",") {
+		v, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("%q is not a positive rate", f)
+		}
+		if len(rates) > 0 && v <= rates[len(rates)-1] {
+			return nil, fmt.Errorf("rates must increase: %v after %v", v, rates[len(rates)-1])
+		}
+		rates = append(rates, v)
+	}
+	return rates, nil
+}
+
+func logf(format string, a ...any) {
+	fmt.Printf("%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
+// 100 on every Linux architecture Go supports (the kernel fixes it for the
+// user ABI whatever CONFIG_HZ is).
+const clockTicks = 100
+
+// ProcSample is a process's resident memory and CPU time at one moment.
+type ProcSample struct {
+	RSSBytes   int64
+	CPUSeconds float64
+}
+
+// readProc reads RSS and user+system CPU time of pid from /proc.
+func readProc(pid int) (ProcSample, error) {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ProcSample{}, err
+	}
+	return parseStat(stat, os.Getpagesize())
+}
+
+// parseStat reads utime (field 14), stime (15) and rss (24, in pages) from
+// the contents of /proc/<pid>/stat. The command name (field 2) may hold
+// spaces and parentheses, so fields are counted after its last ')'.
+func parseStat(stat []byte, pageSize int) (ProcSample, error) {
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 {
+		return ProcSample{}, fmt.Errorf("parse /proc stat: no command name")
+	}
+	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3 (state)
+	if len(f) < 22 {
+		return ProcSample{}, fmt.Errorf("parse /proc stat: %d fields", len(f)+2)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	rss, err3 := strconv.ParseInt(f[21], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return ProcSample{}, fmt.Errorf("parse /proc stat: utime %q stime %q rss %q", f[11], f[12], f[21])
+	}
+	return ProcSample{RSSBytes: rss * int64(pageSize), CPUSeconds: float64(utime+stime) / clockTicks}, nil
+}
