@@ -23,7 +23,7 @@ type Config struct {
 	HTTPAddr  string        `envconfig:"NOTIFIER_HTTP_ADDR" default:":8090" desc:"address of /healthz, /readyz, /metrics, /alerts"`
 	RulesPoll time.Duration `envconfig:"NOTIFIER_RULES_POLL" default:"2s" desc:"how often the rules file is checked for changes"`
 	Tick      time.Duration `envconfig:"NOTIFIER_TICK" default:"1s" desc:"how often offline rules, reminders and unsent notifications are checked"`
-	Failover  time.Duration `envconfig:"NOTIFIER_FAILOVER" default:"10s" desc:"how long aggregate evaluation stays pinned to a replica that stopped pulling before another replica takes it over"`
+	Failover  time.Duration `envconfig:"NOTIFIER_FAILOVER" default:"10s" desc:"how long the windows and deliveries a replica held when it died wait before another replica takes them over"`
 	// QueueMaxBytes bounds NOTIFICATIONS. When it is full a new notification
 	// stays in its alert's outbox and is retried: nothing is dropped.
 	QueueMaxBytes int64         `envconfig:"NOTIFIER_QUEUE_MAX_BYTES" default:"67108864" desc:"size of the NOTIFICATIONS delivery queue; when full, new notifications wait in the alert state and are retried"`

@@ -43,7 +43,9 @@ func notificationsStream(c Config) jetstream.StreamConfig {
 // deliveryConsumer is the durable consumer of one channel, shared by the
 // replicas: each notification goes to one of them at a time. A failed
 // attempt is negatively acknowledged with the channel's backoff as delay,
-// and redelivered (to any replica) after it, without limit.
+// and redelivered (to any replica) after it, without limit. AckWait is the
+// failover time: what a dead replica held goes to another after it, while a
+// live one keeps a slow attempt its own with InProgress.
 func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       "deliver-" + name,
@@ -58,11 +60,12 @@ func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConf
 
 // Dispatcher runs one delivery loop per channel of the rules in effect.
 type Dispatcher struct {
-	js      jetstream.JetStream
-	rules   func() *rules.Set
-	metrics *Metrics
-	log     *slog.Logger
-	client  *http.Client
+	js       jetstream.JetStream
+	rules    func() *rules.Set
+	metrics  *Metrics
+	log      *slog.Logger
+	client   *http.Client
+	failover time.Duration
 
 	mu      sync.Mutex
 	version string // of the rules the senders were built from
@@ -72,14 +75,13 @@ type Dispatcher struct {
 }
 
 type deliveryLoop struct {
-	cancel  context.CancelFunc
-	cons    jetstream.Consumer
-	ackWait time.Duration
+	cancel context.CancelFunc
+	cons   jetstream.Consumer
 }
 
 // NewDispatcher returns a dispatcher with no loops yet (Reconcile starts them).
-func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger) *Dispatcher {
-	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(),
+func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger, failover time.Duration) *Dispatcher {
+	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(), failover: failover,
 		senders: map[string]channel.Sender{}, loops: map[string]*deliveryLoop{}}
 }
 
@@ -107,25 +109,17 @@ func (d *Dispatcher) Reconcile(ctx, work context.Context) {
 		}
 		d.version = set.Version
 	}
-	for name, c := range set.Channels {
-		// Longer than an attempt, or a slow attempt would be handed to a
-		// second replica while the first still works on it.
-		ackWait := c.Timeout + 30*time.Second
-		l, running := d.loops[name]
-		if running && l.ackWait == ackWait {
+	for name := range set.Channels {
+		if _, running := d.loops[name]; running {
 			continue
 		}
-		cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, ackWait))
+		cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, d.failover))
 		if err != nil {
 			d.log.Warn("delivery consumer; will retry", "channel", name, "err", err)
 			continue
 		}
-		if running {
-			l.ackWait, l.cons = ackWait, cons
-			continue
-		}
 		lctx, cancel := context.WithCancel(ctx)
-		d.loops[name] = &deliveryLoop{cancel: cancel, cons: cons, ackWait: ackWait}
+		d.loops[name] = &deliveryLoop{cancel: cancel, cons: cons}
 		d.wg.Go(func() { d.deliver(lctx, work, name, cons) })
 	}
 	for name, l := range d.loops {
@@ -220,7 +214,11 @@ func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg
 		return
 	}
 	ctx, cancel := context.WithTimeout(work, c.Timeout)
+	// An attempt may outlast AckWait (the failover time): keep the
+	// notification ours meanwhile, or another replica would send it too.
+	stopKeep := keep(ctx, msg, d.failover/3)
 	err := sender.Send(ctx, n)
+	stopKeep()
 	cancel()
 	if err != nil {
 		d.metrics.Deliveries.WithLabelValues(name, "failed").Inc()
@@ -239,6 +237,27 @@ func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg
 	if err := msg.DoubleAck(actx); err != nil {
 		d.log.Warn("acknowledge delivery; it may be delivered again", "channel", name, "id", n.ID, "err", err)
 	}
+}
+
+// keep tells the server every interval that msg is still being worked on,
+// until the returned function is called.
+func keep(ctx context.Context, msg jetstream.Msg, interval time.Duration) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }
 
 // backoff is the wait before attempt+1 of a delivery: the project's one

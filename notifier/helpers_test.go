@@ -296,6 +296,7 @@ type receiver struct {
 	srv      *httptest.Server
 	attempts atomic.Int64
 	failing  atomic.Int64 // answer 500 to this many more attempts
+	delay    atomic.Int64 // nanoseconds to wait before answering
 	mu       sync.Mutex
 	got      []alert.Notification
 }
@@ -305,6 +306,7 @@ func newReceiver(t *testing.T) *receiver {
 	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		body, _ := io.ReadAll(req.Body)
 		r.attempts.Add(1)
+		time.Sleep(time.Duration(r.delay.Load()))
 		if r.failing.Add(-1) >= 0 {
 			http.Error(w, "receiver down", http.StatusInternalServerError)
 			return

@@ -146,7 +146,7 @@ func run(ctx context.Context, cfg Config) error {
 	if err := engine.Sweep(work, true); err != nil {
 		log.Warn("sweep at start-up; retried every tick", "err", err)
 	}
-	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log)
+	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover)
 	dispatcher.Reconcile(ctx, work)
 	startErr.Store(new(error))
 	log.Info("notifier running", "rules", cfg.Rules, "rules_version", watcher.Status().Version)

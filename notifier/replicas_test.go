@@ -392,3 +392,20 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 		t.Fatalf("after the redelivery: %d queued, %d on ALERTS", count(StreamNotifications), count(bus.StreamAlerts))
 	}
 }
+
+// A receiver slower than the failover time gets the notification once: the
+// replica sending it keeps it (InProgress), so the other does not take over.
+func TestSlowReceiverIsNotSentTwice(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.hook.delay.Store(int64(3 * time.Second)) // failover is 2s
+	e.writeRules(hotRules)
+	e.start("a")
+	e.start("b")
+	e.window("warehouse", "wh-01", "10s", time.Now().Add(-time.Minute), map[string]float64{"temperature": 45})
+	e.hook.waitFor(t, 1, 15*time.Second)
+	time.Sleep(3 * time.Second)
+	if a := e.hook.attempts.Load(); a != 1 {
+		t.Fatalf("%d attempts for one notification", a)
+	}
+}
