@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 )
 
 // LoadReport is the part of the load generator's -report the bench reads
@@ -28,6 +29,10 @@ type LoadReport struct {
 		MaxMs float64 `json:"max_ms"`
 	} `json:"latency"`
 	ConnectionLosses int64 `json:"connection_losses"`
+
+	// Usage is the load generator process's own peak RSS and CPU time
+	// (from wait4), not part of its report.
+	Usage ProcSample `json:"-"`
 }
 
 // Load is one run of the load generator.
@@ -75,6 +80,12 @@ func runLoadgen(ctx context.Context, bin, dir string, l Load) (LoadReport, error
 	var r LoadReport
 	if err := json.Unmarshal(data, &r); err != nil {
 		return LoadReport{}, fmt.Errorf("loadgen report %s: %w", report, err)
+	}
+	if ps := cmd.ProcessState; ps != nil {
+		r.Usage.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
+		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+			r.Usage.RSSBytes = ru.Maxrss << 10 // kB on Linux
+		}
 	}
 	return r, nil
 }

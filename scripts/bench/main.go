@@ -10,6 +10,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // -pprof
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -71,6 +73,7 @@ func run() int {
 		bin        = flag.String("bin", filepath.Join(root, ".bin"), "where the built binaries are")
 		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
+		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060)")
 	)
 	flag.Parse()
 	set := map[string]bool{}
@@ -97,6 +100,9 @@ func run() int {
 		return 2
 	}
 
+	if *pprofAddr != "" {
+		go func() { fmt.Fprintln(os.Stderr, "bench: pprof:", http.ListenAndServe(*pprofAddr, nil)) }()
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	dir, err := os.MkdirTemp("", "edgeflow-bench-")

@@ -48,3 +48,34 @@ func parseStat(stat []byte, pageSize int) (ProcSample, error) {
 	}
 	return ProcSample{RSSBytes: rss * int64(pageSize), CPUSeconds: float64(utime+stime) / clockTicks}, nil
 }
+
+// machineBusy returns the CPU time all cores spent not idle (user, nice,
+// system, irq, softirq, steal; not idle or iowait), in seconds, from the
+// first line of /proc/stat: with the wall time it shows how busy the whole
+// machine was, other work included.
+func machineBusy() (float64, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	return parseMachineBusy(b)
+}
+
+func parseMachineBusy(stat []byte) (float64, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return 0, fmt.Errorf("parse /proc/stat: first line %q", line)
+	}
+	var busy int64
+	for i, v := range f[1:9] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("parse /proc/stat: %q", v)
+		}
+		if i != 3 && i != 4 { // idle, iowait
+			busy += n
+		}
+	}
+	return float64(busy) / clockTicks, nil
+}

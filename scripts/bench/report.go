@@ -235,20 +235,28 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 			latencyText(s.AckP50Ms, false), latencyText(s.AckP99Ms, s.AckP99Overflow), latencyText(s.WindowP50S, false), latencyText(s.WindowP99S, false), verdict)
 	}
 
-	b.WriteString("\n## Resources per step\n\nRSS: idle before the steps, then the peak during each step. CPU: seconds per million messages over the step and its drain.\n\n| process | idle RSS |")
+	b.WriteString("\n## Resources per step\n\nRSS: idle before the steps, then the peak during each step. CPU: seconds per million messages over the step until its windows were counted, and cores busy while the load ran.\n\n| process | idle RSS |")
 	for _, s := range r.Steps {
-		fmt.Fprintf(&b, " %.0fk: RSS, CPU s/M |", s.Rate/1000)
+		fmt.Fprintf(&b, " %.0fk: RSS; CPU s/M; cores |", s.Rate/1000)
 	}
 	b.WriteString("\n|---|---|" + strings.Repeat("---|", len(r.Steps)) + "\n")
-	for _, name := range r.members() {
-		fmt.Fprintf(&b, "| %s | %s |", name, mb(r.IdleRSS[name]))
+	for _, name := range append(r.members(), "loadgen") {
+		idle := "-"
+		if v, ok := r.IdleRSS[name]; ok {
+			idle = mb(v)
+		}
+		fmt.Fprintf(&b, "| %s | %s |", name, idle)
 		for _, s := range r.Steps {
 			u := s.Usage[name]
-			fmt.Fprintf(&b, " %s, %.1f |", mb(u.RSSMaxBytes), u.CPUPerMillion)
+			fmt.Fprintf(&b, " %s; %.1f; %.2f |", mb(u.RSSMaxBytes), u.CPUPerMillion, u.LoadCores)
 		}
 		b.WriteString("\n")
 	}
-	b.WriteString("\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps).\n")
+	fmt.Fprintf(&b, "| whole machine (all work on it) | |")
+	for _, s := range r.Steps {
+		fmt.Fprintf(&b, " ; ; %.2f of %d |", s.MachineCores, r.Machine.Cores)
+	}
+	b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (peak RSS and CPU from wait4).\n")
 	if svgName != "" {
 		fmt.Fprintf(&b, "\n![throughput and RSS per step](%s)\n", svgName)
 	}

@@ -39,6 +39,9 @@ type Usage struct {
 	RSSMaxBytes   int64   `json:"rss_max_bytes"`
 	CPUSeconds    float64 `json:"cpu_seconds"`
 	CPUPerMillion float64 `json:"cpu_seconds_per_million"`
+	// LoadCores is the CPU time used while the load ran per second of it:
+	// 1 is one core busy.
+	LoadCores float64 `json:"cores_during_load"`
 }
 
 // Step is the measured result of one rate step.
@@ -60,7 +63,10 @@ type Step struct {
 	// every message and both backlogs were empty (-1: not within the settle time).
 	DrainSeconds float64 `json:"drain_seconds"`
 	// CountSeconds is how long after the last PUBACK the window counts were complete.
-	CountSeconds   float64          `json:"count_seconds"`
+	CountSeconds float64 `json:"count_seconds"`
+	// MachineCores is how many cores the whole machine kept busy while the
+	// load ran: this bench and any other work on it.
+	MachineCores   float64          `json:"machine_cores_during_load"`
 	IngestDeadLet  int64            `json:"ingest_deadlettered"`
 	ProcessorLate  int64            `json:"processor_late"`
 	AckP50Ms       float64          `json:"ack_latency_p50_ms"`
@@ -143,6 +149,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		return Step{}, err
 	}
 	sampler := startSampler(r.Stack.Members, 500*time.Millisecond)
+	busy0, _ := machineBusy()
 	start := time.Now()
 
 	rep, err := runLoadgen(ctx, r.Loadgen, r.Dir, Load{
@@ -151,10 +158,12 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		Prefix: "bench-step" + strconv.Itoa(plan.Index),
 	})
 	if err != nil {
-		sampler.stop()
+		sampler.stop(0)
 		return Step{}, err
 	}
 	end := time.Now()
+	busy1, _ := machineBusy()
+	sampler.markEnd()
 	r.lastEnd = end
 	acked := rep.Totals.Acked
 	// Windows closed while the load ran closed on event time (a reading
@@ -162,7 +171,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	// clock (LATENESS + IDLE_GRACE) and would measure the grace, not the pipeline.
 	procAtEnd, err := scrape(ctx, processor.MetricsURL)
 	if err != nil {
-		sampler.stop()
+		sampler.stop(0)
 		return Step{}, err
 	}
 
@@ -207,7 +216,9 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	if counted, err = influxCount(ctx, r.Stack.InfluxURL, q); err != nil {
 		return Step{}, err
 	}
-	usage := sampler.stop()
+	usage := sampler.stop(end.Sub(start))
+	usage["loadgen"] = Usage{RSSMaxBytes: rep.Usage.RSSBytes, CPUSeconds: rep.Usage.CPUSeconds,
+		LoadCores: rep.Usage.CPUSeconds / end.Sub(start).Seconds()}
 	proc1, err := scrape(ctx, processor.MetricsURL)
 	if err != nil {
 		return Step{}, err
@@ -220,7 +231,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		Rate: plan.Rate, DurationSeconds: plan.Duration.Seconds(), PublishRate: rep.AchievedRate,
 		Attempted: rep.Totals.Attempted, Acked: acked, Failed: rep.Totals.Failed, Counted: counted,
 		Loss: max(0, acked-counted), Duplicates: max(0, counted-acked),
-		DrainSeconds: drain, CountSeconds: countAt,
+		DrainSeconds: drain, CountSeconds: countAt, MachineCores: (busy1 - busy0) / end.Sub(start).Seconds(),
 		IngestDeadLet: int64(ingest1.Value(metricIngestDeadLets) - ingest0.Value(metricIngestDeadLets)),
 		ProcessorLate: int64(proc1.Value(metricProcessorLate) - proc0.Value(metricProcessorLate)),
 		PublishP99Ms:  rep.Latency.P99Ms,
@@ -257,16 +268,19 @@ func orNone(v float64) float64 {
 
 // sampler follows the RSS of every member and their CPU time.
 type sampler struct {
-	done  chan struct{}
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	first map[string]ProcSample
-	last  map[string]ProcSample
-	max   map[string]int64
+	done   chan struct{}
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	sample func()
+	first  map[string]ProcSample
+	last   map[string]ProcSample
+	atEnd  map[string]ProcSample // when the load ended
+	max    map[string]int64
 }
 
 func startSampler(members []*Member, every time.Duration) *sampler {
-	s := &sampler{done: make(chan struct{}), first: map[string]ProcSample{}, last: map[string]ProcSample{}, max: map[string]int64{}}
+	s := &sampler{done: make(chan struct{}), first: map[string]ProcSample{}, last: map[string]ProcSample{},
+		atEnd: map[string]ProcSample{}, max: map[string]int64{}}
 	sample := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -282,6 +296,7 @@ func startSampler(members []*Member, every time.Duration) *sampler {
 			s.max[m.Name] = max(s.max[m.Name], p.RSSBytes)
 		}
 	}
+	s.sample = sample
 	sample()
 	s.wg.Go(func() {
 		t := time.NewTicker(every)
@@ -299,13 +314,28 @@ func startSampler(members []*Member, every time.Duration) *sampler {
 	return s
 }
 
-// stop ends the sampling and returns each member's peak RSS and CPU time.
-func (s *sampler) stop() map[string]Usage {
+// markEnd takes a sample when the load ends, for LoadCores.
+func (s *sampler) markEnd() {
+	s.sample()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for name, p := range s.last {
+		s.atEnd[name] = p
+	}
+}
+
+// stop ends the sampling and returns each member's peak RSS and CPU time,
+// and its cores busy over load, the time from the start to markEnd.
+func (s *sampler) stop(load time.Duration) map[string]Usage {
 	close(s.done)
 	s.wg.Wait()
 	out := map[string]Usage{}
 	for name, first := range s.first {
-		out[name] = Usage{RSSMaxBytes: s.max[name], CPUSeconds: s.last[name].CPUSeconds - first.CPUSeconds}
+		u := Usage{RSSMaxBytes: s.max[name], CPUSeconds: s.last[name].CPUSeconds - first.CPUSeconds}
+		if end, ok := s.atEnd[name]; ok && load > 0 {
+			u.LoadCores = (end.CPUSeconds - first.CPUSeconds) / load.Seconds()
+		}
+		out[name] = u
 	}
 	return out
 }
