@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 )
 
 // LoadReport is the part of the load generator's -report the bench reads
@@ -30,9 +29,10 @@ type LoadReport struct {
 	} `json:"latency"`
 	ConnectionLosses int64 `json:"connection_losses"`
 
-	// Usage is the load generator process's own peak RSS and CPU time
-	// (from wait4), not part of its report.
-	Usage ProcSample `json:"-"`
+	// CPUSeconds is the load generator process's own CPU time (from
+	// wait4), not part of its report. (wait4's peak RSS would be no use: a
+	// forked child's counts the parent's pages until exec.)
+	CPUSeconds float64 `json:"-"`
 }
 
 // Load is one run of the load generator.
@@ -82,10 +82,7 @@ func runLoadgen(ctx context.Context, bin, dir string, l Load) (LoadReport, error
 		return LoadReport{}, fmt.Errorf("loadgen report %s: %w", report, err)
 	}
 	if ps := cmd.ProcessState; ps != nil {
-		r.Usage.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
-		if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-			r.Usage.RSSBytes = ru.Maxrss << 10 // kB on Linux
-		}
+		r.CPUSeconds = (ps.UserTime() + ps.SystemTime()).Seconds()
 	}
 	return r, nil
 }

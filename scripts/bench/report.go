@@ -248,7 +248,11 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 		fmt.Fprintf(&b, "| %s | %s |", name, idle)
 		for _, s := range r.Steps {
 			u := s.Usage[name]
-			fmt.Fprintf(&b, " %s; %.1f; %.2f |", mb(u.RSSMaxBytes), u.CPUPerMillion, u.LoadCores)
+			rss := "-"
+			if u.RSSMaxBytes > 0 {
+				rss = mb(u.RSSMaxBytes)
+			}
+			fmt.Fprintf(&b, " %s; %.1f; %.2f |", rss, u.CPUPerMillion, u.LoadCores)
 		}
 		b.WriteString("\n")
 	}
@@ -256,7 +260,7 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 	for _, s := range r.Steps {
 		fmt.Fprintf(&b, " ; ; %.2f of %d |", s.MachineCores, r.Machine.Cores)
 	}
-	b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (peak RSS and CPU from wait4).\n")
+	b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (CPU from wait4; its RSS is not measured).\n")
 	if svgName != "" {
 		fmt.Fprintf(&b, "\n![throughput and RSS per step](%s)\n", svgName)
 	}

@@ -217,8 +217,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		return Step{}, err
 	}
 	usage := sampler.stop(end.Sub(start))
-	usage["loadgen"] = Usage{RSSMaxBytes: rep.Usage.RSSBytes, CPUSeconds: rep.Usage.CPUSeconds,
-		LoadCores: rep.Usage.CPUSeconds / end.Sub(start).Seconds()}
+	usage["loadgen"] = Usage{CPUSeconds: rep.CPUSeconds, LoadCores: rep.CPUSeconds / end.Sub(start).Seconds()}
 	proc1, err := scrape(ctx, processor.MetricsURL)
 	if err != nil {
 		return Step{}, err
