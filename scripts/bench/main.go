@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -74,8 +75,16 @@ func run() int {
 		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
 		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060)")
+		render     = flag.String("render", "", "run nothing: write the Markdown and SVG again from this JSON report, next to it")
 	)
 	flag.Parse()
+	if *render != "" {
+		if err := rerender(*render); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		return 0
+	}
 	set := map[string]bool{}
 	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
@@ -191,6 +200,24 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+// rerender writes the report of an earlier run again from its JSON.
+func rerender(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var r Result
+	if err := json.Unmarshal(data, &r); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	r.evaluate()
+	md, err := writeReport(filepath.Dir(path), &r)
+	if err == nil {
+		fmt.Println("report:", md)
+	}
+	return err
 }
 
 // parseSteps reads increasing positive rates.

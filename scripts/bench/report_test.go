@@ -39,16 +39,19 @@ func TestSVGRendersBothPanels(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		`<svg xmlns="http://www.w3.org/2000/svg"`, "throughput (msgs/s)", "peak RSS (MB)",
+		`<svg xmlns="http://www.w3.org/2000/svg"`, "throughput (msgs/s)", "peak RSS of the services (MB)",
 		"raw MQTT leg 24000", "service target 40 MB", ">5k<", ">10k<",
-		"<title>end to end</title>", "<title>ingest</title>", "<title>mosquitto</title>", "sustained 5000 msgs/s",
+		"<title>end to end</title>", "<title>ingest</title>", "<title>processor</title>", "sustained 5000 msgs/s",
 	} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("SVG lacks %q", want)
 		}
 	}
-	if n := strings.Count(svg, `class="series"`); n != 3+3 {
-		t.Errorf("%d series, want 3 throughput + 3 RSS", n)
+	if n := strings.Count(svg, `class="series"`); n != 3+2 {
+		t.Errorf("%d series, want 3 throughput + 2 services' RSS", n)
+	}
+	if strings.Contains(svg, "<title>mosquitto</title>") {
+		t.Error("the RSS panel plots the servers too")
 	}
 	if strings.Count(svg, "✓") != 1 || strings.Count(svg, "✗") != 1 {
 		t.Error("want one pass and one fail mark")
