@@ -397,7 +397,7 @@ func (p *pipeline) expectCounts(metric string, want int64, within time.Duration)
 				break
 			}
 			if time.Now().After(deadline) {
-				p.t.Fatalf("telemetry_%s counts %d %s readings after %s, want exactly %d", w, got, metric, within, want)
+				p.t.Fatalf("telemetry_%s counts %d %s readings after %s, want exactly %d (%s)", w, got, metric, within, want, p.diagnose(metric))
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -405,9 +405,21 @@ func (p *pipeline) expectCounts(metric string, want int64, within time.Duration)
 	time.Sleep(2 * time.Second)
 	for _, w := range []string{"2s", "10s"} {
 		if got := p.windowCount(w, metric); got != want {
-			p.t.Fatalf("telemetry_%s counts %d after settling, want %d", w, got, want)
+			p.t.Fatalf("telemetry_%s counts %d after settling, want %d (%s)", w, got, want, p.diagnose(metric))
 		}
 	}
+}
+
+// diagnose says where readings went when the windows miss some: raw points
+// written and dead letters by reason (late readings are written raw and
+// dead-lettered, not counted in windows).
+func (p *pipeline) diagnose(metric string) string {
+	raw, err := p.influxQL(fmt.Sprintf(`SELECT count(%q) FROM "telemetry"`, metric))
+	reasons := map[string]int{}
+	for _, m := range p.deadLetters() {
+		reasons[m.Subject()+" "+m.Headers().Get(bus.HeaderReason)]++
+	}
+	return fmt.Sprintf("raw points %v (err %v), dead letters %v", raw, err, reasons)
 }
 
 // deadLetters reads every record on DEADLETTER.
