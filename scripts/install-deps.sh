@@ -9,9 +9,10 @@
 # missing, so running it before every `task up` or test run costs nothing.
 #
 # Debian's mosquitto package may start a system broker on port 1883 where an
-# init system is present. Nothing in edgeflow depends on 1883 being free: the
-# tests and `task up` start their own broker on a free loopback port with
-# manifests/base/mosquitto/mosquitto.conf (see internal/devenv).
+# init system is present. The tests start their own broker on a free loopback
+# port with manifests/base/mosquitto/mosquitto.conf (see internal/devenv), but
+# `task up` serves MQTT on 1883 itself (NATS's MQTT listener), so it installs
+# only the clients: `scripts/install-deps.sh --clients-only`.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
@@ -21,9 +22,15 @@ installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
 }
 
+broker=1
+if [[ "${1:-}" == "--clients-only" ]]; then
+	broker=0
+	shift
+fi
+
 missing=()
 # Non-root users often lack /usr/sbin in PATH, where the broker lives.
-if ! command -v mosquitto >/dev/null 2>&1 && [[ ! -x /usr/sbin/mosquitto ]]; then
+if ((broker)) && ! command -v mosquitto >/dev/null 2>&1 && [[ ! -x /usr/sbin/mosquitto ]]; then
 	missing+=(mosquitto)
 fi
 if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
@@ -36,7 +43,7 @@ for pkg in "$@"; do
 done
 
 if ((${#missing[@]} == 0)); then
-	echo "install-deps: nothing to do (mosquitto, mosquitto-clients${*:+, $*} present)"
+	echo "install-deps: nothing to do (mosquitto-clients$( ((broker)) && echo ', mosquitto')${*:+, $*} present)"
 	exit 0
 fi
 

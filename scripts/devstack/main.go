@@ -85,7 +85,9 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	ns, err := devenv.StartNATS(devenv.NATSOptions{Host: cfg.Host, Port: cfg.NATSPort, MQTTPort: cfg.MQTTPort,
 		StoreDir: filepath.Join(data, "nats"), ServerName: "edgeflow-local", SyncInterval: cfg.SyncInterval})
 	if err != nil {
-		return fmt.Errorf("start NATS (is another `task up` running?): %w", err)
+		return fmt.Errorf("start NATS on ports %d (NATS) and %d (MQTT): is another `task up` running, or a system "+
+			"broker on 1883 (Debian's mosquitto service: `systemctl disable --now mosquitto`)? EDGEFLOW_DEV_MQTT_PORT "+
+			"and EDGEFLOW_DEV_NATS_PORT move them: %w", cfg.NATSPort, cfg.MQTTPort, err)
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown(); log.Info("nats stopped") }()
 	natsURL := ns.ClientURL()
