@@ -293,7 +293,12 @@ func TestIngestReplicasShareTheLoad(t *testing.T) {
 func TestNATSRestartLosesNothing(t *testing.T) {
 	p := newPipeline(t, options{})
 	ing := p.startIngest("ingest-a")
-	p.startProcessor("a")
+	// While NATS is away, ingest holds readings back for as long as the
+	// outage lasts; with the tests' usual 2 s lateness the windows would close
+	// by the wall clock first and those readings would be dead-lettered as
+	// late (by design: written raw, counted, never lost). A lateness longer
+	// than the outage keeps this test about loss.
+	p.startProcessor("a", "EDGEFLOW_PROCESSOR_LATENESS=15s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r := p.loadgenWithFault(ctx, 5*time.Second, func() {
