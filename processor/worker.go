@@ -118,7 +118,9 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		caughtUp, pending := true, w.pending
 		for msg := range batch.Messages() {
 			meta, err := msg.Metadata()
-			if err != nil {
+			if err != nil { // not a JetStream delivery: cannot be placed in the stream's order
+				w.metrics.Dropped.WithLabelValues("no_metadata").Inc()
+				w.log.Error("message without JetStream metadata skipped", "partition", w.p, "subject", msg.Subject(), "err", err)
 				continue
 			}
 			w.fold(msg, meta)
