@@ -410,6 +410,47 @@ func (p *pipeline) expectCounts(metric string, want int64, within time.Duration)
 	}
 }
 
+// expectNoLoss is the guarantee under an outage: every reading is written
+// raw, no window counts one twice, and every reading a window misses was
+// dead-lettered as late (the lateness policy), so nothing is lost.
+func (p *pipeline) expectNoLoss(metric string, want int64, within time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		raw, _ := p.influxQL(fmt.Sprintf(`SELECT count(%q) FROM "telemetry"`, metric))
+		late := p.lateCount()
+		done := int64(raw) == want
+		for _, w := range []string{"2s", "10s"} {
+			got := p.windowCount(w, metric)
+			if got > want {
+				p.t.Fatalf("telemetry_%s counts %d, want at most %d: double counting", w, got, want)
+			}
+			done = done && got+late >= want
+		}
+		if done {
+			if late > 0 {
+				p.t.Logf("%d readings arrived after their window closed and were dead-lettered as late", late)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("after %s: readings lost (%s)", within, p.diagnose(metric))
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// lateCount is the number of readings the processors dead-lettered as late.
+func (p *pipeline) lateCount() int64 {
+	var n int64
+	for _, m := range p.deadLetters() {
+		if m.Subject() == "deadletter.processor" && m.Headers().Get(bus.HeaderReason) == "late" {
+			n++
+		}
+	}
+	return n
+}
+
 // diagnose says where readings went when the windows miss some: raw points
 // written and dead letters by reason (late readings are written raw and
 // dead-lettered, not counted in windows).
