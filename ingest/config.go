@@ -12,6 +12,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/ingest/decode"
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Config is ingest's whole configuration, read from EDGEFLOW_* variables.
@@ -53,7 +54,7 @@ func LoadConfig() (Config, error) {
 func (c Config) Validate() error {
 	errs := []error{c.Config.Validate(), c.StreamConfig.Validate()}
 	if u, err := url.Parse(c.MQTTURL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("EDGEFLOW_MQTT_URL=%q: want tcp://host:port or ssl://host:port", c.MQTTURL))
+		errs = append(errs, fmt.Errorf("EDGEFLOW_MQTT_URL=%q: want tcp://host:port or ssl://host:port", secure.RedactURLs(c.MQTTURL)))
 	}
 	if len(c.ClientID) > 128 {
 		errs = append(errs, errors.New("EDGEFLOW_INGEST_CLIENT_ID is longer than 128 bytes"))

@@ -61,7 +61,7 @@ func (c Config) Window() window.Config {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Influx.Validate(), c.Window().Validate()}
+	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Influx.Validate(), windowErr(c.Window().Validate())}
 	if !reading.ValidName(c.ID) {
 		errs = append(errs, fmt.Errorf("EDGEFLOW_PROCESSOR_ID=%q: must match ^[A-Za-z0-9_-]{1,64}$", c.ID))
 	}
@@ -81,4 +81,13 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("EDGEFLOW_PROCESSOR_DRAIN_TIMEOUT must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// windowErr names the variables behind a window configuration problem (the
+// window package speaks of sizes and lateness, not of the environment).
+func windowErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("EDGEFLOW_PROCESSOR_WINDOWS, _LATENESS, _IDLE_GRACE, _FORGET_AFTER: %w", err)
 }

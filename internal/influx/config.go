@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/url"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Config is where InfluxDB is and how to reach it (EDGEFLOW_INFLUX_*).
@@ -23,7 +25,7 @@ type Config struct {
 func (c Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("EDGEFLOW_INFLUX_URL=%q: want http(s)://host:port", c.URL))
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INFLUX_URL=%q: want http(s)://host:port", secure.RedactURLs(c.URL)))
 	}
 	if c.Bucket == "" {
 		errs = append(errs, errors.New("EDGEFLOW_INFLUX_BUCKET is empty"))

@@ -1,0 +1,14 @@
+package main
+
+import (
+	"testing"
+
+	"github.com/edgeflow/edgeflow/internal/service/envtest"
+)
+
+// FuzzConfig: whatever the environment holds, notifier starts with a valid
+// configuration or refuses with an error that names the variable and repeats
+// no secret.
+func FuzzConfig(f *testing.F) {
+	envtest.Fuzz(f, &Config{}, func() error { _, err := LoadConfig(); return err })
+}
