@@ -1,0 +1,377 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// up builds and delivers the images, creates the Secrets, applies the overlay and waits
+// until every workload is ready, then prints where the dashboard and MQTT are.
+func up(ctx context.Context, k *Kube) error {
+	t0 := time.Now()
+	nodes, err := k.Nodes(ctx)
+	if err != nil {
+		return fmt.Errorf("cluster (KUBECONFIG=%s): %w", k.Kubeconfig, err)
+	}
+	if k.Platforms == "" {
+		k.Platforms = Platforms(nodes)
+	}
+	if k.Cluster == "" {
+		k.Cluster, err = k.clusterName(ctx)
+		if err != nil {
+			return err
+		}
+	}
+	logf("overlay %s, cluster %s, %d node(s), platforms %s", k.Overlay, k.Cluster, len(nodes), k.Platforms)
+
+	images, err := buildImages(ctx, k.Config, nil)
+	if err != nil {
+		return err
+	}
+	tImages := time.Now()
+	if err := deliverImages(ctx, k, nodes, images); err != nil {
+		return err
+	}
+	if err := secrets(ctx, k, nodes); err != nil {
+		return err
+	}
+	dir, err := writeKustomization(k.Config, images)
+	if err != nil {
+		return err
+	}
+	tApply := time.Now()
+	if err := k.Run(ctx, "apply", "-k", dir); err != nil {
+		return err
+	}
+	if k.DevCluster() {
+		if err := k.WaitRollouts(ctx, []string{"influxdb"}, k.Timeout); err != nil {
+			return err
+		}
+		if err := bootstrapInflux18(ctx, k); err != nil {
+			return err
+		}
+	}
+	if err := k.WaitRollouts(ctx, Workloads, k.Timeout-time.Since(tApply)); err != nil {
+		return err
+	}
+	logf("all ready %.1fs after apply (images %.1fs, total %.1fs)",
+		time.Since(tApply).Seconds(), tImages.Sub(t0).Seconds(), time.Since(t0).Seconds())
+	return endpoints(ctx, k, nodes)
+}
+
+// clusterName names the secrets folder: the kubeconfig's current context.
+func (k *Kube) clusterName(ctx context.Context) (string, error) {
+	if k.DevCluster() {
+		return "devcluster", nil
+	}
+	out, err := k.Output(ctx, "config", "current-context")
+	if err != nil {
+		return "", fmt.Errorf("set CLUSTER (no current context: %w)", err)
+	}
+	name := strings.Map(func(r rune) rune {
+		if r == '-' || r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' {
+			return r
+		}
+		return '_'
+	}, strings.TrimSpace(out))
+	if name == "" {
+		return "", fmt.Errorf("set CLUSTER: the kubeconfig has no current context")
+	}
+	return name, nil
+}
+
+// Image is one entry of .build/images/images.json (written by scripts/images).
+type Image struct {
+	Name      string `json:"name"`
+	Ref       string `json:"ref"`
+	Digest    string `json:"digest"`
+	Tarball   string `json:"tarball"`
+	Platforms []struct {
+		Platform       string `json:"platform"`
+		CompressedSize int64  `json:"compressed_size"`
+	} `json:"platforms"`
+}
+
+// Repository and Tag split Ref (host/path/name:tag).
+func (i Image) Repository() string {
+	r, _ := i.split()
+	return r
+}
+
+// Tag is the part of Ref after the last colon of its last path element.
+func (i Image) Tag() string {
+	_, t := i.split()
+	return t
+}
+
+func (i Image) split() (string, string) {
+	slash := strings.LastIndex(i.Ref, "/")
+	if c := strings.LastIndex(i.Ref, ":"); c > slash {
+		return i.Ref[:c], i.Ref[c+1:]
+	}
+	return i.Ref, "latest"
+}
+
+// buildImages runs scripts/images for the overlay (only the named services when given)
+// and returns images.json.
+func buildImages(ctx context.Context, c Config, only []string) ([]Image, error) {
+	out := c.buildDir("images")
+	args := []string{"run", "./scripts/images", "-out", out}
+	switch {
+	case c.Registry != "":
+		args = append(args, "-registry", c.Registry, "-push", "-platforms", c.Platforms)
+	case c.DevCluster():
+		// Host platform only; -load imports into the dev cluster's containerd.
+		args = append(args, "-load")
+		if len(only) == 0 {
+			args = append(args, "-thirdparty")
+		}
+	default:
+		args = append(args, "-platforms", c.Platforms)
+	}
+	if len(only) > 0 {
+		args = append(args, "-only", strings.Join(only, ","))
+	}
+	logf("images: go %s", strings.Join(args, " "))
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = c.Root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.Env = os.Environ()
+	if c.Kubeconfig != "" {
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+c.Kubeconfig)
+	}
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("build images: %w", err)
+	}
+	return readImages(filepath.Join(out, "images.json"))
+}
+
+func readImages(path string) ([]Image, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var images []Image
+	if err := json.Unmarshal(data, &images); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return images, nil
+}
+
+// deliverImages makes the images reachable by the nodes. Pushed (REGISTRY) and loaded
+// (dev cluster) images already are; for K3s without a registry the tarballs are imported
+// into this machine's K3s when it is a node, and the commands for the other nodes are
+// printed.
+func deliverImages(ctx context.Context, k *Kube, nodes []Node, images []Image) error {
+	if k.Registry != "" || k.DevCluster() {
+		return nil
+	}
+	var tarballs []string
+	for _, im := range images {
+		if im.Tarball != "" {
+			tarballs = append(tarballs, filepath.Join(k.buildDir("images"), im.Tarball))
+		}
+	}
+	if _, err := exec.LookPath("k3s"); err == nil && os.Geteuid() == 0 {
+		for _, t := range tarballs {
+			logf("k3s ctr images import %s", t)
+			cmd := exec.CommandContext(ctx, "k3s", "ctr", "images", "import", t)
+			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+			if err := cmd.Run(); err != nil {
+				return fmt.Errorf("import %s into this node's K3s: %w", t, err)
+			}
+		}
+		if len(nodes) == 1 {
+			return nil
+		}
+	}
+	logf("no REGISTRY: copy the images to every node that runs edgeflow pods, e.g.")
+	for _, n := range nodes {
+		for _, t := range tarballs {
+			fmt.Fprintf(os.Stderr, "  scp %s %s:/tmp/ && ssh %s sudo k3s ctr images import /tmp/%s\n", t, n.InternalIP, n.InternalIP, filepath.Base(t))
+		}
+	}
+	logf("(or put them in /var/lib/rancher/k3s/agent/images/ on each node, which K3s imports when it starts)")
+	logf("waiting for the pods meanwhile (DEPLOY_TIMEOUT=%s)", k.Timeout)
+	return nil
+}
+
+// secrets generates the credentials once (scripts/secrets is idempotent) and applies one
+// Secret per subfolder of .build/secrets/<cluster>/.
+func secrets(ctx context.Context, k *Kube, nodes []Node) error {
+	dir := k.buildDir("secrets", k.Cluster)
+	args := []string{"run", "./scripts/secrets", "-out", dir}
+	for _, n := range nodes {
+		if n.InternalIP != "" {
+			args = append(args, "-san", n.InternalIP)
+		}
+		args = append(args, "-san", n.Name)
+	}
+	if k.DevCluster() {
+		args = append(args, "-influx18")
+	}
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = k.Root
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	ns := fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", Namespace)
+	if _, err := k.OutputStdin(ctx, []byte(ns), "apply", "-f", "-"); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var names []string
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", e.Name(),
+			"--from-file="+filepath.Join(dir, e.Name()), "--dry-run=client", "-o", "yaml")
+		if err != nil {
+			return err
+		}
+		if _, err := k.OutputStdin(ctx, []byte(yaml), "apply", "-f", "-"); err != nil {
+			return err
+		}
+		names = append(names, e.Name())
+	}
+	logf("secrets from %s: %s", dir, strings.Join(names, ", "))
+	return nil
+}
+
+// writeKustomization writes .build/deploy/<overlay>/kustomization.yaml: the overlay with
+// the images just built (and the dashboard's host name), and returns its folder.
+func writeKustomization(c Config, images []Image) (string, error) {
+	dir := c.buildDir("deploy", c.Overlay)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(dir, filepath.Join(c.Root, "manifests", "overlays", c.Overlay))
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Written by scripts/deploy (task deploy) for this cluster; not committed, rewritten every deploy.\n")
+	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\nimages:\n", filepath.ToSlash(rel))
+	byName := map[string]Image{}
+	for _, im := range images {
+		byName[im.Name] = im
+	}
+	names := append([]string(nil), Services...)
+	sort.Strings(names)
+	for _, n := range names {
+		im, ok := byName[n]
+		if !ok {
+			return "", fmt.Errorf("images.json has no %s image", n)
+		}
+		fmt.Fprintf(&b, "  - name: edgeflow/%s\n    newName: %s\n    newTag: %q\n", n, im.Repository(), im.Tag())
+	}
+	if c.DashboardHost != "" && !c.DevCluster() {
+		fmt.Fprintf(&b, "patches:\n  - target: {kind: Ingress, name: dashboard}\n    patch: |-\n      - {op: add, path: /spec/rules/0/host, value: %q}\n", c.DashboardHost)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
+// mergeImages replaces the entries of old by the rebuilt ones of the same name.
+func mergeImages(old, rebuilt []Image) []Image {
+	out := append([]Image(nil), old...)
+	for _, r := range rebuilt {
+		found := false
+		for i := range out {
+			if out[i].Name == r.Name {
+				out[i], found = r, true
+			}
+		}
+		if !found {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// bootstrapInflux18 creates InfluxDB 1.8's admin user (dev cluster). With
+// authentication on and no admin yet, 1.8 accepts exactly this statement without
+// credentials; once the user exists the same statement with its credentials is a no-op.
+func bootstrapInflux18(ctx context.Context, k *Kube) error {
+	pw, err := os.ReadFile(k.buildDir("secrets", k.Cluster, "edgeflow-influxdb", "admin-password"))
+	if err != nil {
+		return err
+	}
+	password := strings.TrimSpace(string(pw))
+	port, stop, err := k.PortForward(ctx, "pod/influxdb-0", 0, 8086)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	quoted := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password)
+	form := url.Values{"q": {fmt.Sprintf("CREATE USER admin WITH PASSWORD '%s' WITH ALL PRIVILEGES", quoted)}}
+	var last error
+	for i := 0; i < 30; i++ {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/query", port), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth("admin", password)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), `"error"`) {
+				logf("influxdb: admin user in place")
+				return nil
+			}
+			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		}
+		last = err
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("influxdb 1.8 admin user: %w", last)
+}
+
+// endpoints prints where the dashboard and MQTT answer and where the credentials are.
+func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
+	sec := k.buildDir("secrets", k.Cluster)
+	node := nodes[0].InternalIP
+	fmt.Println()
+	if k.DevCluster() {
+		fmt.Printf("dashboard:  http://%s:30080/   (NodePort; or: go tool task dashboard)\n", node)
+		fmt.Printf("MQTT:       tcp://%s:31883  ssl://%s:31884\n", node, node)
+	} else {
+		var svc struct {
+			Status struct {
+				LoadBalancer struct {
+					Ingress []struct{ IP, Hostname string } `json:"ingress"`
+				} `json:"loadBalancer"`
+			} `json:"status"`
+		}
+		host := node
+		if err := k.JSON(ctx, &svc, "-n", Namespace, "get", "service", "mqtt"); err == nil && len(svc.Status.LoadBalancer.Ingress) > 0 {
+			host = svc.Status.LoadBalancer.Ingress[0].IP + svc.Status.LoadBalancer.Ingress[0].Hostname
+		}
+		dash := node
+		if k.DashboardHost != "" {
+			dash = k.DashboardHost
+		}
+		fmt.Printf("dashboard:  http://%s/   (Traefik Ingress; or: go tool task dashboard)\n", dash)
+		fmt.Printf("MQTT:       tcp://%s:1883  ssl://%s:8883   (K3s ServiceLB)\n", host, host)
+	}
+	fmt.Printf("dashboard token:   %s\n", filepath.Join(sec, "edgeflow-dashboard", "token"))
+	fmt.Printf("device user:       device, password in %s\n", filepath.Join(sec, "edgeflow-mqtt", "device-password"))
+	fmt.Printf("MQTT TLS CA:       %s\n", filepath.Join(sec, "edgeflow-mqtt-tls", "ca.crt"))
+	return nil
+}
