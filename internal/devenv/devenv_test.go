@@ -323,7 +323,7 @@ func TestChildDiesWithParent(t *testing.T) {
 func TestMosquittoConfigDerivation(t *testing.T) {
 	shipped := "# c\nper_listener_settings false\nlistener 1883\nmax_connections -1\npersistence true\n" +
 		"persistence_location /mosquitto/data/\nlog_dest stdout\nlog_dest file /x.log\nmax_queued_messages 0\n"
-	got, err := mosquittoConfig(shipped, 5555, "/tmp/d", true)
+	got, err := mosquittoConfig(shipped, 5555, "/tmp/d", true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,13 +331,13 @@ func TestMosquittoConfigDerivation(t *testing.T) {
 		"# (replaced by devenv) persistence_location /mosquitto/data/\n" +
 		"# (replaced by devenv) log_dest stdout\n# (replaced by devenv) log_dest file /x.log\nmax_queued_messages 0\n" +
 		"\n# --- devenv: where this broker runs ---\npersistence_location /tmp/d/data\npid_file /tmp/d/mosquitto.pid\n" +
-		"log_dest stdout\nuser root\n"
+		"log_dest stdout\nallow_anonymous true\nuser root\n"
 	if got != want {
 		t.Errorf("derived config:\n%s\nwant:\n%s", got, want)
 	}
 
 	for _, bad := range []string{"persistence true\n", "listener 1883\nlistener 8883\n", "port 1883\n"} {
-		if _, err := mosquittoConfig(bad, 1, "/d", false); err == nil {
+		if _, err := mosquittoConfig(bad, 1, "/d", false, nil); err == nil {
 			t.Errorf("config %q: no error", bad)
 		}
 	}

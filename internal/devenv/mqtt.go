@@ -2,6 +2,7 @@ package devenv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -23,10 +24,27 @@ var probeSeq atomic.Uint64
 // once the broker accepted the connection: the broker is not only listening
 // but serving MQTT. Works against Mosquitto and NATS' MQTT listener.
 func ProbeMQTT(ctx context.Context, addr string) error {
+	return probeMQTT(ctx, addr, nil)
+}
+
+// probeSecureMQTT is ProbeMQTT over TLS with tc, without credentials: a
+// broker that answers "not authorized" serves MQTT and counts as ready.
+func probeSecureMQTT(ctx context.Context, addr string, tc *tls.Config) error {
+	return probeMQTT(ctx, addr, tc)
+}
+
+func probeMQTT(ctx context.Context, addr string, tc *tls.Config) error {
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	var err error
+	if tc != nil {
+		d := tls.Dialer{Config: tc}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	} else {
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return fmt.Errorf("mqtt probe %s: %w", addr, err)
 	}
@@ -47,7 +65,7 @@ func ProbeMQTT(ctx context.Context, addr string) error {
 	if connack[0] != 0x20 || connack[1] != 0x02 {
 		return fmt.Errorf("mqtt probe %s: expected CONNACK, got % x", addr, connack)
 	}
-	if rc := connack[3]; rc != 0 {
+	if rc := connack[3]; rc != 0 && !(tc != nil && (rc == 4 || rc == 5)) {
 		return fmt.Errorf("mqtt probe %s: connection refused: %w", addr, connackError(rc))
 	}
 	// DISCONNECT, so the broker does not log an unexpected disconnection.

@@ -2,6 +2,8 @@ package devenv
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,6 +45,28 @@ type NATSOptions struct {
 	// Logging sends the server's log to stderr (off by default: tests stay
 	// quiet unless a test wants to see the server).
 	Logging bool
+
+	// AuthConfig, when set, is a nats-server configuration fragment loaded
+	// the way the cluster loads it: copied beside a configuration that
+	// `include`s it (both in StoreDir) and read with
+	// (*server.Options).ProcessConfigFile. Use NATSAuthConfig for the
+	// shipped one, whose $VARIABLES (the users' passwords) nats-server
+	// resolves from the environment: set them first (t.Setenv in tests).
+	AuthConfig string
+	// TLS, when set, makes the client port TLS-only with these files.
+	TLS *NATSTLS
+}
+
+// NATSAuthConfig is the users-and-permissions fragment shipped for the
+// cluster, relative to the repository root (see NATSOptions.AuthConfig).
+const NATSAuthConfig = "manifests/base/nats/auth.conf"
+
+// NATSTLS are the PEM files of a TLS client port.
+type NATSTLS struct {
+	Cert, Key string
+	// CA, with VerifyClients, is the CA client certificates must chain to.
+	CA            string
+	VerifyClients bool
 }
 
 // StartNATS starts an embedded nats-server with JetStream (and MQTT when
@@ -79,6 +103,19 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 		sopts.MQTT.Host = opts.Host
 		sopts.MQTT.Port = opts.MQTTPort
 	}
+	if opts.AuthConfig != "" {
+		if err := includeConfig(sopts, opts.StoreDir, opts.AuthConfig); err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+	}
+	if opts.TLS != nil {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+			CertFile: opts.TLS.Cert, KeyFile: opts.TLS.Key, CaFile: opts.TLS.CA, Verify: opts.TLS.VerifyClients})
+		if err != nil {
+			return nil, fmt.Errorf("start nats: tls: %w", err)
+		}
+		sopts.TLS, sopts.TLSConfig, sopts.TLSVerify = true, tc, opts.TLS.VerifyClients
+	}
 	s, err := server.NewServer(sopts)
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
@@ -99,4 +136,34 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("start nats: JetStream is not enabled (store dir %s)", opts.StoreDir)
 	}
 	return s, nil
+}
+
+// includeConfig loads fragment into sopts as `include <name>` from a
+// configuration beside it, which is how nats.conf in the cluster reads it
+// (nats-server resolves includes relative to the including file).
+func includeConfig(sopts *server.Options, dir, fragment string) error {
+	b, err := os.ReadFile(fragment)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	name := filepath.Base(fragment)
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+		return err
+	}
+	wrapper := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(wrapper, []byte("include "+name+"\n"), 0o600); err != nil {
+		return err
+	}
+	err = sopts.ProcessConfigFile(wrapper)
+	// Warnings only (e.g. an unknown field) come as an error without errors.
+	if e, ok := err.(interface{ Errors() []error }); ok && len(e.Errors()) == 0 {
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", fragment, err)
+	}
+	return nil
 }
