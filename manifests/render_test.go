@@ -1,0 +1,391 @@
+// Package manifests holds no Go code: its test renders every overlay with kustomize
+// (kubectl kustomize) and checks what every cluster relies on, in a few seconds:
+// hardened pods, probes, resources with GOMEMLIMIT inside the memory limit, disruption
+// budgets, the Secrets' keys, the network policies. internal/clustertest deploys the
+// devcluster overlay on a real cluster.
+package manifests
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Overlays are every overlay the repository ships.
+var Overlays = []string{"k3s", "k3s-ha", "devcluster"}
+
+// SecretKeys are the Secrets task deploy creates (scripts/secrets) and their keys: the
+// manifests may refer to nothing else.
+var SecretKeys = map[string][]string{
+	"edgeflow-nats":      {"ingest", "processor", "notifier", "dashboard"},
+	"edgeflow-mqtt":      {"passwd", "ingest-password", "device-password"},
+	"edgeflow-mqtt-tls":  {"ca.crt", "tls.crt", "tls.key"},
+	"edgeflow-influxdb":  {"admin-password", "token", "service-token"},
+	"edgeflow-dashboard": {"token"},
+}
+
+// Object is the part of a Kubernetes object these checks read.
+type Object struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string            `yaml:"name"`
+		Namespace string            `yaml:"namespace"`
+		Labels    map[string]string `yaml:"labels"`
+	} `yaml:"metadata"`
+	Spec struct {
+		Replicas *int `yaml:"replicas"`
+		Selector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"selector"`
+		Template struct {
+			Metadata struct {
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
+			Spec PodSpec `yaml:"spec"`
+		} `yaml:"template"`
+		PodSelector struct {
+			MatchLabels map[string]string `yaml:"matchLabels"`
+		} `yaml:"podSelector"`
+		PolicyTypes []string `yaml:"policyTypes"`
+	} `yaml:"spec"`
+	Data map[string]string `yaml:"data"`
+}
+
+// PodSpec is a pod template's spec.
+type PodSpec struct {
+	AutomountServiceAccountToken *bool `yaml:"automountServiceAccountToken"`
+	SecurityContext              struct {
+		RunAsNonRoot   *bool `yaml:"runAsNonRoot"`
+		SeccompProfile struct {
+			Type string `yaml:"type"`
+		} `yaml:"seccompProfile"`
+	} `yaml:"securityContext"`
+	TopologySpreadConstraints []struct {
+		TopologyKey string `yaml:"topologyKey"`
+	} `yaml:"topologySpreadConstraints"`
+	Containers []Container `yaml:"containers"`
+	Volumes    []struct {
+		Name     string    `yaml:"name"`
+		EmptyDir *struct{} `yaml:"emptyDir"`
+		HostPath *struct{} `yaml:"hostPath"`
+		Secret   *struct {
+			SecretName string `yaml:"secretName"`
+			Items      []struct {
+				Key string `yaml:"key"`
+			} `yaml:"items"`
+		} `yaml:"secret"`
+	} `yaml:"volumes"`
+}
+
+// Container is a container of a pod template.
+type Container struct {
+	Name            string `yaml:"name"`
+	Image           string `yaml:"image"`
+	ImagePullPolicy string `yaml:"imagePullPolicy"`
+	Env             []struct {
+		Name      string `yaml:"name"`
+		Value     string `yaml:"value"`
+		ValueFrom *struct {
+			SecretKeyRef *struct {
+				Name string `yaml:"name"`
+				Key  string `yaml:"key"`
+			} `yaml:"secretKeyRef"`
+		} `yaml:"valueFrom"`
+	} `yaml:"env"`
+	Resources struct {
+		Requests map[string]string `yaml:"requests"`
+		Limits   map[string]string `yaml:"limits"`
+	} `yaml:"resources"`
+	LivenessProbe   *yaml.Node `yaml:"livenessProbe"`
+	ReadinessProbe  *yaml.Node `yaml:"readinessProbe"`
+	SecurityContext struct {
+		AllowPrivilegeEscalation *bool `yaml:"allowPrivilegeEscalation"`
+		ReadOnlyRootFilesystem   *bool `yaml:"readOnlyRootFilesystem"`
+		Capabilities             struct {
+			Drop []string `yaml:"drop"`
+		} `yaml:"capabilities"`
+	} `yaml:"securityContext"`
+	VolumeMounts []struct {
+		Name      string `yaml:"name"`
+		MountPath string `yaml:"mountPath"`
+	} `yaml:"volumeMounts"`
+}
+
+// Render runs kustomize on an overlay and decodes every object.
+func Render(t testing.TB, overlay string) []Object {
+	t.Helper()
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Fatalf("kubectl is needed to render the overlays (its built-in kustomize): %v", err)
+	}
+	cmd := exec.Command(kubectl, "kustomize", filepath.Join("overlays", overlay))
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kubectl kustomize overlays/%s: %v\n%s", overlay, err, stderr.String())
+	}
+	var objs []Object
+	dec := yaml.NewDecoder(&out)
+	for {
+		var o Object
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("overlays/%s: %v", overlay, err)
+		}
+		objs = append(objs, o)
+	}
+	return objs
+}
+
+func TestOverlays(t *testing.T) {
+	for _, overlay := range Overlays {
+		t.Run(overlay, func(t *testing.T) {
+			objs := Render(t, overlay)
+			checkObjects(t, overlay, objs)
+		})
+	}
+}
+
+func checkObjects(t *testing.T, overlay string, objs []Object) {
+	var workloads, pdbs, policies []Object
+	configMaps := map[string]Object{}
+	for _, o := range objs {
+		if o.Kind != "Namespace" && o.Metadata.Namespace != "edgeflow" {
+			t.Errorf("%s %s: namespace %q, want edgeflow", o.Kind, o.Metadata.Name, o.Metadata.Namespace)
+		}
+		switch o.Kind {
+		case "Deployment", "StatefulSet":
+			workloads = append(workloads, o)
+		case "PodDisruptionBudget":
+			pdbs = append(pdbs, o)
+		case "NetworkPolicy":
+			policies = append(policies, o)
+		case "ConfigMap":
+			configMaps[o.Metadata.Name] = o
+		case "Secret":
+			t.Errorf("Secret %s in the manifests: Secrets are created by task deploy, never committed", o.Metadata.Name)
+		}
+	}
+	var names []string
+	for _, w := range workloads {
+		names = append(names, w.Metadata.Name)
+		checkPod(t, overlay, w)
+		covered := false
+		for _, p := range pdbs {
+			if matches(p.Spec.Selector.MatchLabels, w.Spec.Template.Metadata.Labels) {
+				covered = true
+			}
+		}
+		if !covered {
+			t.Errorf("%s: no PodDisruptionBudget selects its pods", w.Metadata.Name)
+		}
+		if len(w.Spec.Template.Spec.TopologySpreadConstraints) == 0 && w.Metadata.Name != "mosquitto" && w.Metadata.Name != "influxdb" {
+			t.Errorf("%s: no topologySpreadConstraints", w.Metadata.Name)
+		}
+	}
+	slices.Sort(names)
+	want := []string{"dashboard", "influxdb", "ingest", "mosquitto", "nats", "notifier", "processor"}
+	if !slices.Equal(names, want) {
+		t.Errorf("workloads %v, want %v", names, want)
+	}
+	deny := false
+	for _, p := range policies {
+		if len(p.Spec.PodSelector.MatchLabels) == 0 && slices.Contains(p.Spec.PolicyTypes, "Ingress") && slices.Contains(p.Spec.PolicyTypes, "Egress") {
+			deny = true
+		}
+	}
+	if !deny {
+		t.Error("no NetworkPolicy denies ingress and egress for every pod of the namespace")
+	}
+	for _, w := range workloads {
+		for _, p := range policies {
+			if len(p.Spec.PodSelector.MatchLabels) > 0 && matches(p.Spec.PodSelector.MatchLabels, w.Spec.Template.Metadata.Labels) {
+				goto found
+			}
+		}
+		t.Errorf("%s: no NetworkPolicy of its own (the default denies everything)", w.Metadata.Name)
+	found:
+	}
+	replicas := map[string]string{"k3s": "1", "devcluster": "1", "k3s-ha": "3"}[overlay]
+	for name, cm := range configMaps {
+		if strings.HasPrefix(name, "edgeflow-shared") && cm.Data["EDGEFLOW_STREAM_REPLICAS"] != replicas {
+			t.Errorf("%s: EDGEFLOW_STREAM_REPLICAS=%q, want %s", name, cm.Data["EDGEFLOW_STREAM_REPLICAS"], replicas)
+		}
+	}
+	for _, w := range workloads {
+		if w.Metadata.Name == "nats" {
+			if got := *w.Spec.Replicas; strconv.Itoa(got) != replicas {
+				t.Errorf("nats: %d replicas, want %s", got, replicas)
+			}
+		}
+	}
+}
+
+var placeholder = regexp.MustCompile(`^edgeflow/(ingest|processor|notifier|dashboard)$`)
+
+func checkPod(t *testing.T, overlay string, w Object) {
+	name := w.Kind + "/" + w.Metadata.Name
+	ps := w.Spec.Template.Spec
+	if ps.AutomountServiceAccountToken == nil || *ps.AutomountServiceAccountToken {
+		t.Errorf("%s: automountServiceAccountToken must be false", name)
+	}
+	if ps.SecurityContext.RunAsNonRoot == nil || !*ps.SecurityContext.RunAsNonRoot {
+		t.Errorf("%s: runAsNonRoot must be true", name)
+	}
+	if ps.SecurityContext.SeccompProfile.Type != "RuntimeDefault" {
+		t.Errorf("%s: seccompProfile %q, want RuntimeDefault", name, ps.SecurityContext.SeccompProfile.Type)
+	}
+	for _, v := range ps.Volumes {
+		if v.HostPath != nil {
+			t.Errorf("%s: hostPath volume %s (the namespace enforces the restricted Pod Security Standard)", name, v.Name)
+		}
+		if s := v.Secret; s != nil {
+			for _, it := range s.Items {
+				checkSecretKey(t, name, s.SecretName, it.Key)
+			}
+			if _, ok := SecretKeys[s.SecretName]; !ok {
+				t.Errorf("%s: volume of unknown Secret %s", name, s.SecretName)
+			}
+		}
+	}
+	for _, c := range ps.Containers {
+		cn := name + " " + c.Name
+		sc := c.SecurityContext
+		if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+			t.Errorf("%s: allowPrivilegeEscalation must be false", cn)
+		}
+		if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+			t.Errorf("%s: readOnlyRootFilesystem must be true", cn)
+		}
+		if !slices.Equal(sc.Capabilities.Drop, []string{"ALL"}) {
+			t.Errorf("%s: capabilities drop %v, want [ALL]", cn, sc.Capabilities.Drop)
+		}
+		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
+			t.Errorf("%s: needs a liveness and a readiness probe", cn)
+		}
+		tmp := false
+		for _, m := range c.VolumeMounts {
+			tmp = tmp || m.MountPath == "/tmp"
+		}
+		if !tmp {
+			t.Errorf("%s: no writable /tmp (the root filesystem is read-only)", cn)
+		}
+		if c.Resources.Requests["cpu"] == "" || c.Resources.Requests["memory"] == "" {
+			t.Errorf("%s: requests %v, want cpu and memory", cn, c.Resources.Requests)
+		}
+		limit, err := bytesOf(c.Resources.Limits["memory"])
+		if err != nil {
+			t.Errorf("%s: memory limit: %v", cn, err)
+			continue
+		}
+		if req, err := bytesOf(c.Resources.Requests["memory"]); err != nil || req > limit {
+			t.Errorf("%s: memory request %q above the limit or invalid", cn, c.Resources.Requests["memory"])
+		}
+		gomem := ""
+		for _, e := range c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				gomem = e.Value
+			}
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				checkSecretKey(t, cn, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key)
+			}
+		}
+		if c.Name == "mosquitto" {
+			if gomem != "" {
+				t.Errorf("%s: GOMEMLIMIT on a C program", cn)
+			}
+		} else {
+			// Go programs: the heap limit inside the cgroup limit, with room for
+			// stacks, binary and page cache the runtime does not count.
+			g, err := bytesOf(strings.TrimSuffix(gomem, "B"))
+			switch {
+			case gomem == "":
+				t.Errorf("%s: no GOMEMLIMIT", cn)
+			case err != nil:
+				t.Errorf("%s: GOMEMLIMIT %q: %v", cn, gomem, err)
+			case g < limit*70/100 || g > limit*90/100:
+				t.Errorf("%s: GOMEMLIMIT %s is %d%% of the %s limit, want 70-90%%", cn, gomem, g*100/limit, c.Resources.Limits["memory"])
+			}
+		}
+		if placeholder.MatchString(c.Image) {
+			if c.ImagePullPolicy != "IfNotPresent" && c.ImagePullPolicy != "Never" {
+				t.Errorf("%s: imagePullPolicy %q (images are side-loaded or tagged by commit)", cn, c.ImagePullPolicy)
+			}
+		} else if overlay == "devcluster" {
+			if !strings.HasPrefix(c.Image, "localhost/edgeflow/") || c.ImagePullPolicy != "Never" {
+				t.Errorf("%s: image %s pull %q; the dev cluster has only side-loaded localhost/edgeflow images", cn, c.Image, c.ImagePullPolicy)
+			}
+		}
+	}
+}
+
+func checkSecretKey(t *testing.T, where, secret, key string) {
+	keys, ok := SecretKeys[secret]
+	if !ok {
+		t.Errorf("%s: Secret %s is not one task deploy creates", where, secret)
+		return
+	}
+	if !slices.Contains(keys, key) {
+		t.Errorf("%s: Secret %s has no key %q (keys: %v)", where, secret, key, keys)
+	}
+}
+
+func matches(selector, labels map[string]string) bool {
+	if len(selector) == 0 {
+		return false
+	}
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// bytesOf parses a memory quantity such as 128Mi, 1Gi or 110Mi (GOMEMLIMIT without its B).
+func bytesOf(q string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}}
+	for _, u := range units {
+		if n, ok := strings.CutSuffix(q, u.suffix); ok {
+			v, err := strconv.ParseInt(n, 10, 64)
+			return v * u.mult, err
+		}
+	}
+	if q == "" {
+		return 0, fmt.Errorf("missing")
+	}
+	return strconv.ParseInt(q, 10, 64)
+}
+
+// The notifier's rules in the base are the repository's rules.yaml, not a fork of it.
+func TestRulesAreTheRepositorys(t *testing.T) {
+	a, err := os.ReadFile("base/notifier/rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("../rules.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a, b) {
+		t.Error("manifests/base/notifier/rules.yaml differs from rules.yaml: cp rules.yaml manifests/base/notifier/rules.yaml")
+	}
+}
