@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Config is the connection configuration every service reads from the
@@ -21,23 +23,114 @@ type Config struct {
 	// ConnectTimeout bounds the first connection at start-up; afterwards the
 	// client reconnects for ever.
 	ConnectTimeout time.Duration `envconfig:"NATS_CONNECT_TIMEOUT" default:"30s" desc:"how long to wait for NATS at start-up"`
+
+	// One way to authenticate, or none (task up: no auth on loopback).
+	User     string `envconfig:"NATS_USER" desc:"NATS user (with EDGEFLOW_NATS_PASSWORD; K3s: the service's name)"`
+	Password string `envconfig:"NATS_PASSWORD" desc:"NATS password (from a Secret; never logged)"`
+	Creds    string `envconfig:"NATS_CREDS" desc:"NATS credentials file (JWT and NKey seed), instead of user and password"`
+	NKey     string `envconfig:"NATS_NKEY" desc:"file holding an NKey seed (SU...), instead of user and password"`
+
+	// TLS is on when the URL is tls:// or any of these is set.
+	TLSCA   string `envconfig:"NATS_TLS_CA" desc:"CA certificate (PEM) that verifies the NATS server; setting it turns TLS on (TLS 1.2 minimum)"`
+	TLSCert string `envconfig:"NATS_TLS_CERT" desc:"client certificate (PEM) for servers that verify clients (with EDGEFLOW_NATS_TLS_KEY)"`
+	TLSKey  string `envconfig:"NATS_TLS_KEY" desc:"client certificate's private key (PEM)"`
 }
 
-// Validate reports a configuration that cannot work.
+// Validate reports every configuration that cannot work, naming the
+// variables and never a secret's value.
 func (c Config) Validate() error {
+	var errs []error
 	if c.URL == "" {
-		return errors.New("EDGEFLOW_NATS_URL is empty")
+		errs = append(errs, errors.New("EDGEFLOW_NATS_URL is empty"))
 	}
 	if c.ConnectTimeout <= 0 {
-		return errors.New("EDGEFLOW_NATS_CONNECT_TIMEOUT must be positive")
+		errs = append(errs, errors.New("EDGEFLOW_NATS_CONNECT_TIMEOUT must be positive"))
 	}
-	return nil
+	if c.User != "" && !reading.ValidName(c.User) {
+		// It becomes the inbox prefix, a subject token.
+		errs = append(errs, fmt.Errorf("EDGEFLOW_NATS_USER=%q: must be 1..64 of [A-Za-z0-9_-]", c.User))
+	}
+	switch {
+	case c.User != "" && c.Password == "":
+		errs = append(errs, errors.New("EDGEFLOW_NATS_USER is set without EDGEFLOW_NATS_PASSWORD"))
+	case c.Password != "" && c.User == "":
+		errs = append(errs, errors.New("EDGEFLOW_NATS_PASSWORD is set without EDGEFLOW_NATS_USER"))
+	}
+	methods := 0
+	for _, set := range []bool{c.User != "" || c.Password != "", c.Creds != "", c.NKey != ""} {
+		if set {
+			methods++
+		}
+	}
+	if methods > 1 {
+		errs = append(errs, errors.New("set one of EDGEFLOW_NATS_USER/_PASSWORD, EDGEFLOW_NATS_CREDS and EDGEFLOW_NATS_NKEY, not several"))
+	}
+	if c.Creds != "" {
+		if err := secure.Readable("EDGEFLOW_NATS_CREDS", c.Creds); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.NKey != "" {
+		if _, err := nats.NkeyOptionFromSeed(c.NKey); err != nil {
+			// nats.go's message says what is wrong with the file (no seed
+			// found, not a user seed), never the seed.
+			errs = append(errs, fmt.Errorf("EDGEFLOW_NATS_NKEY=%s: %w", c.NKey, err))
+		}
+	}
+	if _, err := c.tls().Config(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// InboxPrefix is where a user's replies arrive: its own prefix, so that the
+// permissions (manifests/base/nats/auth.conf) let each service subscribe to
+// its replies only, not to every _INBOX.> reply of the others (JetStream
+// delivers fetched messages and key-value reads to the requester's inbox).
+func InboxPrefix(user string) string { return "_INBOX_" + user }
+
+// tls are the TLS files, named by their variables.
+func (c Config) tls() secure.TLSFiles {
+	return secure.TLSFiles{CA: c.TLSCA, Cert: c.TLSCert, Key: c.TLSKey,
+		CAName: "EDGEFLOW_NATS_TLS_CA", CertName: "EDGEFLOW_NATS_TLS_CERT", KeyName: "EDGEFLOW_NATS_TLS_KEY"}
+}
+
+// authOptions are the nats.go options of the configured authentication and
+// TLS. Validate has checked the files; they are read again here, so a
+// rotated Secret is picked up by a restart.
+func (c Config) authOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password), nats.CustomInboxPrefix(InboxPrefix(c.User)))
+	case c.Creds != "":
+		// Read on every (re)connect by nats.go.
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	case c.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("EDGEFLOW_NATS_NKEY=%s: %w", c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if files := c.tls(); files.Set() {
+		tc, err := files.Config()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
 }
 
 // Connect dials NATS, retrying until cfg.ConnectTimeout or ctx ends, and
 // returns a connection that reconnects for ever (services ride through a NATS
 // restart instead of exiting) with JetStream on it.
 func Connect(ctx context.Context, log *slog.Logger, cfg Config, name string, jsOpts ...jetstream.JetStreamOpt) (*nats.Conn, jetstream.JetStream, error) {
+	auth, err := cfg.authOptions()
+	if err != nil {
+		return nil, nil, err
+	}
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
@@ -54,6 +147,7 @@ func Connect(ctx context.Context, log *slog.Logger, cfg Config, name string, jsO
 			log.Warn("nats async error", "subject", subj, "err", err)
 		}),
 	}
+	opts = append(opts, auth...)
 	deadline, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	var lastErr error
@@ -86,27 +180,6 @@ func Ready(nc *nats.Conn) func(context.Context) error {
 	}
 }
 
-// redact hides the credentials of every URL in a comma-separated list:
-// nats.go accepts user:password@host, and an unescaped '@' in the password
-// is legal, so everything up to the last '@' of a URL goes.
-func redact(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		scheme, rest, ok := strings.Cut(strings.TrimSpace(p), "://")
-		if !ok {
-			scheme, rest = "", strings.TrimSpace(p)
-		}
-		host := rest
-		if slash := strings.IndexAny(rest, "/?#"); slash >= 0 {
-			host = rest[:slash]
-		}
-		if at := strings.LastIndex(host, "@"); at >= 0 {
-			rest = "***@" + rest[at+1:]
-		}
-		if ok {
-			rest = scheme + "://" + rest
-		}
-		parts[i] = rest
-	}
-	return strings.Join(parts, ",")
-}
+// redact hides the credentials of every URL in a comma-separated list (see
+// secure.RedactURLs).
+func redact(urls string) string { return secure.RedactURLs(urls) }
