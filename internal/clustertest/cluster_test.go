@@ -1,0 +1,503 @@
+package clustertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+const (
+	namespace = "edgeflow"
+	// nodeIP is the dev cluster's node (scripts/devcluster/env.sh); NodePorts answer there.
+	nodeIP = "172.30.250.2"
+	// mqttNodePort and dashboardNodePort are fixed by manifests/overlays/devcluster.
+	mqttNodePort = 31883
+)
+
+// cluster is the deployed dev cluster a test talks to.
+type cluster struct {
+	t          *testing.T
+	root       string // repository
+	kubeconfig string
+	secrets    string // .build/secrets/devcluster
+	artifacts  string
+	influxURL  string
+	influxUser string
+	influxPass string
+	loadgen    string // binary
+	acked      int64  // readings acknowledged by the broker over all runs
+}
+
+func TestDeployOnDevCluster(t *testing.T) {
+	if os.Getenv("EDGEFLOW_CLUSTER_TEST") == "" {
+		t.Skip("set EDGEFLOW_CLUSTER_TEST=1 (go tool task test does) to start the dev cluster and deploy on it; needs root")
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("the dev cluster needs root (network namespace, iptables, mounts)")
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &cluster{t: t, root: root, secrets: filepath.Join(root, ".build", "secrets", "devcluster"),
+		artifacts: filepath.Join(root, "test-artifacts", t.Name())}
+	os.RemoveAll(c.artifacts)
+	if err := os.MkdirAll(c.artifacts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	// The cluster: as docs/operations.md says, then a clean namespace.
+	t0 := time.Now()
+	out := c.run(nil, "bash", "scripts/devcluster/up.sh")
+	m := regexp.MustCompile(`export KUBECONFIG=(\S+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("up.sh printed no KUBECONFIG: %s", out)
+	}
+	c.kubeconfig = m[1]
+	t.Cleanup(c.teardown)
+	t.Logf("dev cluster up in %s", time.Since(t0).Round(100*time.Millisecond))
+	c.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s")
+
+	// Every overlay is accepted by a real API server (admission, schemas, Pod Security).
+	for _, o := range []string{"k3s", "k3s-ha", "devcluster"} {
+		c.serverDryRun(o)
+	}
+
+	// Deploy exactly as a K3s user would, with the dev cluster's overlay.
+	t1 := time.Now()
+	out = c.run([]string{"OVERLAY=devcluster", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "deploy")
+	c.save("deploy.log", out)
+	deployTook := time.Since(t1)
+	t.Logf("task deploy: everything ready after %s\n%s", deployTook.Round(100*time.Millisecond), tail(out, 1200))
+	c.setup()
+
+	// 1. Load through the MQTT NodePort while a processor pod is deleted.
+	pods := c.podsOf("processor")
+	rep := c.loadWithFault("lg-a", 1, []string{"-devices", "40", "-rate", "800", "-duration", "20s"}, 7*time.Second, func() {
+		t.Logf("deleting pod %s mid-load", pods[0])
+		c.kubectl("-n", namespace, "delete", "pod", pods[0], "--wait=false")
+	})
+	c.acked += rep.Totals.Acked
+	c.expectCounts("after a processor pod was deleted", 90*time.Second)
+
+	// 2. A rolling update of the processors mid-load (task rollout: rebuild, load, roll).
+	var memory map[string]podMemory
+	rep = c.loadWithFault("lg-b", 1_000_000, []string{"-devices", "40", "-rate", "500", "-duration", "75s"}, 5*time.Second, func() {
+		t2 := time.Now()
+		out := c.run([]string{"OVERLAY=devcluster", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "rollout", "--", "processor")
+		c.save("rollout.log", out)
+		t.Logf("task rollout -- processor: done in %s, under load", time.Since(t2).Round(100*time.Millisecond))
+		memory = c.memory()
+	})
+	c.acked += rep.Totals.Acked
+	c.expectCounts("after a rolling update of the processors", 90*time.Second)
+	if after := c.podsOf("processor"); len(after) != 2 || contains(after, pods[1]) {
+		t.Errorf("processor pods after the rollout %v, want two new ones (before: %v)", after, pods)
+	}
+
+	// 3. The dashboard, through kubectl port-forward, shows the devices.
+	c.checkDashboard()
+
+	// 4. Nothing restarted, nothing was OOM-killed; memory under load.
+	c.checkPods()
+	c.reportMemory(memory)
+	t.Logf("timings: cluster up %s, task deploy to all ready %s", "see above", deployTook.Round(100*time.Millisecond))
+}
+
+// run runs a command in the repository and returns its combined output; it fails the
+// test with the output's tail when the command fails.
+func (c *cluster) run(env []string, name string, args ...string) string {
+	c.t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = c.root
+	cmd.Env = append(os.Environ(), env...)
+	if c.kubeconfig != "" {
+		cmd.Env = append(cmd.Env, "KUBECONFIG="+c.kubeconfig)
+	}
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		c.save(filepath.Base(name)+"-failed.log", out.String())
+		c.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(out.String(), 4000))
+	}
+	return out.String()
+}
+
+func (c *cluster) kubectl(args ...string) string {
+	c.t.Helper()
+	return c.run(nil, "kubectl", args...)
+}
+
+func (c *cluster) save(name, content string) {
+	_ = os.WriteFile(filepath.Join(c.artifacts, name), []byte(content), 0o644)
+}
+
+// teardown saves every pod's logs and state, then wipes the cluster (builds are kept).
+func (c *cluster) teardown() {
+	if c.t.Failed() {
+		cmd := exec.Command("kubectl", "-n", namespace, "get", "pods", "-o", "wide")
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+		out, _ := cmd.CombinedOutput()
+		c.save("pods.txt", string(out))
+		for _, w := range []string{"nats", "mosquitto", "influxdb", "ingest", "processor", "notifier", "dashboard"} {
+			cmd := exec.Command("kubectl", "-n", namespace, "logs", "-l", "app.kubernetes.io/name="+w, "--prefix", "--tail=300", "--all-containers")
+			cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+			out, _ := cmd.CombinedOutput()
+			c.save("logs-"+w+".txt", string(out))
+		}
+	}
+	if os.Getenv("EDGEFLOW_CLUSTER_KEEP") != "" {
+		c.t.Logf("EDGEFLOW_CLUSTER_KEEP: the dev cluster keeps running (KUBECONFIG=%s)", c.kubeconfig)
+		return
+	}
+	t0 := time.Now()
+	cmd := exec.Command("bash", "scripts/devcluster/down.sh", "--wipe")
+	cmd.Dir = c.root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		c.t.Errorf("down.sh --wipe: %v\n%s", err, out)
+	}
+	c.t.Logf("dev cluster wiped in %s", time.Since(t0).Round(100*time.Millisecond))
+}
+
+// serverDryRun renders an overlay into a namespace of its own and has the API server
+// validate and admit every object without keeping any (kubectl apply --dry-run=server).
+// Objects without a controller here (LoadBalancer, Ingress, local-path claims) are
+// accepted all the same.
+func (c *cluster) serverDryRun(overlay string) {
+	c.t.Helper()
+	ns := "edgeflow-dryrun-" + overlay
+	dir := filepath.Join(c.root, ".build", "dryrun", overlay)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		c.t.Fatal(err)
+	}
+	kust := fmt.Sprintf("# Written by internal/clustertest.\nnamespace: %s\nresources:\n  - ../../../manifests/overlays/%s\n", ns, overlay)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
+		c.t.Fatal(err)
+	}
+	c.kubectl("create", "namespace", ns)
+	defer c.kubectl("delete", "namespace", ns, "--wait=false")
+	out := c.kubectl("apply", "--dry-run=server", "-k", dir)
+	n := strings.Count(out, "(server dry run)")
+	if n < 30 {
+		c.t.Errorf("overlay %s: %d objects accepted, want every one:\n%s", overlay, n, out)
+	}
+	c.t.Logf("overlay %s: %d objects accepted by the API server (dry run)", overlay, n)
+}
+
+// setup reads the generated credentials and finds InfluxDB and the load generator.
+func (c *cluster) setup() {
+	c.t.Helper()
+	token := strings.TrimSpace(c.readSecret("edgeflow-influxdb", "service-token"))
+	user, pass, ok := strings.Cut(token, ":")
+	if !ok {
+		c.t.Fatalf("service-token for InfluxDB 1.8 is not user:password")
+	}
+	c.influxUser, c.influxPass = user, pass
+	ip := strings.TrimSpace(c.kubectl("-n", namespace, "get", "service", "influxdb", "-o", "jsonpath={.spec.clusterIP}"))
+	c.influxURL = "http://" + ip + ":8086"
+	c.loadgen = filepath.Join(c.t.TempDir(), "loadgen")
+	c.run(nil, "go", "build", "-o", c.loadgen, "./scripts/loadgen")
+}
+
+func (c *cluster) readSecret(secret, key string) string {
+	c.t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.secrets, secret, key))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return string(b)
+}
+
+type loadReport struct {
+	Totals struct {
+		Attempted int64 `json:"attempted"`
+		Acked     int64 `json:"acked"`
+		Failed    int64 `json:"failed"`
+	} `json:"totals"`
+	AchievedRate float64 `json:"achieved_rate"`
+}
+
+// loadWithFault runs the load generator through the MQTT NodePort as the device user
+// and, after the given time, the fault (which may take as long as it needs).
+func (c *cluster) loadWithFault(prefix string, seqStart int, args []string, after time.Duration, fault func()) loadReport {
+	c.t.Helper()
+	report := filepath.Join(c.artifacts, prefix+"-report.json")
+	args = append([]string{"-broker", fmt.Sprintf("tcp://%s:%d", nodeIP, mqttNodePort),
+		"-username", "device", "-password", strings.TrimSpace(c.readSecret("edgeflow-mqtt", "device-password")),
+		"-client-prefix", prefix, "-seq-start", fmt.Sprint(seqStart), "-report", report}, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.loadgen, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	time.Sleep(after)
+	fault()
+	err := cmd.Wait()
+	c.save(prefix+".log", out.String())
+	if err != nil {
+		c.t.Fatalf("loadgen: %v\n%s", err, tail(out.String(), 3000))
+	}
+	data, err := os.ReadFile(report)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var r loadReport
+	if err := json.Unmarshal(data, &r); err != nil {
+		c.t.Fatal(err)
+	}
+	c.t.Logf("loadgen %s: attempted %d acked %d failed %d at %.0f msgs/s", prefix, r.Totals.Attempted, r.Totals.Acked, r.Totals.Failed, r.AchievedRate)
+	if r.Totals.Acked == 0 || r.Totals.Failed != 0 {
+		c.t.Fatalf("loadgen %s: %d acked, %d failed", prefix, r.Totals.Acked, r.Totals.Failed)
+	}
+	return r
+}
+
+// influxQL runs a query on the edgeflow database and returns the first value.
+func (c *cluster) influxQL(q string) (float64, error) {
+	resp, err := http.PostForm(c.influxURL+"/query", url.Values{"db": {"edgeflow"}, "q": {q}, "u": {c.influxUser}, "p": {c.influxPass}})
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("%s: %s", resp.Status, body)
+	}
+	var out struct {
+		Results []struct {
+			Error  string `json:"error"`
+			Series []struct {
+				Values [][]any `json:"values"`
+			} `json:"series"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(body, &out); err != nil {
+		return 0, err
+	}
+	if len(out.Results) == 0 || len(out.Results[0].Series) == 0 || len(out.Results[0].Series[0].Values) == 0 {
+		if len(out.Results) > 0 && out.Results[0].Error != "" {
+			return 0, fmt.Errorf("influxql: %s", out.Results[0].Error)
+		}
+		return 0, nil
+	}
+	v, _ := out.Results[0].Series[0].Values[0][1].(float64)
+	return v, nil
+}
+
+// expectCounts waits until every metric's 10 s windows and raw points count exactly the
+// readings the broker acknowledged, failing at once on more (double counting), and checks
+// they stay put.
+func (c *cluster) expectCounts(when string, within time.Duration) {
+	c.t.Helper()
+	metrics := []string{"temperature", "humidity", "pressure"}
+	counts := func() map[string][2]int64 {
+		m := map[string][2]int64{}
+		for _, metric := range metrics {
+			w, err := c.influxQL(fmt.Sprintf(`SELECT sum("count") FROM "telemetry_10s" WHERE "metric" = '%s'`, metric))
+			if err != nil {
+				c.t.Logf("query: %v", err)
+			}
+			r, _ := c.influxQL(fmt.Sprintf(`SELECT count(%q) FROM "telemetry"`, metric))
+			m[metric] = [2]int64{int64(w), int64(r)}
+		}
+		return m
+	}
+	deadline := time.Now().Add(within)
+	t0 := time.Now()
+	for {
+		got := counts()
+		exact := true
+		for _, metric := range metrics {
+			if got[metric][0] > c.acked || got[metric][1] > c.acked {
+				c.t.Fatalf("%s: %s counted %d in windows and %d raw, want exactly %d: double counting", when, metric, got[metric][0], got[metric][1], c.acked)
+			}
+			exact = exact && got[metric] == [2]int64{c.acked, c.acked}
+		}
+		if exact {
+			break
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: after %s the counts are %v (windows, raw), want exactly %d each", when, within, got, c.acked)
+		}
+		time.Sleep(time.Second)
+	}
+	c.t.Logf("%s: every metric counts exactly %d readings in telemetry_10s and raw (%s after the load)", when, c.acked, time.Since(t0).Round(time.Second))
+	time.Sleep(3 * time.Second)
+	for metric, v := range counts() {
+		if v != [2]int64{c.acked, c.acked} {
+			c.t.Fatalf("%s: %s counts %v after settling, want %d", when, metric, v, c.acked)
+		}
+	}
+}
+
+func (c *cluster) podsOf(name string) []string {
+	c.t.Helper()
+	out := c.kubectl("-n", namespace, "get", "pods", "-l", "app.kubernetes.io/name="+name,
+		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[*].metadata.name}")
+	pods := strings.Fields(out)
+	sort.Strings(pods)
+	if len(pods) == 0 {
+		c.t.Fatalf("no running %s pod", name)
+	}
+	return pods
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// checkDashboard reads the dashboard through kubectl port-forward: the page and the
+// overview with the load generator's devices, and a refusal without the token.
+func (c *cluster) checkDashboard() {
+	c.t.Helper()
+	token := strings.TrimSpace(c.readSecret("edgeflow-dashboard", "token"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "port-forward", "svc/dashboard", "18080:8080")
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	defer cmd.Wait()
+	get := func(path, token string) (int, string) {
+		var status int
+		var body []byte
+		for i := 0; i < 30; i++ {
+			req, _ := http.NewRequest(http.MethodGet, "http://127.0.0.1:18080"+path, nil)
+			if token != "" {
+				req.SetBasicAuth("ops", token)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				time.Sleep(500 * time.Millisecond)
+				continue
+			}
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			status = resp.StatusCode
+			break
+		}
+		return status, string(body)
+	}
+	if status, _ := get("/api/overview", ""); status != http.StatusUnauthorized {
+		c.t.Errorf("dashboard without the token: %d, want 401", status)
+	}
+	status, page := get("/", token)
+	if status != http.StatusOK || !strings.Contains(page, "<html") {
+		c.t.Errorf("dashboard GET /: %d %s", status, tail(page, 300))
+	}
+	status, overview := get("/api/overview", token)
+	if status != http.StatusOK || !strings.Contains(overview, "dev-0000") || !strings.Contains(overview, "dev-0039") {
+		c.t.Errorf("dashboard /api/overview: %d, want the devices dev-0000 ... dev-0039: %s", status, tail(overview, 500))
+	}
+	c.save("overview.json", overview)
+	c.t.Logf("dashboard through port-forward: / and /api/overview (%d bytes) show the devices", len(overview))
+}
+
+// checkPods asserts no container restarted or was OOM-killed.
+func (c *cluster) checkPods() {
+	c.t.Helper()
+	var list struct {
+		Items []struct {
+			Metadata struct{ Name string } `json:"metadata"`
+			Status   struct {
+				ContainerStatuses []struct {
+					Name         string `json:"name"`
+					RestartCount int    `json:"restartCount"`
+					LastState    struct {
+						Terminated *struct{ Reason string } `json:"terminated"`
+					} `json:"lastState"`
+				} `json:"containerStatuses"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(c.kubectl("-n", namespace, "get", "pods", "-o", "json")), &list); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range list.Items {
+		for _, s := range p.Status.ContainerStatuses {
+			if s.LastState.Terminated != nil && s.LastState.Terminated.Reason == "OOMKilled" {
+				c.t.Errorf("%s/%s was OOM-killed", p.Metadata.Name, s.Name)
+			}
+			if s.RestartCount != 0 {
+				c.t.Errorf("%s/%s restarted %d times (last: %+v)", p.Metadata.Name, s.Name, s.RestartCount, s.LastState.Terminated)
+			}
+		}
+	}
+	c.t.Logf("%d pods: no restarts, no OOM kills", len(list.Items))
+}
+
+type podMemory struct {
+	WorkingSet uint64 `json:"working_set_bytes"`
+	RSS        uint64 `json:"rss_bytes"`
+}
+
+// memory reads every edgeflow pod's memory from the kubelet's summary API.
+func (c *cluster) memory() map[string]podMemory {
+	c.t.Helper()
+	node := strings.TrimSpace(c.kubectl("get", "nodes", "-o", "jsonpath={.items[0].metadata.name}"))
+	var s struct {
+		Pods []struct {
+			PodRef struct{ Name, Namespace string } `json:"podRef"`
+			Memory struct {
+				WorkingSetBytes uint64 `json:"workingSetBytes"`
+				RSSBytes        uint64 `json:"rssBytes"`
+			} `json:"memory"`
+		} `json:"pods"`
+	}
+	if err := json.Unmarshal([]byte(c.kubectl("get", "--raw", "/api/v1/nodes/"+node+"/proxy/stats/summary")), &s); err != nil {
+		c.t.Fatal(err)
+	}
+	m := map[string]podMemory{}
+	for _, p := range s.Pods {
+		if p.PodRef.Namespace == namespace {
+			m[p.PodRef.Name] = podMemory{WorkingSet: p.Memory.WorkingSetBytes, RSS: p.Memory.RSSBytes}
+		}
+	}
+	return m
+}
+
+func (c *cluster) reportMemory(m map[string]podMemory) {
+	if len(m) == 0 {
+		return
+	}
+	names := make([]string, 0, len(m))
+	for n := range m {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		fmt.Fprintf(&b, "  %-28s RSS %6.1f MiB  working set %6.1f MiB\n", n, float64(m[n].RSS)/(1<<20), float64(m[n].WorkingSet)/(1<<20))
+	}
+	c.t.Logf("memory under load (kubelet summary API):\n%s", b.String())
+	data, _ := json.MarshalIndent(m, "", "  ")
+	c.save("memory.json", string(data))
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "..." + s[len(s)-n:]
+}
