@@ -350,7 +350,7 @@ func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
 	fmt.Println()
 	if k.DevCluster() {
 		fmt.Printf("dashboard:  http://%s:30080/   (NodePort; or: go tool task dashboard)\n", node)
-		fmt.Printf("MQTT:       tcp://%s:31883  ssl://%s:31884\n", node, node)
+		fmt.Printf("MQTT (TLS): ssl://%s:30883   (NodePort)\n", node)
 	} else {
 		var svc struct {
 			Status struct {
@@ -368,7 +368,7 @@ func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
 			dash = k.DashboardHost
 		}
 		fmt.Printf("dashboard:  http://%s/   (Traefik Ingress; or: go tool task dashboard)\n", dash)
-		fmt.Printf("MQTT:       tcp://%s:1883  ssl://%s:8883   (K3s ServiceLB)\n", host, host)
+		fmt.Printf("MQTT (TLS): ssl://%s:8883   (K3s ServiceLB)\n", host)
 	}
 	fmt.Printf("dashboard token:   %s\n", filepath.Join(sec, "edgeflow-dashboard", "token"))
 	fmt.Printf("device user:       device, password in %s\n", filepath.Join(sec, "edgeflow-mqtt", "device-password"))
