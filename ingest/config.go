@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -20,9 +21,13 @@ type Config struct {
 	bus.Config
 	bus.StreamConfig
 
-	MQTTURL      string   `envconfig:"MQTT_URL" default:"tcp://127.0.0.1:1883" desc:"MQTT broker URL (tcp:// or ssl://)"`
+	MQTTURL      string   `envconfig:"MQTT_URL" default:"tcp://127.0.0.1:1883" desc:"MQTT broker URL: tcp:// (or mqtt://) plain, ssl:// (or tls://, mqtts://) TLS 1.2+ (K3s: ssl://mosquitto:8883)"`
 	MQTTUsername string   `envconfig:"MQTT_USERNAME" desc:"MQTT username (optional)"`
 	MQTTPassword string   `envconfig:"MQTT_PASSWORD" desc:"MQTT password (optional; never logged)"`
+	MQTTTLSCA    string   `envconfig:"MQTT_TLS_CA" desc:"CA certificate (PEM) that verifies the broker (default: the system's roots); needs a TLS URL"`
+	MQTTTLSCert  string   `envconfig:"MQTT_TLS_CERT" desc:"client certificate (PEM) for brokers that verify clients (with EDGEFLOW_MQTT_TLS_KEY)"`
+	MQTTTLSKey   string   `envconfig:"MQTT_TLS_KEY" desc:"the client certificate's private key (PEM)"`
+	MQTTTLSName  string   `envconfig:"MQTT_TLS_SERVER_NAME" desc:"name the broker's certificate must carry, when it is not the URL's host"`
 	ClientID     string   `envconfig:"INGEST_CLIENT_ID" desc:"MQTT client id; must be stable across restarts for the persistent session (default edgeflow-ingest-<hostname>)"`
 	Topics       []string `envconfig:"INGEST_TOPICS" default:"sensors/+/+,sensors/+/+/+" desc:"MQTT topic filters to subscribe to"`
 	ShareGroup   string   `envconfig:"INGEST_SHARE_GROUP" desc:"shared-subscription group ($share/<group>/...) for several ingest replicas on one broker; empty (default) subscribes plainly, which is the only mode that survives a Mosquitto 2.0 restart without loss (it does not persist shared subscriptions)"`
@@ -53,8 +58,18 @@ func LoadConfig() (Config, error) {
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	errs := []error{c.Config.Validate(), c.StreamConfig.Validate()}
-	if u, err := url.Parse(c.MQTTURL); err != nil || (u.Scheme != "tcp" && u.Scheme != "ssl" && u.Scheme != "mqtt" && u.Scheme != "mqtts") || u.Host == "" {
+	if u, err := url.Parse(c.MQTTURL); err != nil || !(plainSchemes[u.Scheme] || tlsSchemes[u.Scheme]) || u.Host == "" {
+		// Redacted: the URL may carry user:password.
 		errs = append(errs, fmt.Errorf("EDGEFLOW_MQTT_URL=%q: want tcp://host:port or ssl://host:port", secure.RedactURLs(c.MQTTURL)))
+	} else if c.mqttTLSFiles().Set() && !tlsSchemes[u.Scheme] {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_MQTT_TLS_* is set but EDGEFLOW_MQTT_URL is %s://: use ssl://host:8883 for TLS", u.Scheme))
+	}
+	if c.MQTTPassword != "" && c.MQTTUsername == "" {
+		// MQTT 3.1.1 has no password without a user name.
+		errs = append(errs, errors.New("EDGEFLOW_MQTT_PASSWORD is set without EDGEFLOW_MQTT_USERNAME"))
+	}
+	if _, err := c.mqttTLSFiles().Config(); err != nil {
+		errs = append(errs, err)
 	}
 	if len(c.ClientID) > 128 {
 		errs = append(errs, errors.New("EDGEFLOW_INGEST_CLIENT_ID is longer than 128 bytes"))
@@ -89,6 +104,28 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("EDGEFLOW_INGEST_DRAIN_TIMEOUT must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// The URL schemes paho dials plainly and with TLS.
+var (
+	plainSchemes = map[string]bool{"tcp": true, "mqtt": true}
+	tlsSchemes   = map[string]bool{"ssl": true, "tls": true, "mqtts": true}
+)
+
+// mqttTLSFiles are the broker's TLS files, named by their variables.
+func (c Config) mqttTLSFiles() secure.TLSFiles {
+	return secure.TLSFiles{CA: c.MQTTTLSCA, Cert: c.MQTTTLSCert, Key: c.MQTTTLSKey, ServerName: c.MQTTTLSName,
+		CAName: "EDGEFLOW_MQTT_TLS_CA", CertName: "EDGEFLOW_MQTT_TLS_CERT", KeyName: "EDGEFLOW_MQTT_TLS_KEY"}
+}
+
+// MQTTTLS is the TLS configuration for a TLS broker URL, nil for a plain
+// one (Validate refuses TLS files with a plain URL).
+func (c Config) MQTTTLS() (*tls.Config, error) {
+	u, err := url.Parse(c.MQTTURL)
+	if err != nil || !tlsSchemes[u.Scheme] {
+		return nil, nil
+	}
+	return c.mqttTLSFiles().Config()
 }
 
 // Limits is what the decoder enforces.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/retry"
+	"github.com/edgeflow/edgeflow/internal/secure"
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
@@ -49,7 +50,11 @@ func run(ctx context.Context, cfg Config) error {
 	bridgeDone := make(chan struct{})
 	go func() { bridge.Run(work); close(bridgeDone) }()
 
-	client := mqtt.NewClient(mqttOptions(cfg, log, bridge))
+	mopts, err := mqttOptions(cfg, log, bridge)
+	if err != nil {
+		return err
+	}
+	client := mqtt.NewClient(mopts)
 	health.AddCheck("mqtt", func(context.Context) error {
 		if !client.IsConnectionOpen() {
 			return errors.New("mqtt not connected")
@@ -67,7 +72,7 @@ func run(ctx context.Context, cfg Config) error {
 	// ConnectRetry makes Connect keep trying in the background; the
 	// OnConnect handler subscribes whenever a connection is made.
 	client.Connect()
-	log.Info("ingest running", "mqtt", cfg.MQTTURL, "filters", cfg.Filters(), "client_id", cfg.ClientID)
+	log.Info("ingest running", "mqtt", secure.RedactURLs(cfg.MQTTURL), "filters", cfg.Filters(), "client_id", cfg.ClientID)
 
 	<-ctx.Done()
 	log.Info("draining", "timeout", cfg.DrainTimeout)
@@ -87,8 +92,13 @@ func run(ctx context.Context, cfg Config) error {
 // mqttOptions configures paho for at-least-once: a stable client id with a
 // persistent session (the broker keeps QoS 1 messages while ingest is away),
 // manual acknowledgements (the bridge acks after JetStream did), and
-// subscriptions renewed on every connection.
-func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) *mqtt.ClientOptions {
+// subscriptions renewed on every connection. A TLS URL (ssl://, tls://,
+// mqtts://) connects with TLS 1.2 or later, verified with EDGEFLOW_MQTT_TLS_CA.
+func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) (*mqtt.ClientOptions, error) {
+	tc, err := cfg.MQTTTLS()
+	if err != nil {
+		return nil, err
+	}
 	o := mqtt.NewClientOptions().
 		AddBroker(cfg.MQTTURL).
 		SetClientID(cfg.ClientID).
@@ -104,6 +114,9 @@ func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) *mqtt.ClientOptio
 		// Messages of the persistent session can arrive before the
 		// subscriptions are renewed; they go to the bridge too.
 		SetDefaultPublishHandler(bridge.Handle)
+	if tc != nil {
+		o.SetTLSConfig(tc)
+	}
 	if cfg.MQTTUsername != "" {
 		o.SetUsername(cfg.MQTTUsername)
 		o.SetPassword(cfg.MQTTPassword)
@@ -132,5 +145,5 @@ func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) *mqtt.ClientOptio
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		log.Warn("mqtt connection lost", "err", err)
 	})
-	return o
+	return o, nil
 }

@@ -25,15 +25,15 @@ type Config struct {
 	ConnectTimeout time.Duration `envconfig:"NATS_CONNECT_TIMEOUT" default:"30s" desc:"how long to wait for NATS at start-up"`
 
 	// One way to authenticate, or none (task up: no auth on loopback).
-	User     string `envconfig:"NATS_USER" desc:"NATS user (with EDGEFLOW_NATS_PASSWORD; K3s: the service's name)"`
+	User     string `envconfig:"NATS_USER" desc:"NATS user (with EDGEFLOW_NATS_PASSWORD; K3s: the service's name, see manifests/base/nats/auth.conf); replies then arrive on _INBOX_<user>.>"`
 	Password string `envconfig:"NATS_PASSWORD" desc:"NATS password (from a Secret; never logged)"`
 	Creds    string `envconfig:"NATS_CREDS" desc:"NATS credentials file (JWT and NKey seed), instead of user and password"`
-	NKey     string `envconfig:"NATS_NKEY" desc:"file holding an NKey seed (SU...), instead of user and password"`
+	NKey     string `envconfig:"NATS_NKEY" desc:"file holding an NKey seed (SU…), instead of user and password"`
 
 	// TLS is on when the URL is tls:// or any of these is set.
 	TLSCA   string `envconfig:"NATS_TLS_CA" desc:"CA certificate (PEM) that verifies the NATS server; setting it turns TLS on (TLS 1.2 minimum)"`
 	TLSCert string `envconfig:"NATS_TLS_CERT" desc:"client certificate (PEM) for servers that verify clients (with EDGEFLOW_NATS_TLS_KEY)"`
-	TLSKey  string `envconfig:"NATS_TLS_KEY" desc:"client certificate's private key (PEM)"`
+	TLSKey  string `envconfig:"NATS_TLS_KEY" desc:"the client certificate's private key (PEM)"`
 }
 
 // Validate reports every configuration that cannot work, naming the
