@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Defaults of Config. Each is also the default of its flag.
@@ -77,6 +79,11 @@ type Config struct {
 	// Username and Password authenticate every connection when Username is set.
 	Username string
 	Password string
+	// CAFile verifies a TLS broker (ssl://, tls://, mqtts://, wss://); empty
+	// means the system's roots. CertFile and KeyFile are a client
+	// certificate for brokers that verify clients. ServerName overrides the
+	// name the broker's certificate is checked against.
+	CAFile, CertFile, KeyFile, ServerName string
 	// SeqStart is the first seq of every device.
 	SeqStart uint64
 	// MaxInFlight is the most unacknowledged messages per connection.
@@ -110,12 +117,12 @@ const maxDevices = 1_000_000
 func (c Config) Validate() error {
 	var errs []error
 	if u, err := url.Parse(c.Broker); err != nil || u.Host == "" {
-		errs = append(errs, fmt.Errorf("-broker %q: want scheme://host:port, e.g. %s", c.Broker, DefaultBroker))
+		errs = append(errs, fmt.Errorf("-broker %q: want scheme://host:port, e.g. %s", secure.RedactURLs(c.Broker), DefaultBroker))
 	} else {
 		switch u.Scheme {
 		case "tcp", "mqtt", "ssl", "tls", "mqtts", "ws", "wss":
 		default:
-			errs = append(errs, fmt.Errorf("-broker %q: unsupported scheme %q", c.Broker, u.Scheme))
+			errs = append(errs, fmt.Errorf("-broker %q: unsupported scheme %q", secure.RedactURLs(c.Broker), u.Scheme))
 		}
 	}
 	if c.Devices < 1 || c.Devices > maxDevices {
@@ -155,6 +162,9 @@ func (c Config) Validate() error {
 	if c.Password != "" && c.Username == "" {
 		errs = append(errs, errors.New("-password is set without -username"))
 	}
+	if _, err := c.TLS(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.MaxInFlight < 1 || c.MaxInFlight > 65535 {
 		errs = append(errs, fmt.Errorf("-max-inflight %d: must be 1..65535 (MQTT packet identifiers)", c.MaxInFlight))
 	}
@@ -162,6 +172,24 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("-drain-timeout %v: must be positive", c.DrainTimeout))
 	}
 	return errors.Join(errs...)
+}
+
+// tlsSchemes are the broker URL schemes paho dials with TLS.
+var tlsSchemes = map[string]bool{"ssl": true, "tls": true, "mqtts": true, "wss": true}
+
+// TLS is the TLS configuration of a TLS broker URL (TLS 1.2 or later), nil
+// for a plain one. TLS files with a plain URL are an error.
+func (c Config) TLS() (*tls.Config, error) {
+	files := secure.TLSFiles{CA: c.CAFile, Cert: c.CertFile, Key: c.KeyFile, ServerName: c.ServerName,
+		CAName: "-cafile", CertName: "-cert", KeyName: "-key"}
+	u, err := url.Parse(c.Broker)
+	if err != nil || !tlsSchemes[u.Scheme] {
+		if files.Set() {
+			return nil, fmt.Errorf("-cafile, -cert, -key and -server-name need a TLS -broker (ssl://host:8883), not %q", secure.RedactURLs(c.Broker))
+		}
+		return nil, nil
+	}
+	return files.Config()
 }
 
 // DeviceName is the name of device i.

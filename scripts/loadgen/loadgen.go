@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Timeouts of one connection.
@@ -35,6 +38,8 @@ type Generator struct {
 	log *slog.Logger
 	// newClient makes the MQTT client; tests may swap it.
 	newClient func(*mqtt.ClientOptions) mqtt.Client
+	// tls is the broker's TLS configuration; nil for a plain broker.
+	tls *tls.Config
 
 	connectionLosses atomic.Int64
 }
@@ -47,7 +52,11 @@ func New(cfg Config, log *slog.Logger) (*Generator, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Generator{cfg: cfg, log: log, newClient: mqtt.NewClient}, nil
+	tc, err := cfg.TLS()
+	if err != nil {
+		return nil, err
+	}
+	return &Generator{cfg: cfg, log: log, newClient: mqtt.NewClient, tls: tc}, nil
 }
 
 // clientOptions are the options of publisher i's connection.
@@ -83,6 +92,9 @@ func (g *Generator) clientOptions(p *publisher) *mqtt.ClientOptions {
 		SetReconnectingHandler(func(mqtt.Client, *mqtt.ClientOptions) {
 			log.Info("reconnecting")
 		})
+	if g.tls != nil {
+		o.SetTLSConfig(g.tls)
+	}
 	if g.cfg.Username != "" {
 		o.SetUsername(g.cfg.Username)
 		o.SetPassword(g.cfg.Password)
@@ -158,7 +170,7 @@ func (g *Generator) connect(ctx context.Context, pubs []*publisher) error {
 			select {
 			case <-tok.Done():
 				if err := tok.Error(); err != nil {
-					errs[i] = fmt.Errorf("%w %s as %s-%d: %w", ErrConnect, g.cfg.Broker, g.cfg.ClientPrefix, i, err)
+					errs[i] = fmt.Errorf("%w %s as %s-%d: %w", ErrConnect, secure.RedactURLs(g.cfg.Broker), g.cfg.ClientPrefix, i, err)
 				}
 			case <-time.After(connectTimeout + time.Second):
 				errs[i] = fmt.Errorf("%w %s as %s-%d: timed out after %v", ErrConnect, g.cfg.Broker, g.cfg.ClientPrefix, i, connectTimeout)
