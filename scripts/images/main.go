@@ -51,6 +51,9 @@ type options struct {
 	load       bool
 	jobs       int
 	printTag   bool
+	// platformsSet is whether -platforms was given: -load defaults to the
+	// host platform.
+	platformsSet bool
 }
 
 func main() {
@@ -58,7 +61,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "", "directory for the tarballs and images.json (default <repo>/.build/images)")
 	flag.StringVar(&o.registry, "registry", "", "registry host[:port][/path]; images become REGISTRY/edgeflow/NAME (default "+defaultRepo+"/NAME)")
 	flag.StringVar(&o.tag, "tag", "", "tag of the service images (default: 12-hex commit, plus -dirty-<8 hex of sha256(git diff HEAD)> when tracked files changed)")
-	flag.StringVar(&o.platforms, "platforms", defaultPlatforms, "comma-separated platforms of the service images")
+	flag.StringVar(&o.platforms, "platforms", defaultPlatforms, "comma-separated platforms of the service images (with -load and no -platforms: the host's)")
 	flag.StringVar(&o.only, "only", "", "comma-separated image names to build (default all services; "+strings.Join(ThirdParty, ", ")+" with -thirdparty)")
 	flag.BoolVar(&o.thirdParty, "thirdparty", false, "also build the dev cluster's third-party images ("+strings.Join(ThirdParty, ", ")+"), host platform only")
 	flag.BoolVar(&o.push, "push", false, "push to -registry instead of writing tarballs")
@@ -72,6 +75,7 @@ func main() {
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	flag.Visit(func(f *flag.Flag) { o.platformsSet = o.platformsSet || f.Name == "platforms" })
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "images: unexpected arguments %q\n", flag.Args())
 		flag.Usage()
@@ -124,6 +128,11 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 	repo := defaultRepo
 	if o.registry != "" {
 		repo = strings.TrimSuffix(o.registry, "/") + "/edgeflow"
+	}
+	if o.load && !o.platformsSet {
+		// The dev cluster is this machine: its containerd keeps only its own
+		// platform on import, so the others would be built for nothing.
+		o.platforms = HostPlatform().String()
 	}
 	platforms, err := ParsePlatforms(o.platforms)
 	if err != nil {
