@@ -1,0 +1,72 @@
+// Command secrets generates every secret edgeflow's cluster needs, one file
+// per Secret key, in a folder per Secret:
+//
+//	go run ./scripts/secrets -out .build/secrets [-san mqtt.example.com]... [-influx18]
+//
+//	DIR/edgeflow-nats/{ingest,processor,notifier,dashboard}    NATS passwords
+//	DIR/edgeflow-mqtt/{passwd,ingest-password,device-password} Mosquitto users
+//	DIR/edgeflow-mqtt-tls/{ca.crt,tls.crt,tls.key}             broker (and NATS) TLS
+//	DIR/edgeflow-influxdb/{admin-password,token,service-token} InfluxDB
+//	DIR/edgeflow-dashboard/token                               dashboard access
+//	DIR/ca/ca.key                                              the CA's key: keep it here, never in a Secret
+//
+// It is idempotent: files that exist are kept, missing ones are made, and
+// what derives from others (the password file, the server certificate,
+// service-token) is remade only when it no longer matches them. Delete a
+// file to rotate it (docs/security.md). Every file is 0600, every folder
+// 0700; values are random (crypto/rand, URL-safe) and never printed.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// sanList is a repeatable -san flag.
+type sanList []string
+
+func (s *sanList) String() string { return strings.Join(*s, ",") }
+func (s *sanList) Set(v string) error {
+	for _, n := range strings.Split(v, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			*s = append(*s, n)
+		}
+	}
+	return nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("secrets", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var opts Options
+	var sans sanList
+	fs.StringVar(&opts.Dir, "out", "", "directory to write the secrets to (required; e.g. .build/secrets, which git ignores)")
+	fs.Var(&sans, "san", "extra name or IP address of the broker's certificate (repeatable, or comma-separated), e.g. the address devices use")
+	fs.BoolVar(&opts.Influx18, "influx18", false, "InfluxDB 1.8: service-token is admin:<admin-password> instead of the 2.x token")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: go run ./scripts/secrets -out DIR [-san NAME]... [-influx18]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if opts.Dir == "" || fs.NArg() > 0 {
+		fs.Usage()
+		return 2
+	}
+	opts.SANs = sans
+	res, err := Generate(opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "secrets:", err)
+		return 1
+	}
+	for _, f := range res.Files {
+		fmt.Fprintf(stdout, "%-8s %s\n", f.Action, f.Path)
+	}
+	return 0
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
+)
+
+// Secret and key names: the Kubernetes manifests reference exactly these.
+const (
+	SecretNATS      = "edgeflow-nats"
+	SecretMQTT      = "edgeflow-mqtt"
+	SecretMQTTTLS   = "edgeflow-mqtt-tls"
+	SecretInflux    = "edgeflow-influxdb"
+	SecretDashboard = "edgeflow-dashboard"
+	// caDir holds the CA's private key, which signs server certificates
+	// and must not be in the cluster.
+	caDir = "ca"
+)
+
+// NATSUsers are the users of manifests/base/nats/auth.conf, one password
+// file each in edgeflow-nats.
+var NATSUsers = []string{"ingest", "processor", "notifier", "dashboard"}
+
+// MQTTUsers are the users of the Mosquitto password file: <user>-password
+// in edgeflow-mqtt holds each password.
+var MQTTUsers = []string{"ingest", "device"}
+
+// DefaultSANs are the names the broker's certificate is valid for: the
+// Mosquitto and NATS Services of namespace edgeflow in every spelling a pod
+// may use, and loopback for port-forwards and tests.
+var DefaultSANs = []string{
+	"mosquitto", "mosquitto.edgeflow", "mosquitto.edgeflow.svc", "mosquitto.edgeflow.svc.cluster.local",
+	"nats", "nats.edgeflow.svc", "localhost", "127.0.0.1",
+}
+
+// renewBefore: a server certificate that expires sooner is reissued.
+const renewBefore = 30 * 24 * time.Hour
+
+// Options of Generate.
+type Options struct {
+	Dir string
+	// SANs are added to DefaultSANs.
+	SANs []string
+	// Influx18 makes service-token admin:<admin-password> (InfluxDB 1.8's
+	// token form) instead of the 2.x token.
+	Influx18 bool
+}
+
+// File is what Generate did with one file.
+type File struct {
+	Path   string
+	Action string // "created", "kept" or "updated"
+}
+
+// Result lists every file, in order.
+type Result struct{ Files []File }
+
+func (r *Result) add(path, action string) { r.Files = append(r.Files, File{path, action}) }
+
+// Generate makes the missing secrets in o.Dir and brings the derived files up
+// to date (see the package comment).
+func Generate(o Options) (Result, error) {
+	var res Result
+	g := gen{dir: o.Dir, res: &res}
+	for _, u := range NATSUsers {
+		if _, err := g.token(SecretNATS, u); err != nil {
+			return res, err
+		}
+	}
+	pw := map[string]string{}
+	for _, u := range MQTTUsers {
+		v, err := g.token(SecretMQTT, u+"-password")
+		if err != nil {
+			return res, err
+		}
+		pw[u] = v
+	}
+	if err := g.passwd(pw); err != nil {
+		return res, err
+	}
+	if err := g.tls(append(slices.Clone(DefaultSANs), o.SANs...)); err != nil {
+		return res, err
+	}
+	admin, err := g.token(SecretInflux, "admin-password")
+	if err != nil {
+		return res, err
+	}
+	token, err := g.token(SecretInflux, "token")
+	if err != nil {
+		return res, err
+	}
+	service := token
+	if o.Influx18 {
+		service = "admin:" + admin
+	}
+	if err := g.derived(SecretInflux, "service-token", []byte(service)); err != nil {
+		return res, err
+	}
+	if _, err := g.token(SecretDashboard, "token"); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+type gen struct {
+	dir string
+	res *Result
+}
+
+func (g gen) path(secret, key string) string { return filepath.Join(g.dir, secret, key) }
+
+// read returns a file's content, or nil when it does not exist.
+func (g gen) read(secret, key string) ([]byte, error) {
+	b, err := os.ReadFile(g.path(secret, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// write writes a file 0600 (folders 0700), atomically: a crash leaves the
+// old file or the new one, never half of one.
+func (g gen) write(secret, key string, b []byte) error {
+	dir := filepath.Join(g.dir, secret)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(dir, "."+key+".*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), g.path(secret, key))
+}
+
+// token keeps an existing non-empty secret or makes a random one. A
+// trailing newline (from an editor) is not part of the value.
+func (g gen) token(secret, key string) (string, error) {
+	b, err := g.read(secret, key)
+	if err != nil {
+		return "", err
+	}
+	if v := strings.TrimRight(string(b), "\r\n"); v != "" {
+		g.res.add(g.path(secret, key), "kept")
+		return v, nil
+	}
+	v := secure.Token()
+	if err := g.write(secret, key, []byte(v)); err != nil {
+		return "", err
+	}
+	g.res.add(g.path(secret, key), "created")
+	return v, nil
+}
+
+// derived writes b unless the file already holds exactly b.
+func (g gen) derived(secret, key string, b []byte) error {
+	have, err := g.read(secret, key)
+	if err != nil {
+		return err
+	}
+	switch {
+	case bytes.Equal(have, b):
+		g.res.add(g.path(secret, key), "kept")
+		return nil
+	case have == nil:
+		g.res.add(g.path(secret, key), "created")
+	default:
+		g.res.add(g.path(secret, key), "updated")
+	}
+	return g.write(secret, key, b)
+}
+
+// passwd keeps the Mosquitto password file's lines that still match the
+// passwords (a hash has a random salt: rewriting every time would change the
+// Secret on every run), replaces the others, and keeps lines of users it
+// does not manage (device users added with mosquitto_passwd).
+func (g gen) passwd(pw map[string]string) error {
+	have, err := g.read(SecretMQTT, "passwd")
+	if err != nil {
+		return err
+	}
+	var out []string
+	done := map[string]bool{}
+	for _, line := range strings.Split(string(have), "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		user, _, _ := strings.Cut(line, ":")
+		p, managed := pw[user]
+		if !managed {
+			out = append(out, line)
+			continue
+		}
+		if !done[user] && secure.CheckMosquittoPasswd(line, p) {
+			out = append(out, line)
+			done[user] = true
+		}
+	}
+	for _, u := range MQTTUsers {
+		if done[u] {
+			continue
+		}
+		line, err := secure.MosquittoPasswdLine(u, pw[u])
+		if err != nil {
+			return err
+		}
+		out = append(out, line)
+	}
+	return g.derived(SecretMQTT, "passwd", []byte(strings.Join(out, "\n")+"\n"))
+}
+
+// tls keeps the CA (ca.crt with ca/ca.key) or makes one, and keeps the
+// server certificate while the CA signed it, it covers every name in sans
+// and has 30 days left; otherwise it issues a new one.
+func (g gen) tls(sans []string) error {
+	certPEM, err := g.read(SecretMQTTTLS, "ca.crt")
+	if err != nil {
+		return err
+	}
+	keyPEM, err := g.read(caDir, "ca.key")
+	if err != nil {
+		return err
+	}
+	var ca *secure.CA
+	if certPEM != nil && keyPEM != nil {
+		if ca, err = secure.LoadCA(certPEM, keyPEM); err != nil {
+			return fmt.Errorf("%s and %s: %w (delete both to make a new CA)",
+				g.path(SecretMQTTTLS, "ca.crt"), g.path(caDir, "ca.key"), err)
+		}
+		g.res.add(g.path(SecretMQTTTLS, "ca.crt"), "kept")
+		g.res.add(g.path(caDir, "ca.key"), "kept")
+	} else {
+		if certPEM != nil || keyPEM != nil {
+			return fmt.Errorf("only one of %s and %s exists: restore the other, or delete both to make a new CA (devices that pinned the old one must get the new ca.crt)",
+				g.path(SecretMQTTTLS, "ca.crt"), g.path(caDir, "ca.key"))
+		}
+		if ca, err = secure.NewCA("edgeflow CA", secure.CAValidity); err != nil {
+			return err
+		}
+		if err := g.write(caDir, "ca.key", ca.KeyPEM); err != nil {
+			return err
+		}
+		if err := g.write(SecretMQTTTLS, "ca.crt", ca.CertPEM); err != nil {
+			return err
+		}
+		g.res.add(g.path(SecretMQTTTLS, "ca.crt"), "created")
+		g.res.add(g.path(caDir, "ca.key"), "created")
+	}
+
+	crt, err := g.read(SecretMQTTTLS, "tls.crt")
+	if err != nil {
+		return err
+	}
+	key, err := g.read(SecretMQTTTLS, "tls.key")
+	if err != nil {
+		return err
+	}
+	if crt != nil && key != nil && serverCertValid(ca, crt, key, sans) {
+		g.res.add(g.path(SecretMQTTTLS, "tls.crt"), "kept")
+		g.res.add(g.path(SecretMQTTTLS, "tls.key"), "kept")
+		return nil
+	}
+	action := "created"
+	if crt != nil || key != nil {
+		action = "updated"
+	}
+	crt, key, err = ca.Issue(sans, true, secure.ServerValidity)
+	if err != nil {
+		return err
+	}
+	if err := g.write(SecretMQTTTLS, "tls.key", key); err != nil {
+		return err
+	}
+	if err := g.write(SecretMQTTTLS, "tls.crt", crt); err != nil {
+		return err
+	}
+	g.res.add(g.path(SecretMQTTTLS, "tls.crt"), action)
+	g.res.add(g.path(SecretMQTTTLS, "tls.key"), action)
+	return nil
+}
+
+// serverCertValid reports whether crt (with key) chains to ca, is a server
+// certificate valid for every name in sans and is not about to expire.
+func serverCertValid(ca *secure.CA, crt, key []byte, sans []string) bool {
+	if _, err := tls.X509KeyPair(crt, key); err != nil {
+		return false
+	}
+	b, _ := pem.Decode(crt)
+	if b == nil {
+		return false
+	}
+	leaf, err := x509.ParseCertificate(b.Bytes)
+	if err != nil || time.Until(leaf.NotAfter) < renewBefore {
+		return false
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+	for _, n := range sans {
+		if ip := net.ParseIP(n); ip != nil {
+			n = ip.String()
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			return false
+		}
+	}
+	return true
+}
