@@ -126,18 +126,17 @@ func (i Image) split() (string, string) {
 // and returns images.json.
 func buildImages(ctx context.Context, c Config, only []string) ([]Image, error) {
 	out := c.buildDir("images")
-	args := []string{"run", "./scripts/images", "-out", out}
+	args := []string{"run", "./scripts/images", "-out", out, "-platforms", c.Platforms}
 	switch {
 	case c.Registry != "":
-		args = append(args, "-registry", c.Registry, "-push", "-platforms", c.Platforms)
+		args = append(args, "-registry", c.Registry, "-push")
 	case c.DevCluster():
-		// Host platform only; -load imports into the dev cluster's containerd.
+		// -load imports into the dev cluster's containerd; the third-party images are
+		// built for this machine, which is the dev cluster's node.
 		args = append(args, "-load")
 		if len(only) == 0 {
 			args = append(args, "-thirdparty")
 		}
-	default:
-		args = append(args, "-platforms", c.Platforms)
 	}
 	if len(only) > 0 {
 		args = append(args, "-only", strings.Join(only, ","))
