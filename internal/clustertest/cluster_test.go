@@ -22,8 +22,8 @@ const (
 	namespace = "edgeflow"
 	// nodeIP is the dev cluster's node (scripts/devcluster/env.sh); NodePorts answer there.
 	nodeIP = "172.30.250.2"
-	// mqttNodePort and dashboardNodePort are fixed by manifests/overlays/devcluster.
-	mqttNodePort = 31883
+	// mqttNodePort (MQTT over TLS) is fixed by manifests/overlays/devcluster.
+	mqttNodePort = 30883
 )
 
 // cluster is the deployed dev cluster a test talks to.
@@ -229,13 +229,13 @@ type loadReport struct {
 	AchievedRate float64 `json:"achieved_rate"`
 }
 
-// loadWithFault runs the load generator through the MQTT NodePort as the device user
-// and, after the given time, the fault (which may take as long as it needs).
+// loadWithFault runs the load generator through the MQTT NodePort (TLS, the broker's
+// certificate checked against the generated CA) as the device user and, after the given time, the fault (which may take as long as it needs).
 func (c *cluster) loadWithFault(prefix string, seqStart int, args []string, after time.Duration, fault func()) loadReport {
 	c.t.Helper()
 	report := filepath.Join(c.artifacts, prefix+"-report.json")
-	args = append([]string{"-broker", fmt.Sprintf("tcp://%s:%d", nodeIP, mqttNodePort),
-		"-username", "device", "-password", strings.TrimSpace(c.readSecret("edgeflow-mqtt", "device-password")),
+	args = append([]string{"-broker", fmt.Sprintf("ssl://%s:%d", nodeIP, mqttNodePort),
+		"-cafile", filepath.Join(c.secrets, "edgeflow-mqtt-tls", "ca.crt"), "-username", "device", "-password", strings.TrimSpace(c.readSecret("edgeflow-mqtt", "device-password")),
 		"-client-prefix", prefix, "-seq-start", fmt.Sprint(seqStart), "-report", report}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
