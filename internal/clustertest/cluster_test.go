@@ -186,7 +186,7 @@ func (c *cluster) serverDryRun(overlay string) {
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		c.t.Fatal(err)
 	}
-	c.kubectl("create", "namespace", ns)
+	c.kubectl("create", "namespace", ns, "--save-config")
 	defer c.kubectl("delete", "namespace", ns, "--wait=false")
 	out := c.kubectl("apply", "--dry-run=server", "-k", dir)
 	n := strings.Count(out, "(server dry run)")
