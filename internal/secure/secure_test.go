@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats-server/v2/conf"
 )
 
 func TestRedactURLs(t *testing.T) {
@@ -59,6 +61,22 @@ func TestToken(t *testing.T) {
 			t.Fatalf("Token() repeated %q", tok)
 		}
 		seen[tok] = true
+	}
+}
+
+// Every token survives nats-server's reading of a $VARIABLE from the
+// environment as the same string (auth.conf takes the passwords that way).
+func TestTokenIsANATSConfigString(t *testing.T) {
+	for range 2000 {
+		tok := Token()
+		t.Setenv("EDGEFLOW_TEST_TOKEN", tok)
+		m, err := conf.Parse("password: $EDGEFLOW_TEST_TOKEN\n")
+		if err != nil {
+			t.Fatalf("token %q: nats-server cannot read it from the environment: %v", tok, err)
+		}
+		if got, ok := m["password"].(string); !ok || got != tok {
+			t.Fatalf("token %q reads back as %#v", tok, m["password"])
+		}
 	}
 }
 
@@ -179,7 +197,10 @@ func TestTLSFilesConfig(t *testing.T) {
 	garbage := write("garbage", []byte("SECRET-CONTENT not pem"))
 	names := TLSFiles{CAName: "X_CA", CertName: "X_CERT", KeyName: "X_KEY"}
 
-	with := func(f TLSFiles) TLSFiles { f.CAName, f.CertName, f.KeyName = names.CAName, names.CertName, names.KeyName; return f }
+	with := func(f TLSFiles) TLSFiles {
+		f.CAName, f.CertName, f.KeyName = names.CAName, names.CertName, names.KeyName
+		return f
+	}
 	cfg, err := with(TLSFiles{CA: caPath, Cert: certPath, Key: keyPath, ServerName: "mosquitto"}).Config()
 	if err != nil {
 		t.Fatal(err)
