@@ -472,7 +472,7 @@ func (sp *securePipeline) checkForbidden() {
 
 	// Who is not one of the users, or not on TLS, does not get in.
 	for name, opts := range map[string][]nats.Option{
-		"wrong password": {nats.UserInfo("ingest", "wrong-"+sec.nats["ingest"]), nats.RootCAs(sec.ca)},
+		"wrong password":          {nats.UserInfo("ingest", "wrong-"+sec.nats["ingest"]), nats.RootCAs(sec.ca)},
 		"another user's password": {nats.UserInfo("ingest", sec.nats["processor"]), nats.RootCAs(sec.ca)},
 		"no credentials":          {nats.RootCAs(sec.ca)},
 		"untrusted CA":            {nats.UserInfo("ingest", sec.nats["ingest"]), nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12})},
