@@ -3,6 +3,7 @@ package window
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -39,6 +40,7 @@ func benchState(b *testing.B) (*State, []reading.Reading, int64) {
 			}
 			s.Add(rs[i])
 		}
+		s.Listen(time.Second)
 		s.CloseDue(wall(ts), true)
 	}
 	if s.Open() < 2*benchDevices {
@@ -63,6 +65,7 @@ func BenchmarkAdd(b *testing.B) {
 			i = 0
 			ts += 1_000
 			b.StopTimer()
+			s.Listen(time.Second)
 			s.CloseDue(wall(ts), true)
 			b.StartTimer()
 		}
@@ -93,9 +96,10 @@ func BenchmarkCloseDue(b *testing.B) {
 			if err := st.UnmarshalBinary(data); err != nil {
 				b.Fatal(err)
 			}
+			st.Listen(6 * time.Second)
 			b.StartTimer()
-			// The 10s windows [30s, 40s) of every device, due by the clock
-			// at 50 s.
+			// The 10s windows [30s, 40s) of every device, due after 6 s
+			// of silence.
 			if n := len(st.CloseDue(wall(ts+6_000), true)); n != benchDevices {
 				b.Fatalf("closed %d windows", n)
 			}

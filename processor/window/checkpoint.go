@@ -26,21 +26,27 @@ var (
 )
 
 // checkpointMagic starts every checkpoint; its last byte is the version.
-const checkpointMagic = "EFW\x01"
+// checkpointMagicV1 is the version before devices carried their silence;
+// UnmarshalBinary still reads it (every device silent for 0).
+const (
+	checkpointMagic   = "EFW\x02"
+	checkpointMagicV1 = "EFW\x01"
+)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // The checkpoint is a compact binary encoding, canonical (the same State
 // always encodes to the same bytes), followed by a CRC-32C of everything
 // before it. Integers are varints (signed ones zig-zag), floats their
-// IEEE-754 bits, so a round trip is exact. Layout, version 1:
+// IEEE-754 bits, so a round trip is exact. Layout, version 2:
 //
-//	magic "EFW\x01"
+//	magic "EFW\x02"
 //	config: n, n × size ms, lateness ms, idle grace ms, forget after ms (uvarints)
 //	floor (varint)
 //	names: n, then n × (len, bytes): site and metric names, sorted, unique
 //	devices: n, then per device, sorted by site and name:
-//	  site (name index), name (len, bytes), newest ts, newest received (varints)
+//	  site (name index), name (len, bytes), newest ts, newest received (varints),
+//	  silence in ms (uvarint; not in version 1)
 //	  per size: closed until (varint), n windows, per window by start:
 //	    start (varint), n metrics, per metric by name:
 //	      name index, count (uvarints)
@@ -59,7 +65,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	for _, d := range s.devices {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
-		size += 2*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(2*binary.MaxVarintLen64)
+		size += 3*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(2*binary.MaxVarintLen64)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -111,6 +117,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = appendString(b, d.name)
 		b = binary.AppendVarint(b, d.maxTS)
 		b = binary.AppendVarint(b, d.lastRx)
+		b = binary.AppendUvarint(b, uint64(s.silence(d)))
 		for i := range d.sizes {
 			ss := &d.sizes[i]
 			b = binary.AppendVarint(b, ss.closedUntil)
@@ -153,16 +160,25 @@ func appendString(b []byte, s string) []byte {
 // and forgetting horizon; into a zero State, it takes the checkpoint's
 // configuration. On error s is unchanged. Every field is checked, so a
 // damaged or hostile checkpoint yields an error, never a State that breaks
-// later.
+// later. A version 1 checkpoint (before devices carried their silence)
+// loads with every device's silence at 0.
 func (s *State) UnmarshalBinary(data []byte) error {
-	if len(data) < len(checkpointMagic)+4 || string(data[:len(checkpointMagic)]) != checkpointMagic {
+	if len(data) < len(checkpointMagic)+4 {
+		return fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
+	}
+	var v1 bool
+	switch string(data[:len(checkpointMagic)]) {
+	case checkpointMagic:
+	case checkpointMagicV1:
+		v1 = true
+	default:
 		return fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(body):]) {
 		return fmt.Errorf("window checkpoint: checksum mismatch: %w", ErrCheckpoint)
 	}
-	next, err := decodeCheckpoint(body[len(checkpointMagic):])
+	next, err := decodeCheckpoint(body[len(checkpointMagic):], v1)
 	if err != nil {
 		return err
 	}
@@ -272,8 +288,8 @@ func (d *decoder) inRange(what string, lo, hi int64) int64 {
 }
 
 // decodeCheckpoint decodes a checkpoint body (after the magic, before the
-// CRC) into a new State.
-func decodeCheckpoint(b []byte) (*State, error) {
+// CRC) into a new State; v1 is the layout without silences.
+func decodeCheckpoint(b []byte, v1 bool) (*State, error) {
 	d := &decoder{b: b}
 	var cfg Config
 	nSizes := d.count("window sizes", 1)
@@ -322,6 +338,14 @@ func decodeCheckpoint(b []byte) (*State, error) {
 		prev = key
 		dev.maxTS = d.inRange("newest event time", MinTS, MaxTS)
 		dev.lastRx = d.inRange("newest received time", 0, MaxTS)
+		if !v1 {
+			// The loaded State has listened for 0 so far.
+			silence := d.uvarint()
+			if d.err == nil && silence > uint64(maxListened) {
+				d.fail("device %s/%s: silence %d ms out of range", dev.site, dev.name, silence)
+			}
+			dev.heardAt = -int64(silence)
+		}
 		dev.sizes = make([]sizeState, len(s.sizes))
 		for i, size := range s.sizes {
 			ss := &dev.sizes[i]

@@ -149,7 +149,7 @@ func (c *cp) names(n ...string) *cp {
 // oneDevice is a valid body up to the first window's metrics: names
 // ["lab", "t"], device lab/d1, a 10s window at t0 and no 1m window.
 func oneDevice() *cp {
-	return newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).i(math.MinInt64).u(1).i(t0)
+	return newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).i(math.MinInt64).u(1).i(t0)
 }
 
 func TestUnmarshalRefuses(t *testing.T) {
@@ -160,7 +160,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "bad header"},
-		{"other version", append([]byte("EFW\x02"), valid[4:]...), "bad header"},
+		{"other version", append([]byte("EFW\x03"), valid[4:]...), "bad header"},
 		{"flipped bit", func() []byte { b := bytes.Clone(valid); b[len(b)/2] ^= 4; return b }(), "checksum"},
 		{"truncated", valid[:len(valid)-1], "checksum"},
 		{"no sizes", newCP().u(0).u(5_000).u(5_000).u(0).bytes(), "none given"},
@@ -171,11 +171,12 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"site index out of range", newCP().header().names("lab").u(1).u(1).s("d1").raw(make([]byte, 8)...).bytes(), "site index 1 out of range"},
 		{"invalid device", newCP().header().names("lab").u(1).u(0).s("d 1").bytes(), "not a valid name"},
 		{"devices not sorted", newCP().header().names("lab").u(2).
-			u(0).s("d2").i(t0).i(0).i(0).u(0).i(0).u(0).
-			u(0).s("d1").i(t0).i(0).i(0).u(0).i(0).u(0).bytes(), "not sorted"},
+			u(0).s("d2").i(t0).i(0).u(0).i(0).u(0).i(0).u(0).
+			u(0).s("d1").i(t0).i(0).u(0).i(0).u(0).i(0).u(0).bytes(), "not sorted"},
 		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
 		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
-		{"window not aligned", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).i(0).u(1).i(t0 + 1).bytes(), "not aligned"},
+		{"silence out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(1 << 61).bytes(), "silence"},
+		{"window not aligned", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).i(0).u(1).i(t0 + 1).bytes(), "not aligned"},
 		{"window without metrics", oneDevice().u(0).bytes(), "no metrics"},
 		{"zero count", oneDevice().u(1).u(1).u(0).raw(make([]byte, 16)...).bytes(), "count 0"},
 		{"metric index out of range", oneDevice().u(1).u(2).u(1).f(1).u(0).bytes(), "index 2"},
@@ -183,7 +184,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"time outside the window", oneDevice().u(1).u(1).u(1).f(1).u(10_000).bytes(), "outside the window"},
 		{"first after last", oneDevice().u(1).u(1).u(2).f(1).f(1).f(1).f(1).f(1).u(5).u(4).bytes(), "first time after last"},
 		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
-		{"window before closed-until", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).
+		{"window before closed-until", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).
 			i(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
 		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).i(0).u(0).raw(0).bytes(), "trailing"},
 	}
@@ -266,4 +267,32 @@ func FuzzStateRoundTrip(f *testing.F) {
 			t.Fatalf("Open() = %d after flushing", s.Open())
 		}
 	})
+}
+
+// A version 1 checkpoint (before devices carried their silence) still
+// loads; its devices start silent for 0, and it is saved as version 2.
+func TestUnmarshalVersion1(t *testing.T) {
+	v1 := &cp{b: []byte(checkpointMagicV1)}
+	// lab/d1, newest reading at t0+3s, one 10s window at t0 holding t=1.
+	data := v1.header().names("lab", "t").u(1).u(0).s("d1").i(t0 + 3_000).i(t0 + 3_000).
+		i(math.MinInt64).u(1).i(t0).u(1).u(1).u(1).f(1).u(3_000).
+		i(math.MinInt64).u(0).bytes()
+	s := NewState(testConfig())
+	if err := s.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if s.Open() != 1 {
+		t.Fatalf("%d windows open, want 1", s.Open())
+	}
+	s.Listen(16_999 * time.Millisecond)
+	if got := s.CloseDue(wall(0), true); len(got) != 0 {
+		t.Fatalf("closed before 17 s of silence:\n%s", fingerprint(got))
+	}
+	s.Listen(time.Millisecond)
+	if got := s.CloseDue(wall(0), true); len(got) != 1 || got[0].Metrics["t"].Count != 1 {
+		t.Fatalf("closed after 17 s of silence:\n%s", fingerprint(got))
+	}
+	if again, _ := s.MarshalBinary(); string(again[:len(checkpointMagic)]) != checkpointMagic {
+		t.Fatalf("saved with header %q, want %q", again[:len(checkpointMagic)], checkpointMagic)
+	}
 }

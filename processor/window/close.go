@@ -10,10 +10,11 @@ import (
 
 // CloseDue closes and returns every complete window (package comment,
 // "Closing"): by event time, a window whose end is at or before its
-// device's watermark; and, only when caughtUp (the worker has read
-// everything currently in its partition), the windows of devices silent for
-// Lateness + IdleGrace past the window's end, by the wall clock now. With
-// caughtUp it also forgets devices silent for ForgetAfter.
+// device's watermark; and, only when caughtUp (the worker has just read
+// everything currently in its partition), the windows of devices that have
+// been silent, while the worker listened (Listen), for Lateness + IdleGrace
+// past the window's end. With caughtUp it also forgets devices silent for
+// ForgetAfter by the wall clock now.
 //
 // Called with caughtUp false, CloseDue depends only on the readings added:
 // it returns windows whose contents are already final, and calling it more
@@ -26,7 +27,7 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 	for key, d := range s.devices {
 		limit := d.maxTS - s.lateness
 		if caughtUp {
-			limit = max(limit, s.idleLimit(d, nowMs))
+			limit = max(limit, s.idleLimit(d))
 		}
 		for i, size := range s.sizes {
 			out = s.closeUntil(out, d, i, limit-size)
@@ -42,15 +43,11 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 	return out
 }
 
-// idleLimit returns the latest window end that the wall clock closes for d:
-// d's clock offset from ingest's is (newest Received − newest event time),
-// so its clock now reads nowMs − offset.
-func (s *State) idleLimit(d *device, nowMs int64) int64 {
-	var offset int64
-	if d.lastRx != 0 {
-		offset = d.lastRx - d.maxTS
-	}
-	return nowMs - offset - s.lateness - s.idleGrace
+// idleLimit returns the latest window end that silence closes for d: had d
+// kept sending, its clock would read its newest event time plus the time
+// it has been silent while the worker listened.
+func (s *State) idleLimit(d *device) int64 {
+	return d.maxTS + s.silence(d) - s.lateness - s.idleGrace
 }
 
 // closeUntil closes the windows of length index i of d that start at or

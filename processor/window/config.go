@@ -15,9 +15,10 @@ const (
 	// second added delays each aggregate by a second.
 	DefaultLateness = 5 * time.Second
 	// DefaultIdleGrace is how long, beyond the lateness, a device must stay
-	// silent before its windows are closed by the wall clock. It absorbs the
-	// latency from device to processor so that a device that is merely slow
-	// does not see its current window closed under it.
+	// silent (State.Listen) before its windows are closed without its event
+	// time. It absorbs jitter in a live device's sending and in the
+	// pipeline, so that a device that is merely slow does not see its
+	// current window closed under it.
 	DefaultIdleGrace = 5 * time.Second
 	// DefaultForgetAfter is how long a device must stay silent before its
 	// entry is dropped (see the package comment, "Forgetting"). A day keeps
@@ -63,8 +64,8 @@ type Config struct {
 	// Lateness is the allowed lateness: a window closes once the device's
 	// newest event time is Lateness past the window's end.
 	Lateness time.Duration
-	// IdleGrace is the extra wait, beyond Lateness, before the windows of a
-	// silent device are closed by the wall clock.
+	// IdleGrace is the extra silence, beyond Lateness, before the windows
+	// of a silent device are closed (package comment, "Closing").
 	IdleGrace time.Duration
 	// ForgetAfter is how long a device with no open window must be silent
 	// before its entry is dropped; 0 keeps every device forever.

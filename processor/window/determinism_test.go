@@ -58,7 +58,7 @@ func TestReplayAfterTakeover(t *testing.T) {
 	steps := randomSteps(42, 600)
 	var readings []step
 	for _, st := range steps {
-		if !st.close {
+		if st.r != nil {
 			readings = append(readings, st)
 		}
 	}

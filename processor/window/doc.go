@@ -7,17 +7,17 @@
 // # Determinism
 //
 // A State loaded from a checkpoint and fed the same readings and the same
-// CloseDue calls produces bit-identical aggregates. More than that, whether a
-// reading counts never depends on when CloseDue(…, false) is called: it
-// depends only on the readings before it in the stream and on the windows
-// closed by the wall clock. A replica replaying the stream after a takeover
+// Listen and CloseDue calls produces bit-identical aggregates. More than
+// that, whether a reading counts never depends on when CloseDue(…, false) is
+// called: it depends only on the readings before it in the stream and on the
+// windows closed for silence. A replica replaying the stream after a takeover
 // therefore rebuilds exactly the windows its predecessor closed by event
 // time, whatever its batch boundaries.
 //
-// Closing by the wall clock (CloseDue with caughtUp) and forgetting are the
-// only decisions that depend on something outside the stream; they are
-// recorded in the State, so they are reproduced exactly once the State that
-// carries them is checkpointed.
+// Closing for silence (Listen, then CloseDue with caughtUp) and forgetting
+// are the only decisions that depend on something outside the stream; they
+// are recorded in the State, so they are reproduced exactly once the State
+// that carries them is checkpointed.
 //
 // # Windows and lateness
 //
@@ -42,16 +42,20 @@
 // watermark, and, when the worker is caught up with its partition, when the
 // device has been silent long enough:
 //
-//	end + Lateness + IdleGrace <= now − offset
+//	end + Lateness + IdleGrace <= newest event time + silence
 //
-// where offset = (newest Received) − (newest event time) of the device: the
-// skew between the device's clock and ingest's, plus transport latency. For
-// a device stamped by ingest (ts = Received) the offset is 0 and this is
-// plainly end + Lateness + IdleGrace <= now. With the offset, a device whose
-// clock lags, or that is uploading a buffered backlog, is closed only when
-// it actually went silent, instead of having each window closed while it is
-// still filling it. Devices that never carried Received are treated as
-// offset 0.
+// where silence is how long the worker has listened to the partition
+// (Listen) since the device's newest reading was added: time during which
+// the worker had read everything in its partition and nothing of the device
+// came. It is measured on the worker's clock from when a reading was
+// consumed, not from when it was produced or received, so time the worker
+// spent blocked (InfluxDB or NATS away) or reading a backlog is never
+// silence: a device that kept sending during an outage has its readings in
+// the backlog, and none of them is late because the outage lasted. Nor does
+// the device's own clock matter: a device whose clock lags, or that is
+// uploading a buffered backlog, is silent only when its readings stop
+// coming. Silence is part of the State (and of its checkpoint), so a replica
+// that takes over goes on counting it.
 //
 // # Forgetting
 //

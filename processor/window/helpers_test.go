@@ -63,9 +63,11 @@ func find(t *testing.T, aggs []reading.Aggregate, site, dev, window string, star
 	return reading.Aggregate{}
 }
 
-// step is one input of a scripted run: a reading, or a CloseDue call.
+// step is one input of a scripted run: a reading, a Listen call (listen
+// ms), or a CloseDue call.
 type step struct {
 	r        *reading.Reading
+	listen   int64
 	close    bool
 	now      int64
 	caughtUp bool
@@ -74,9 +76,11 @@ type step struct {
 // randomSteps returns a reproducible stream of n readings from several
 // devices (two with a skewed clock), mostly in order with jitter that is
 // sometimes beyond the lateness, ties in event time, a metric set that
-// varies, negative zeros, and CloseDue calls in between, some caught up.
+// varies, negative zeros, and Listen and CloseDue calls in between, some
+// of these caught up.
 func randomSteps(seed uint64, n int) []step {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	lrng := rand.New(rand.NewPCG(seed, 7)) // Listen calls; rng makes the same readings as without them
 	type dev struct {
 		site, name string
 		skew       int64 // Received − device time
@@ -128,6 +132,9 @@ func randomSteps(seed uint64, n int) []step {
 			ms["t"] = rng.Float64()
 		}
 		wallNow += rng.Int64N(300) // device clocks advance 150 ms a step on average
+		if lrng.IntN(4) == 0 {
+			steps = append(steps, step{listen: lrng.Int64N(1_200)}) // caught up: 150 ms a step on average
+		}
 		r := reading.Reading{Site: d.site, Device: d.name, TS: ts, Metrics: ms, Received: ts + d.skew}
 		steps = append(steps, step{r: &r})
 		if rng.IntN(6) == 0 {
@@ -146,6 +153,10 @@ func run(s *State, steps []step) string {
 			b.WriteString(fingerprint(s.CloseDue(wall(st.now), st.caughtUp)))
 			continue
 		}
+		if st.r == nil {
+			s.Listen(time.Duration(st.listen) * time.Millisecond)
+			continue
+		}
 		if late := s.Add(*st.r); late != nil {
 			fmt.Fprintf(&b, "late %s/%s %d %v\n", st.r.Site, st.r.Device, st.r.TS, late)
 		}
@@ -153,7 +164,8 @@ func run(s *State, steps []step) string {
 	return b.String()
 }
 
-// flushAll closes every window left.
+// flushAll closes every window left: every device silent for ages.
 func flushAll(s *State) []reading.Aggregate {
+	s.Listen(math.MaxInt64)
 	return s.CloseDue(wall(MaxTS), true)
 }

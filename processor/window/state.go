@@ -20,6 +20,9 @@ type device struct {
 	maxTS int64
 	// lastRx is the newest Received seen, 0 when no reading carried one.
 	lastRx int64
+	// heardAt is State.listened when the device's newest reading was added:
+	// its silence is State.listened − heardAt.
+	heardAt int64
 	// sizes[i] is the state for Config.Sizes[i].
 	sizes []sizeState
 }
@@ -49,6 +52,8 @@ type State struct {
 	// mark of any forgotten device, math.MinInt64 when none was forgotten.
 	floor int64
 	open  int
+	// listened is the listening time (Listen) so far, in ms.
+	listened int64
 }
 
 // NewState returns an empty State. It panics if cfg is invalid: call
@@ -140,7 +145,32 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 	if r.Received > d.lastRx && r.Received <= MaxTS {
 		d.lastRx = r.Received
 	}
+	d.heardAt = s.listened
 	return lateFor
+}
+
+// maxListened bounds State.listened and a device's silence: far beyond any
+// window arithmetic, far below overflow.
+const maxListened int64 = 1 << 60
+
+// Listen tells s that the worker listened to its partition for d: it was
+// caught up with the partition when d began and when it ended, and nothing
+// kept it from reading in between (no outage, no backlog). Every device
+// has then been silent d longer, unless a reading of it is added
+// afterwards: the worker calls Listen for the time before a batch, then
+// adds the batch. Time that was not spent listening (a blocked write, NATS
+// away, a backlog being read) must not be passed: a device is silent only
+// for as long as the worker could have heard it and did not. Silence closes
+// windows only in CloseDue with caughtUp (package comment, "Closing").
+func (s *State) Listen(d time.Duration) {
+	if d > 0 {
+		s.listened = min(s.listened+min(d.Milliseconds(), maxListened), maxListened)
+	}
+}
+
+// silence is how long d has been silent while the worker listened, in ms.
+func (s *State) silence(d *device) int64 {
+	return min(s.listened-d.heardAt, maxListened)
 }
 
 // newDevice adds a device, seen first at event time ts. Its closed-until
@@ -148,10 +178,11 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 // published before it was forgotten.
 func (s *State) newDevice(site, name string, ts int64) *device {
 	d := &device{
-		site:  strings.Clone(site),
-		name:  strings.Clone(name),
-		maxTS: ts,
-		sizes: make([]sizeState, len(s.sizes)),
+		site:    strings.Clone(site),
+		name:    strings.Clone(name),
+		maxTS:   ts,
+		heardAt: s.listened,
+		sizes:   make([]sizeState, len(s.sizes)),
 	}
 	for i := range d.sizes {
 		d.sizes[i].closedUntil = s.floor

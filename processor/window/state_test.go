@@ -51,12 +51,13 @@ func TestWindowBoundaries(t *testing.T) {
 }
 
 // event is one step of a scripted test: a reading with the lengths it must
-// be late for, or a CloseDue call with the windows it must close.
+// be late for, or a Listen and CloseDue call with the windows it must close.
 type event struct {
 	ts       int64 // reading at ts (Received = ts)
 	wantLate []time.Duration
-	// closing
+	// closing, after listening for listen ms (Listen)
 	close    bool
+	listen   int64
 	now      int64
 	caughtUp bool
 	closes   []string // "window@start-t0", e.g. "10s@0"
@@ -66,6 +67,7 @@ func playEvents(t *testing.T, s *State, events []event) {
 	t.Helper()
 	for i, e := range events {
 		if e.close {
+			s.Listen(time.Duration(e.listen) * time.Millisecond)
 			var got []string
 			for _, a := range s.CloseDue(wall(e.now), e.caughtUp) {
 				got = append(got, a.Window+"@"+dur(a.Start-t0))
@@ -114,10 +116,10 @@ func TestLateness(t *testing.T) {
 		{"zero lateness", func(c *Config) { c.Lateness = 0 }, []event{
 			{ts: t0 + 10_000}, {ts: t0 + 9_999, wantLate: []time.Duration{s10}}, {ts: t0 + 10_000},
 		}},
-		{"closed by the wall clock, then late", nil, []event{
+		{"closed for silence, then late", nil, []event{
 			{ts: t0 + 1_000},
-			{close: true, now: t0 + 19_999, caughtUp: true},
-			{close: true, now: t0 + 20_000, caughtUp: true, closes: []string{"10s@0s"}},
+			{close: true, listen: 18_999, caughtUp: true},
+			{close: true, listen: 1, caughtUp: true, closes: []string{"10s@0s"}},
 			{ts: t0 + 2_000, wantLate: []time.Duration{s10}},
 			{ts: t0 + 10_000},
 		}},
@@ -225,35 +227,36 @@ func TestSingleNegativeZeroKeepsItsSign(t *testing.T) {
 }
 
 func TestIdleClosing(t *testing.T) {
-	const ts = t0 + 3_000 // 10s window [t0, t0+10s), due by the clock at t0+20s
+	const ts = t0 + 3_000 // 10s window [t0, t0+10s), due after 17 s of silence
 	tests := []struct {
 		name     string
 		skew     int64 // Received − ts
-		noRx     bool  // reading without Received
-		now      int64
+		listen   []int64
 		caughtUp bool
 		want     int // windows closed
 	}{
-		{"not caught up: the clock is ignored", 0, false, t0 + 10*60_000, false, 0},
-		{"caught up, 1 ms early", 0, false, t0 + 19_999, true, 0},
-		{"caught up, exactly due", 0, false, t0 + 20_000, true, 1},
-		{"caught up, 1m due too", 0, false, t0 + 70_000, true, 2},
-		{"no Received: plain wall clock", 0, true, t0 + 20_000, true, 1},
-		{"device clock 40s behind: silent for 17s only", 40_000, false, t0 + 59_999, true, 0},
-		{"device clock 40s behind: silent long enough", 40_000, false, t0 + 60_000, true, 1},
-		{"device clock 30s ahead: silent long enough", -30_000, false, t0 - 10_000, true, 1},
-		{"device clock 30s ahead: not yet", -30_000, false, t0 - 10_001, true, 0},
+		{"not caught up: silence is ignored", 0, []int64{600_000}, false, 0},
+		{"caught up, 1 ms early", 0, []int64{16_999}, true, 0},
+		{"caught up, exactly due", 0, []int64{17_000}, true, 1},
+		{"silence adds up", 0, []int64{5_000, 0, 12_000}, true, 1},
+		{"caught up, 1m due too", 0, []int64{67_000}, true, 2},
+		// Silence is the worker's listening time, so the device's clock
+		// and the time its reading took to arrive do not matter.
+		{"device clock 40s behind", 40_000, []int64{17_000}, true, 1},
+		{"device clock 30s ahead", -30_000, []int64{16_999}, true, 0},
+		{"reading held up for a minute", 60_000, []int64{16_999}, true, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewState(testConfig())
+			s.Listen(time.Hour) // listened before the device's first reading: not its silence
 			r := temp(ts, 1)
 			r.Received = ts + tt.skew
-			if tt.noRx {
-				r.Received = 0
-			}
 			s.Add(r)
-			got := s.CloseDue(wall(tt.now), tt.caughtUp)
+			for _, ms := range tt.listen {
+				s.Listen(time.Duration(ms) * time.Millisecond)
+			}
+			got := s.CloseDue(wall(ts), tt.caughtUp)
 			if len(got) != tt.want {
 				t.Fatalf("closed %d windows, want %d:\n%s", len(got), tt.want, fingerprint(got))
 			}
@@ -261,6 +264,36 @@ func TestIdleClosing(t *testing.T) {
 				t.Fatalf("Open() = %d, want %d", s.Open(), 2-tt.want)
 			}
 		})
+	}
+}
+
+// The wall clock alone closes nothing: a worker that was blocked, or reading
+// a backlog, for an hour has not heard its devices fall silent.
+func TestWallClockAloneIsNotSilence(t *testing.T) {
+	s := NewState(testConfig())
+	s.Add(temp(t0+1_000, 1))
+	if got := s.CloseDue(wall(t0+3_600_000), true); len(got) != 0 {
+		t.Fatalf("an hour of wall clock without listening closed:\n%s", fingerprint(got))
+	}
+	// The backlog read afterwards holds the device's next readings: none is late.
+	for ts := t0 + 2_000; ts < t0+30_000; ts += 1_000 {
+		if late := s.Add(temp(ts, 1)); late != nil {
+			t.Fatalf("reading at %s late for %v", dur(ts-t0), late)
+		}
+	}
+}
+
+// A reading restarts its device's silence; other devices stay silent.
+func TestReadingRestartsSilence(t *testing.T) {
+	s := NewState(testConfig())
+	s.Add(rd("lab", "quiet", t0+1_000, map[string]float64{"t": 1}))
+	s.Add(rd("lab", "busy", t0+1_000, map[string]float64{"t": 1}))
+	s.Listen(16 * time.Second)
+	s.Add(rd("lab", "busy", t0+1_500, map[string]float64{"t": 2})) // device clock way behind: silence, not event time, restarts
+	s.Listen(3_000 * time.Millisecond)
+	got := s.CloseDue(wall(0), true)
+	if len(got) != 1 || got[0].Device != "quiet" || got[0].Window != "10s" {
+		t.Fatalf("closed, want only quiet's 10s window (silent 19 s):\n%s", fingerprint(got))
 	}
 }
 
@@ -274,6 +307,7 @@ func TestIdleClosingOnlyClosesSilentDevices(t *testing.T) {
 		ts := t0 + i*1_000
 		r := rd("lab", "lagging", ts, map[string]float64{"t": 1})
 		r.Received = ts + 120_000
+		s.Listen(time.Second)
 		if late := s.Add(r); late != nil {
 			t.Fatalf("reading %d of a lagging but active device late for %v", i, late)
 		}
@@ -324,7 +358,7 @@ func TestCloseTimingDoesNotChangeResults(t *testing.T) {
 	for seed := range uint64(20) {
 		var readings []step
 		for _, st := range randomSteps(seed, 400) {
-			if !st.close {
+			if st.r != nil {
 				readings = append(readings, st)
 			}
 		}
@@ -388,6 +422,10 @@ func TestExactness(t *testing.T) {
 				}
 				continue
 			}
+			if st.r == nil {
+				s.Listen(time.Duration(st.listen) * time.Millisecond)
+				continue
+			}
 			late := s.Add(*st.r)
 			for _, d := range cfg.Sizes {
 				for name := range st.r.Metrics {
@@ -426,7 +464,7 @@ func TestForgetting(t *testing.T) {
 	hour := int64(3_600_000)
 	events := []event{
 		{ts: t0 + 1_000},
-		{close: true, now: t0 + 70_000, caughtUp: true, closes: []string{"10s@0s", "1m@0s"}},
+		{close: true, listen: 69_000, now: t0 + 70_000, caughtUp: true, closes: []string{"10s@0s", "1m@0s"}},
 		// One ms before the horizon (closed-until t0+60s, horizon now-1h).
 		{close: true, now: t0 + 60_000 + hour - 1, caughtUp: true},
 	}
@@ -466,6 +504,7 @@ func TestDeviceWithClockAheadIsNotForgotten(t *testing.T) {
 	r := temp(t0+48*3_600_000, 1) // clock two days ahead
 	r.Received = t0
 	s.Add(r)
+	s.Listen(3 * time.Hour)
 	s.CloseDue(wall(t0+3*3_600_000), true) // silent three hours: windows close
 	if s.Open() != 0 {
 		t.Fatalf("windows of the silent device not closed")
