@@ -25,7 +25,7 @@ type Config struct {
 
 	Windows     []time.Duration `envconfig:"PROCESSOR_WINDOWS" default:"10s,1m" desc:"tumbling window lengths"`
 	Lateness    time.Duration   `envconfig:"PROCESSOR_LATENESS" default:"5s" desc:"how late (event time) a reading may arrive and still count in its window"`
-	IdleGrace   time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra wall-clock wait before closing the windows of a device that went silent"`
+	IdleGrace   time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra silence, beyond the lateness, before the windows of a device that stopped sending close (counted while the processor is caught up)"`
 	ForgetAfter time.Duration   `envconfig:"PROCESSOR_FORGET_AFTER" default:"24h" desc:"how long a silent device's window marks are kept; older readings from it count as late"`
 
 	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"1s" desc:"how often a partition writes to InfluxDB and checkpoints"`

@@ -79,7 +79,26 @@ type worker struct {
 	lastPurge time.Time
 	pending   int64 // messages left in the partition at the last fetch
 	open      int   // open windows at the last flush
+
+	fetched []fetched // the last fetch's messages, before they are folded
+	// Listening (window.State.Listen): caughtUpAt is the end of the last
+	// fetch that read everything in the partition, zero when the last fetch
+	// did not; reconnects is the connection's reconnect count then; stalled
+	// is set by every retry since (InfluxDB or NATS away).
+	caughtUpAt time.Time
+	reconnects uint64
+	stalled    bool
 }
+
+// fetched is one message of a fetch and its JetStream metadata.
+type fetched struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+}
+
+// infoTimeout bounds the request that checks whether an empty fetch found
+// the partition caught up.
+const infoTimeout = 5 * time.Second
 
 func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 	if err := w.load(ctx); err != nil {
@@ -110,12 +129,13 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			}
 			w.metrics.Retries.WithLabelValues("fetch").Inc()
 			w.log.Warn("fetch failed; recreating consumer", "partition", w.p, "err", err)
+			w.stalled = true
 			if cons, err = w.consumer(ctx); err != nil {
 				return err
 			}
 			continue
 		}
-		caughtUp, pending := true, w.pending
+		w.fetched = w.fetched[:0]
 		for msg := range batch.Messages() {
 			meta, err := msg.Metadata()
 			if err != nil { // not a JetStream delivery: cannot be placed in the stream's order
@@ -123,25 +143,75 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 				w.log.Error("message without JetStream metadata skipped", "partition", w.p, "subject", msg.Subject(), "err", err)
 				continue
 			}
-			w.fold(msg, meta)
-			caughtUp = meta.NumPending == 0
-			pending = int64(meta.NumPending)
+			w.fetched = append(w.fetched, fetched{msg, meta})
 		}
+		caughtUp, pending := w.caughtUp(ctx, cons, batch.Error())
+		// The silence this fetch observed is accounted before its readings
+		// are folded: those restart their devices' silence.
+		w.listen(caughtUp)
+		for _, f := range w.fetched {
+			w.fold(f.msg, f.meta)
+		}
+		clear(w.fetched)
 		w.metrics.Backlog.Add(float64(pending - w.pending))
 		w.pending = pending
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			// An interrupted fetch says nothing about what is left to read:
-			// no wall-clock closing on it.
-			caughtUp = false
-			if ctx.Err() == nil {
-				w.log.Debug("fetch batch", "partition", w.p, "err", err)
-			}
-		}
 		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || w.batch.Len() >= w.cfg.BatchSize {
 			if err := w.flush(ctx, caughtUp); err != nil {
 				return err
 			}
 		}
+	}
+}
+
+// caughtUp reports whether the fetch just done read everything in the
+// partition, measured now (not remembered from an earlier fetch), and how
+// many messages are left. Only then may windows close for silence.
+func (w *worker) caughtUp(ctx context.Context, cons jetstream.Consumer, fetchErr error) (bool, int64) {
+	if fetchErr != nil && !errors.Is(fetchErr, nats.ErrTimeout) {
+		// An interrupted fetch says nothing about what is left to read.
+		if ctx.Err() == nil {
+			w.log.Debug("fetch batch", "partition", w.p, "err", fetchErr)
+		}
+		return false, w.pending
+	}
+	if !w.js.Conn().IsConnected() {
+		return false, w.pending
+	}
+	if n := len(w.fetched); n > 0 {
+		left := w.fetched[n-1].meta.NumPending
+		return left == 0, int64(left)
+	}
+	// An empty fetch proves nothing by itself: it ends empty when its wait
+	// (as short as 50 ms after a long flush) runs out before a loaded server
+	// delivers, and without an error when its request never reached the
+	// server. Ask the server what is left.
+	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Debug("consumer info after an empty fetch", "partition", w.p, "err", err)
+		}
+		return false, w.pending
+	}
+	return info.NumPending == 0, int64(info.NumPending)
+}
+
+// listen accounts the time since the previous fetch as listening
+// (window.State.Listen), the silence that closes the windows of devices that
+// stopped sending: only when both fetches found the partition caught up and
+// nothing held the worker up in between (no failed fetch, no retried write,
+// publish or checkpoint, no NATS reconnect). An outage, or a backlog being
+// read, is not silence: the readings it held back are still to come.
+func (w *worker) listen(caughtUp bool) {
+	now := w.now()
+	reconnects := w.js.Conn().Stats().Reconnects
+	if caughtUp && !w.caughtUpAt.IsZero() && !w.stalled && reconnects == w.reconnects {
+		w.state.Listen(now.Sub(w.caughtUpAt))
+	}
+	w.caughtUpAt, w.reconnects, w.stalled = time.Time{}, reconnects, false
+	if caughtUp {
+		w.caughtUpAt = now
 	}
 }
 
@@ -161,6 +231,7 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		cons, err = w.js.OrderedConsumer(ctx, bus.StreamTelemetry, cc)
 		return err
 	}, func(err error, _ time.Duration) {
+		w.stalled = true
 		w.metrics.Retries.WithLabelValues("consumer").Inc()
 		w.log.Warn("create consumer", "partition", w.p, "err", err)
 	})
@@ -261,6 +332,7 @@ func (w *worker) writeLines(ctx context.Context, i, j int) error {
 		}
 		return err
 	}, func(err error, wait time.Duration) {
+		w.stalled = true
 		w.metrics.Retries.WithLabelValues("influx_write").Inc()
 		w.log.Warn("influxdb write failed; retrying, nothing is checkpointed meanwhile", "partition", w.p, "err", err, "wait", wait)
 	})
@@ -311,12 +383,14 @@ func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error 
 				return ctx.Err()
 			}
 		}
+		w.stalled = true // the asynchronous publish failed: NATS may be away
 		err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
 			_, err := w.js.PublishMsg(pctx, msgs[i])
 			return err
 		}, func(err error, _ time.Duration) {
+			w.stalled = true
 			w.metrics.Retries.WithLabelValues("publish").Inc()
 			w.log.Warn("publish failed; retrying", "partition", w.p, "subject", msgs[i].Subject, "err", err)
 		})
@@ -380,6 +454,7 @@ func (w *worker) checkpoint(ctx context.Context) error {
 		}
 		return err
 	}, func(err error, _ time.Duration) {
+		w.stalled = true
 		w.metrics.Retries.WithLabelValues("checkpoint").Inc()
 		w.log.Warn("checkpoint failed; retrying", "partition", w.p, "err", err)
 	})

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/influx"
+	"github.com/edgeflow/edgeflow/internal/reading"
+)
+
+// testBus is an embedded NATS server with the processor's streams and a
+// one-partition TELEMETRY, as ingest would create it.
+type testBus struct {
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	ckpt jetstream.KeyValue
+}
+
+func newTestBus(t *testing.T) *testBus {
+	t.Helper()
+	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(t.TempDir(), "nats")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sc := bus.StreamConfig{Replicas: 1, Partitions: 1, TelemetryMaxAge: time.Hour, TelemetryMaxBytes: 1 << 30,
+		DedupWindow: time.Minute, AggregatesMaxAge: time.Hour, DeadLetterMaxAge: time.Hour, DeadLetterMaxBytes: 1 << 28}
+	if err := bus.Ensure(ctx, js, sc.Telemetry(), sc.Aggregates(), sc.DeadLetter()); err != nil {
+		t.Fatal(err)
+	}
+	ckpt, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testBus{nc: nc, js: js, ckpt: ckpt}
+}
+
+// publish puts readings on TELEMETRY as ingest does.
+func (b *testBus) publish(t *testing.T, rs ...reading.Reading) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range rs {
+		data, err := rs[i].Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.js.Publish(ctx, reading.TelemetrySubject(rs[i].Site, rs[i].Device), data); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// windowCounts sums the counts of metric "t" in the windows on AGGREGATES,
+// per window length (each window once, by its message id).
+func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cons, err := b.js.OrderedConsumer(ctx, bus.StreamAggregates, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	counts := map[string]int64{}
+	for {
+		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			var a reading.Aggregate
+			if err := json.Unmarshal(m.Data(), &a); err != nil {
+				t.Fatal(err)
+			}
+			if !seen[a.MsgID()] {
+				seen[a.MsgID()] = true
+				counts[a.Window] += a.Metrics["t"].Count
+			}
+		}
+		if n == 0 {
+			return counts
+		}
+	}
+}
+
+// testWorker runs a worker on partition 0 with short windows (1 s and 2 s),
+// 2 s lateness and 1 s idle grace, writing to influxURL. It stops at cleanup.
+func testWorker(t *testing.T, b *testBus, influxURL string) *worker {
+	t.Helper()
+	cfg := Config{
+		Influx:        InfluxConfig{Config: influx.Config{URL: influxURL, Org: "edgeflow", Bucket: "w", Timeout: 2 * time.Second}, WriteRaw: true},
+		Windows:       []time.Duration{time.Second, 2 * time.Second},
+		Lateness:      2 * time.Second,
+		IdleGrace:     time.Second,
+		ForgetAfter:   24 * time.Hour,
+		FlushInterval: 100 * time.Millisecond,
+		BatchSize:     1000,
+		PurgeInterval: time.Second,
+	}
+	in := NewInflux(cfg.Influx)
+	t.Cleanup(in.Close)
+	w := &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, influx: in, metrics: NewMetrics(prometheus.NewRegistry()),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, stop) }()
+	t.Cleanup(func() {
+		close(stop)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("worker did not stop")
+		}
+		cancel()
+	})
+	return w
+}
+
+func startInflux(t *testing.T) *devenv.Process {
+	t.Helper()
+	_, err := devenv.InfluxdBinary()
+	devenv.RequireInstalled(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	p, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(t.TempDir(), "influxdb"), Database: "w"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	return p
+}
+
+// expectExact waits until every window length counts want readings, then
+// checks that none was late.
+func expectExact(t *testing.T, b *testBus, w *worker, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		counts := b.windowCounts(t)
+		if counts["1s"] == want && counts["2s"] == want {
+			break
+		}
+		if counts["1s"] > want || counts["2s"] > want || time.Now().After(deadline) {
+			t.Fatalf("windows count %v, want %d in each length (late: %v)", counts, want, testutil.ToFloat64(w.metrics.Late))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if late := testutil.ToFloat64(w.metrics.Late); late != 0 {
+		t.Fatalf("%v readings late", late)
+	}
+}
+
+// Readings held up upstream (ingest waiting for NATS, the broker's queue)
+// reach TELEMETRY long after they were made. The processor, caught up with
+// them as they come, must not take the time they were held for silence: the
+// device was sending all along, and its windows close by its own event time.
+// (Before silence was measured from the consumption of a device's readings,
+// every flush closed by the wall clock the windows of the readings just read,
+// 30 s old, and the next readings of those windows were late.)
+func TestReadingsHeldUpstreamAreNotLate(t *testing.T) {
+	b := newTestBus(t)
+	in := startInflux(t)
+	w := testWorker(t, b, in.URL)
+
+	// Made 30 s ago at 10 per second, released 5 times as fast: several
+	// flushes (every 100 ms) fall inside each 1 s window.
+	made := time.Now().Add(-30 * time.Second).UnixMilli()
+	time.Sleep(500 * time.Millisecond) // the worker is caught up with an empty partition
+	const n = 200
+	for i := range int64(n) {
+		ts := made + i*100
+		b.publish(t, reading.Reading{Site: "lab", Device: "held", TS: ts, Received: ts, Metrics: map[string]float64{"t": float64(i)}})
+		time.Sleep(20 * time.Millisecond)
+	}
+	expectExact(t, b, w, n)
+}
+
+// A device that keeps sending while InfluxDB is down longer than lateness +
+// grace: the worker is blocked on its write, the stream buffers, and when
+// InfluxDB is back the backlog is read and none of it is late.
+func TestInfluxDBOutageMakesNothingLate(t *testing.T) {
+	b := newTestBus(t)
+	in := startInflux(t)
+	w := testWorker(t, b, in.URL)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sent := make(chan int64, 1)
+	go func() {
+		var n int64
+		defer func() { sent <- n }()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			now := time.Now().UnixMilli()
+			for _, dev := range []string{"a", "b"} {
+				r := reading.Reading{Site: "lab", Device: dev, TS: now, Received: now, Metrics: map[string]float64{"t": float64(n)}}
+				data, _ := r.Marshal()
+				if _, err := b.js.Publish(ctx, reading.TelemetrySubject(r.Site, r.Device), data); err != nil {
+					if ctx.Err() == nil {
+						t.Errorf("publish: %v", err)
+					}
+					return
+				}
+				n++
+			}
+		}
+	}()
+	time.Sleep(2 * time.Second)
+	if err := in.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(8 * time.Second)
+	rctx, rcancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer rcancel()
+	if err := in.Restart(rctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	cancel()
+	n := <-sent
+	if retries := testutil.ToFloat64(w.metrics.Retries.WithLabelValues("influx_write")); retries == 0 {
+		t.Fatal("the worker never retried a write: InfluxDB was not down while it flushed")
+	}
+	t.Logf("%d readings sent", n)
+	expectExact(t, b, w, n)
+}
+
+// An empty fetch is not proof of being caught up: caughtUp asks the server.
+func TestCaughtUpIsMeasuredNotAssumed(t *testing.T) {
+	b := newTestBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := range int64(10) {
+		b.publish(t, reading.Reading{Site: "lab", Device: "d", TS: 1_732_560_000_000 + i, Metrics: map[string]float64{"t": 1}})
+	}
+	w := &worker{p: 0, js: b.js, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	cons, err := b.js.OrderedConsumer(ctx, bus.StreamTelemetry, jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(0)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetch := func(n int) []fetched {
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(200*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []fetched
+		for m := range batch.Messages() {
+			meta, err := m.Metadata()
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, fetched{m, meta})
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name     string
+		fetch    int
+		keep     bool // false: as if the fetch had come back empty
+		caughtUp bool
+		pending  int64
+	}{
+		{"fetch came back empty with 6 pending", 4, false, false, 6},
+		{"fetch read 4 of 6", 4, true, false, 2},
+		{"fetch read the last 2", 10, true, true, 0},
+		{"fetch came back empty, nothing pending", 10, false, true, 0},
+	} {
+		got := fetch(tc.fetch)
+		w.fetched = nil
+		if tc.keep {
+			w.fetched = got
+		}
+		caughtUp, pending := w.caughtUp(ctx, cons, nil)
+		if caughtUp != tc.caughtUp || pending != tc.pending {
+			t.Fatalf("%s: caughtUp %v with %d pending, want %v with %d", tc.name, caughtUp, pending, tc.caughtUp, tc.pending)
+		}
+	}
+	if caughtUp, _ := w.caughtUp(ctx, cons, fmt.Errorf("interrupted: %w", nats.ErrConnectionClosed)); caughtUp {
+		t.Fatal("an interrupted fetch counted as caught up")
+	}
+}
