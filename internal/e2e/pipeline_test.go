@@ -81,6 +81,20 @@ func TestBadInputIsDeadLetteredAndNeighboursCounted(t *testing.T) {
 		{"sensors/lab/d1", `[{"bn":5,"n":"temperature","v":1}]`, "bad_senml"},
 		{"sensors/lab/d1", `{` + manyMetrics(300) + `}`, "too_many_metrics"},
 		{"sensors/lab/d1", "21.5", "wrong_type"},
+		// Hostile shapes: oversized names and topics, deep nesting (within
+		// the size limit, so the decoder meets it), control characters and
+		// broken UTF-8 inside otherwise valid JSON.
+		{"sensors/lab/" + strings.Repeat("d", 300), `{"temperature":1}`, "bad_name"},
+		// A 20 KB topic. (Topics deeper than the filters never reach ingest,
+		// and Mosquitto disconnects a client whose topic has over 200 levels.)
+		{"sensors/" + strings.Repeat("s", 20000) + "/d1", `{"temperature":1}`, "bad_name"},
+		{"sensors/lab/d1", `{"temperature":` + strings.Repeat("[", 30000) + strings.Repeat("]", 30000) + `}`, "wrong_type"},
+		{"sensors/lab/d1", strings.Repeat("[", 30000) + strings.Repeat("]", 30000), "bad_senml"},
+		{"sensors/lab/d1", `{"temperature":` + strings.Repeat(`{"a":`, 10000) + "1" + strings.Repeat("}", 10001), "wrong_type"},
+		{"sensors/lab/d1", `{"temp\u0001":1}`, "bad_name"},
+		{"sensors/lab/d1", "{\"temperature\":1\x00}", "invalid_json"},
+		{"sensors/lab/d1", "{\"temperature\":1,\"note\":\"\xc3\x28\"}", "invalid_utf8"},
+		{"sensors/lab/d1", "\x1b[31m21.5", "invalid_json"},
 	}
 	c := mqttClient(t, p.mqttURL, "bad-input")
 	good := 0
@@ -114,6 +128,30 @@ func TestBadInputIsDeadLetteredAndNeighboursCounted(t *testing.T) {
 		if resp, err := http.Get(svc + "/readyz"); err != nil || resp.StatusCode != 200 {
 			t.Errorf("%s not ready after bad input: %v %v", svc, err, resp)
 		}
+	}
+
+	// A topic with a control character is malformed MQTT: the broker
+	// refuses it at the protocol level and disconnects the client, so it never
+	// reaches ingest (whose decoder refuses it as bad_name anyway, see
+	// ingest/decode). The pipeline carries on.
+	hostile := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(p.mqttURL).SetClientID("hostile").
+		SetCleanSession(true).SetAutoReconnect(false))
+	if tok := hostile.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("mqtt connect: %v", tok.Error())
+	}
+	hostile.Publish("sensors/lab/d\x01", 1, false, []byte(`{"temperature":1}`)).WaitTimeout(5 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for hostile.IsConnectionOpen() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if hostile.IsConnectionOpen() {
+		t.Error("the broker kept a client that published to a topic with a control character")
+	}
+	hostile.Disconnect(0)
+	publish(t, c, "sensors/lab/good", fmt.Sprintf(`{"ts":%d,"seq":%d,"temperature":1}`, time.Now().UnixMilli(), len(bad)))
+	p.expectCounts("temperature", int64(good+1), 60*time.Second)
+	if got := len(p.deadLetters()); got != len(bad) {
+		t.Errorf("%d dead letters after the hostile topic, want %d", got, len(bad))
 	}
 }
 
