@@ -166,7 +166,10 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		l := &lease{rev: rev, cancel: cancel, stop: make(chan struct{}), done: make(chan error, 1)}
 		o.owned[p] = l
 		o.log.Info("partition claimed", "partition", p, "members", len(members))
-		go func() { l.done <- o.start(wctx, p, l.stop) }()
+		// The channel is captured: rebalance replaces l.done (forward) when
+		// the lease is lost while this goroutine may still be running.
+		done := l.done
+		go func() { done <- o.start(wctx, p, l.stop) }()
 	}
 	return nil
 }

@@ -119,6 +119,12 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			return w.flush(ctx, false)
 		default:
 		}
+		// Aborted (lease lost, drain timeout): Fetch does not watch ctx, and
+		// a partition with nothing to flush would never notice otherwise, nor
+		// hand the partition back.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		wait := max(w.cfg.FlushInterval-w.now().Sub(w.lastFlush), 50*time.Millisecond)
 		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(wait))
 		if err != nil {

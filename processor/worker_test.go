@@ -316,3 +316,27 @@ func TestCaughtUpIsMeasuredNotAssumed(t *testing.T) {
 		t.Fatal("an interrupted fetch counted as caught up")
 	}
 }
+
+// A worker whose context ends (its lease was lost) returns even when its
+// partition is idle and it has nothing to flush, so the partition can be
+// claimed again.
+func TestAbortedWorkerReturnsWhenIdle(t *testing.T) {
+	b := newTestBus(t)
+	cfg := Config{Windows: []time.Duration{time.Second}, Lateness: time.Second, IdleGrace: time.Second,
+		FlushInterval: 100 * time.Millisecond, BatchSize: 100, PurgeInterval: time.Second}
+	w := &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, metrics: NewMetrics(prometheus.NewRegistry()),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.run(ctx, make(chan struct{})) }()
+	time.Sleep(500 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if err != context.Canceled {
+			t.Fatalf("run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("an aborted idle worker kept running")
+	}
+}
