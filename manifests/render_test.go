@@ -7,6 +7,7 @@ package manifests
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -128,7 +129,11 @@ func Render(t testing.TB, overlay string) []Object {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		t.Fatalf("kubectl is needed to render the overlays (its built-in kustomize): %v", err)
+		// The dev cluster kit's own, when a machine has no kubectl (go tool task devcluster:up).
+		kubectl = filepath.Join(cmp.Or(os.Getenv("DEVCLUSTER_DIR"), "/tmp/edgeflow-devcluster"), "bin", "kubectl")
+		if _, err := os.Stat(kubectl); err != nil {
+			t.Fatalf("kubectl is needed to render the overlays (its built-in kustomize); none on PATH nor %s", kubectl)
+		}
 	}
 	cmd := exec.Command(kubectl, "kustomize", filepath.Join("overlays", overlay))
 	var out, stderr bytes.Buffer

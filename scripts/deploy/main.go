@@ -27,6 +27,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,7 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
+	useDevClusterKubectl()
 	k := &Kube{Config: cfg}
 	args := os.Args[2:]
 	switch os.Args[1] {
@@ -152,6 +154,18 @@ func loadConfig() (Config, error) {
 		return c, fmt.Errorf("OVERLAY=%s: no manifests/overlays/%s/kustomization.yaml", c.Overlay, c.Overlay)
 	}
 	return c, nil
+}
+
+// useDevClusterKubectl puts the dev cluster kit's kubectl (bin/kubectl, built into
+// kubeall) on PATH when the machine has none.
+func useDevClusterKubectl() {
+	if _, err := exec.LookPath("kubectl"); err == nil {
+		return
+	}
+	bin := filepath.Join(envOr("DEVCLUSTER_DIR", "/tmp/edgeflow-devcluster"), "bin")
+	if _, err := os.Stat(filepath.Join(bin, "kubectl")); err == nil {
+		os.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	}
 }
 
 func envOr(name, def string) string {
