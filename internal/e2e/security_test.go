@@ -444,6 +444,10 @@ func (sp *securePipeline) checkForbidden() {
 	probe("ingest", "publish to aggregates.>", publish("aggregates.2s.x.y"))
 	probe("ingest", "publish another service's dead letters", publish("deadletter.processor"))
 	probe("ingest", "subscribe to telemetry", subscribe("telemetry.>"))
+	probe("ingest", "read TELEMETRY with a consumer", func(_ *nats.Conn, js jetstream.JetStream) error {
+		_, err := js.OrderedConsumer(ctx(), bus.StreamTelemetry, jetstream.OrderedConsumerConfig{})
+		return err
+	})
 	probe("ingest", "delete the TELEMETRY stream", func(_ *nats.Conn, js jetstream.JetStream) error {
 		return js.DeleteStream(ctx(), bus.StreamTelemetry)
 	})
@@ -462,6 +466,7 @@ func (sp *securePipeline) checkForbidden() {
 	})
 	probe("notifier", "publish readings", publish("telemetry.x.y"))
 	probe("dashboard", "publish readings", publish("telemetry.x.y"))
+	probe("dashboard", "publish anything", publish("anything.at.all"))
 	probe("dashboard", "publish alerts", publish("alerts.x.y.z"))
 	probe("dashboard", "write a key-value bucket", publish("$KV.ALERT_STATE.x"))
 	probe("dashboard", "delete the ALERTS stream", func(_ *nats.Conn, js jetstream.JetStream) error {
