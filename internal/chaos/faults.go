@@ -27,6 +27,9 @@ type Fault struct {
 	// PeakLag is the oldest "newest reading" seen between the injection and
 	// the drain: how far the pipeline fell behind.
 	PeakLag time.Duration
+	// Late is the number of readings dead-lettered as late that were read
+	// (device time) after this fault and before the next.
+	Late int `json:"late"`
 	// Err says what went wrong injecting or recovering, if anything.
 	Err string `json:"error,omitempty"`
 

@@ -102,10 +102,10 @@ func (s *Summary) WriteText(w io.Writer) {
 	fmt.Fprintf(w, "faults (%d); steady lag before the first %s; drained = every device's newest reading in InfluxDB within %s\n",
 		len(s.Faults), dur(s.SteadyLag), c.FreshWithin)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "  #\tat\ttime (UTC)\ttarget\tkind\tdown\tready after\tdrained after\tpeak lag\terror")
+	fmt.Fprintln(tw, "  #\tat\ttime (UTC)\ttarget\tkind\tdown\tready after\tdrained after\tpeak lag\tlate\terror")
 	for _, f := range s.Faults {
-		fmt.Fprintf(tw, "  %d\t%.1fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.N, f.At.Seconds(), f.Time.Format("15:04:05.000"),
-			f.Target, f.Kind, dur(f.Down), dur(f.ReadyAfter), dur(f.DrainedAfter), dur(f.PeakLag), f.Err)
+		fmt.Fprintf(tw, "  %d\t%.1fs\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", f.N, f.At.Seconds(), f.Time.Format("15:04:05.000"),
+			f.Target, f.Kind, dur(f.Down), dur(f.ReadyAfter), dur(f.DrainedAfter), dur(f.PeakLag), f.Late, f.Err)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "published (acknowledged by the broker) %d of %d attempted, %d failed\n", s.Load.Acked, s.Load.Attempted, s.Load.Failed)
@@ -150,11 +150,11 @@ func (s *Summary) WriteMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "## Faults\n\nReady after: from the injection until the target answered ready again. Drained after: until every device's "+
 		"newest reading in InfluxDB was at most %s old (steady lag before the first fault: %s). Peak lag: the worst seen in between.\n\n",
 		c.FreshWithin, dur(s.SteadyLag))
-	fmt.Fprintln(w, "| # | at | time (UTC) | target | kind | down | ready after | drained after | peak lag | error |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| # | at | time (UTC) | target | kind | down | ready after | drained after | peak lag | late readings | error |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, f := range s.Faults {
-		fmt.Fprintf(w, "| %d | %.1fs | %s | %s | %s | %s | %s | %s | %s | %s |\n", f.N, f.At.Seconds(), f.Time.Format("15:04:05.000"),
-			f.Target, f.Kind, dur(f.Down), dur(f.ReadyAfter), dur(f.DrainedAfter), dur(f.PeakLag), f.Err)
+		fmt.Fprintf(w, "| %d | %.1fs | %s | %s | %s | %s | %s | %s | %s | %d | %s |\n", f.N, f.At.Seconds(), f.Time.Format("15:04:05.000"),
+			f.Target, f.Kind, dur(f.Down), dur(f.ReadyAfter), dur(f.DrainedAfter), dur(f.PeakLag), f.Late, f.Err)
 	}
 	fmt.Fprintf(w, "\n## Verdict\n\n| check | result |\n|---|---|\n")
 	fmt.Fprintf(w, "| published (PUBACK) | %d of %d attempted, %d failed |\n", s.Load.Acked, s.Load.Attempted, s.Load.Failed)

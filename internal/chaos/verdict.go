@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -51,16 +52,28 @@ func (r *runner) judge(ctx context.Context, sum *Summary, rep loadReport) {
 	// (the devices fell silent), so they take that long to appear.
 	want := rep.Totals.Acked
 	deadline := time.Now().Add(cfg.SettleTimeout)
+	// A count that has not moved for this long will not: every window has
+	// had its wall-clock close.
+	stable := cfg.Lateness + cfg.IdleGrace + 15*time.Second
+	for _, w := range cfg.Windows {
+		if d, err := time.ParseDuration(w); err == nil {
+			stable = max(stable, d+cfg.Lateness+cfg.IdleGrace+15*time.Second)
+		}
+	}
 	sum.Counted = map[string]map[string]int64{}
 	for _, w := range cfg.Windows {
 		sum.Counted[w] = map[string]int64{}
 		for _, m := range metrics {
-			var got int64
+			var got, last int64 = 0, -1
 			var byDevice map[string]int64
 			var err error
+			since := time.Now()
 			for {
 				got, byDevice, err = sumCounts(ctx, r.stack.influx.URL, w, m)
-				if err == nil && got >= want || time.Now().After(deadline) || ctx.Err() != nil {
+				if err == nil && got != last {
+					last, since = got, time.Now()
+				}
+				if err == nil && got >= want || time.Since(since) > stable || time.Now().After(deadline) || ctx.Err() != nil {
 					break
 				}
 				time.Sleep(time.Second)
@@ -109,6 +122,7 @@ func (r *runner) judge(ctx context.Context, sum *Summary, rep loadReport) {
 		sum.DeadLetters[m.Subject()+" "+reason]++
 		if m.Subject() == "deadletter.processor" && reason == "late" {
 			sum.Late++
+			attributeLate(sum.Faults, m.Data())
 		}
 	}
 	if sum.Late > 0 {
@@ -242,4 +256,23 @@ func deviceDiff(rep loadReport, byDevice map[string]int64) string {
 		diffs = append(diffs[:10], "…")
 	}
 	return fmt.Sprintf("; %d devices off (counted/acknowledged): %s", n, strings.Join(diffs, ", "))
+}
+
+// attributeLate counts a late reading against the last fault injected
+// before it was read (its device time, plus a little for the readings in
+// flight when the fault struck).
+func attributeLate(faults []Fault, data []byte) {
+	var r struct {
+		TS int64 `json:"ts"`
+	}
+	if json.Unmarshal(data, &r) != nil || r.TS == 0 {
+		return
+	}
+	at := time.UnixMilli(r.TS).Add(2 * time.Second)
+	for i := len(faults) - 1; i >= 0; i-- {
+		if !faults[i].injected.After(at) {
+			faults[i].Late++
+			return
+		}
+	}
 }
