@@ -338,7 +338,17 @@ rules:
 		dev.Publish("sensors/sec/hot", 1, false, `{"temperature":50}`).WaitTimeout(5 * time.Second)
 		time.Sleep(200 * time.Millisecond)
 	}
+	// A payload ingest rejects: dead-lettered under ingest's permissions,
+	// read back with the dashboard's.
+	dev.Publish("sensors/sec/bad", 1, false, "not a reading").WaitTimeout(5 * time.Second)
 	sp.expectCounts("temperature", n+20, 90*time.Second)
+	found := false
+	for _, m := range sp.deadLetters() {
+		found = found || m.Subject() == "deadletter.ingest"
+	}
+	if !found {
+		t.Error("the rejected payload was not dead-lettered by ingest")
+	}
 	select {
 	case body := <-hooks:
 		if !strings.Contains(body, `"firing"`) {
