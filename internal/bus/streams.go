@@ -49,10 +49,10 @@ func (c StreamConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("EDGEFLOW_PARTITIONS=%d: must be 1..1024", c.Partitions))
 	}
 	if c.TelemetryMaxAge < time.Minute || c.AggregatesMaxAge < time.Minute || c.DeadLetterMaxAge < time.Minute {
-		errs = append(errs, errors.New("stream max ages must be at least 1m"))
+		errs = append(errs, errors.New("EDGEFLOW_TELEMETRY_MAX_AGE, EDGEFLOW_AGGREGATES_MAX_AGE and EDGEFLOW_DEADLETTER_MAX_AGE must each be at least 1m"))
 	}
 	if c.TelemetryMaxBytes < 1<<20 || c.DeadLetterMaxBytes < 1<<20 {
-		errs = append(errs, errors.New("stream max bytes must be at least 1 MiB"))
+		errs = append(errs, errors.New("EDGEFLOW_TELEMETRY_MAX_BYTES and EDGEFLOW_DEADLETTER_MAX_BYTES must each be at least 1 MiB"))
 	}
 	if c.DedupWindow < time.Second || c.DedupWindow > c.TelemetryMaxAge {
 		errs = append(errs, errors.New("EDGEFLOW_DEDUP_WINDOW must be between 1s and the telemetry max age"))

@@ -47,12 +47,12 @@ func TestStreamConfigValidate(t *testing.T) {
 		{"partitions negative", func(c *StreamConfig) { c.Partitions = -1 }, "EDGEFLOW_PARTITIONS=-1"},
 		{"partitions 1025", func(c *StreamConfig) { c.Partitions = 1025 }, "EDGEFLOW_PARTITIONS=1025"},
 		{"telemetry max age 1m", func(c *StreamConfig) { c.TelemetryMaxAge = time.Minute; c.DedupWindow = time.Minute }, ""},
-		{"telemetry max age below 1m", func(c *StreamConfig) { c.TelemetryMaxAge = 59 * time.Second; c.DedupWindow = time.Second }, "max ages"},
-		{"aggregates max age below 1m", func(c *StreamConfig) { c.AggregatesMaxAge = time.Second }, "max ages"},
-		{"dead-letter max age zero", func(c *StreamConfig) { c.DeadLetterMaxAge = 0 }, "max ages"},
+		{"telemetry max age below 1m", func(c *StreamConfig) { c.TelemetryMaxAge = 59 * time.Second; c.DedupWindow = time.Second }, "MAX_AGE"},
+		{"aggregates max age below 1m", func(c *StreamConfig) { c.AggregatesMaxAge = time.Second }, "MAX_AGE"},
+		{"dead-letter max age zero", func(c *StreamConfig) { c.DeadLetterMaxAge = 0 }, "MAX_AGE"},
 		{"telemetry max bytes 1 MiB", func(c *StreamConfig) { c.TelemetryMaxBytes = 1 << 20 }, ""},
-		{"telemetry max bytes below 1 MiB", func(c *StreamConfig) { c.TelemetryMaxBytes = 1<<20 - 1 }, "max bytes"},
-		{"dead-letter max bytes below 1 MiB", func(c *StreamConfig) { c.DeadLetterMaxBytes = 1000 }, "max bytes"},
+		{"telemetry max bytes below 1 MiB", func(c *StreamConfig) { c.TelemetryMaxBytes = 1<<20 - 1 }, "MAX_BYTES"},
+		{"dead-letter max bytes below 1 MiB", func(c *StreamConfig) { c.DeadLetterMaxBytes = 1000 }, "MAX_BYTES"},
 		{"dedup window 1s", func(c *StreamConfig) { c.DedupWindow = time.Second }, ""},
 		{"dedup window below 1s", func(c *StreamConfig) { c.DedupWindow = 999 * time.Millisecond }, "EDGEFLOW_DEDUP_WINDOW"},
 		{"dedup window zero", func(c *StreamConfig) { c.DedupWindow = 0 }, "EDGEFLOW_DEDUP_WINDOW"},
@@ -83,7 +83,7 @@ func TestStreamConfigValidateReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate() of a zero config = nil")
 	}
-	for _, want := range []string{"EDGEFLOW_STREAM_REPLICAS", "EDGEFLOW_PARTITIONS", "max ages", "max bytes", "EDGEFLOW_DEDUP_WINDOW"} {
+	for _, want := range []string{"EDGEFLOW_STREAM_REPLICAS", "EDGEFLOW_PARTITIONS", "MAX_AGE", "MAX_BYTES", "EDGEFLOW_DEDUP_WINDOW"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("Validate() = %q, missing %q", err, want)
 		}
