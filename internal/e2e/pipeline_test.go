@@ -188,14 +188,14 @@ func TestProcessorKilledMidStreamKeepsCountsExact(t *testing.T) {
 }
 
 // InfluxDB stopped for 30 s mid-stream: the processors hold their
-// checkpoints, the stream buffers, and after the restart nothing is missing.
+// checkpoints, the stream buffers, and after the restart every reading is
+// counted in its windows, exactly, with the tests' usual 2 s lateness: the
+// devices kept sending, so neither the outage nor the backlog read after it
+// is their silence, and no reading is late.
 func TestInfluxDBOutageLosesNothing(t *testing.T) {
 	p := newPipeline(t, options{ownInflux: true})
 	p.startIngest("ingest-a")
-	// A loaded machine can hold some readings back by seconds around the
-	// outage; a lateness that covers it keeps this test about loss, not about
-	// the lateness policy (which dead-letters such readings by design).
-	p.startProcessor("a", "EDGEFLOW_PROCESSOR_LATENESS=10s")
+	p.startProcessor("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r := p.loadgenWithFault(ctx, 5*time.Second, func() {
@@ -212,7 +212,8 @@ func TestInfluxDBOutageLosesNothing(t *testing.T) {
 	if r.Totals.Failed != 0 {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}
-	p.expectNoLoss("temperature", r.Totals.Acked, 2*time.Minute)
+	p.expectCounts("temperature", r.Totals.Acked, 2*time.Minute)
+	p.expectNoneLate()
 }
 
 // Mosquitto restarted mid-stream: whatever the broker acknowledged to the
@@ -327,15 +328,18 @@ func TestIngestReplicasShareTheLoad(t *testing.T) {
 
 // NATS restarted mid-stream: ingest stops acknowledging MQTT and reports not
 // ready while it is away (Mosquitto keeps the messages), the processors ride
-// through, and nothing is lost or counted twice.
+// through, and every reading is counted in its windows exactly once, none
+// late: the processor does not take the outage for its devices' silence.
 func TestNATSRestartLosesNothing(t *testing.T) {
 	p := newPipeline(t, options{})
 	ing := p.startIngest("ingest-a")
-	// While NATS is away, ingest holds readings back for as long as the
-	// outage lasts; with the tests' usual 2 s lateness the windows would close
-	// by the wall clock first and those readings would be dead-lettered as
-	// late (by design: written raw, counted, never lost). A lateness longer
-	// than the outage keeps this test about loss.
+	// Ingest publishes asynchronously; the publishes in flight when NATS went
+	// away fail only after newer ones have gone through, and its ack loop
+	// publishes them again then: a few readings reach the stream behind newer
+	// readings of their device, by up to the outage plus the 5 s publish
+	// timeout (with 2 s lateness, 11 of 20,000 were late in one run, after
+	// ingest had published a few dozen again). That is event-time order,
+	// which only the lateness covers; the outage itself is not silence.
 	p.startProcessor("a", "EDGEFLOW_PROCESSOR_LATENESS=15s")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -364,7 +368,8 @@ func TestNATSRestartLosesNothing(t *testing.T) {
 	if r.Totals.Failed != 0 {
 		t.Fatalf("loadgen failed %d", r.Totals.Failed)
 	}
-	p.expectNoLoss("temperature", r.Totals.Acked, 90*time.Second)
+	p.expectCounts("temperature", r.Totals.Acked, 90*time.Second)
+	p.expectNoneLate()
 }
 
 // A point InfluxDB refuses (a field type conflict) is isolated and
