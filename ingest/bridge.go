@@ -47,6 +47,17 @@ type Bridge struct {
 	// failingSince is when JetStream last started refusing publishes (unix
 	// nanoseconds), 0 while healthy: readiness reads it.
 	failingSince atomic.Int64
+
+	// order keeps a republish from being overtaken: publishLoop publishes
+	// under its read lock; ackLoop takes the write lock at the first
+	// publish that failed and holds it until every delivery published
+	// before is settled. Without it, a NATS cluster member's death lost the
+	// PubAcks of the ~1000 messages in flight (MQTT's in-flight window), and
+	// while ackLoop republished them one by one, each MQTT ack let a newer
+	// message in, published at once: a device's readings landed in
+	// TELEMETRY up to 10 s out of order, and the processors dead-lettered
+	// the older ones as late (docs/chaos.md).
+	order sync.RWMutex
 }
 
 // delivery is one MQTT message on its way: what was published for it and the
@@ -141,7 +152,10 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 			m = in
 		}
 		d := b.prepare(m)
-		if err := b.publish(ctx, d); err != nil {
+		b.order.RLock()
+		err := b.publish(ctx, d)
+		b.order.RUnlock()
+		if err != nil {
 			return // ctx ended: the rest stays unacknowledged with the broker
 		}
 		b.pending <- d
@@ -205,9 +219,25 @@ func (b *Bridge) publish(ctx context.Context, d *delivery) error {
 }
 
 func (b *Bridge) ackLoop(ctx context.Context) {
+	holding := false // b.order's write lock
+	defer func() {
+		if holding {
+			b.order.Unlock()
+		}
+	}()
+	hold := func() {
+		if !holding {
+			b.order.Lock()
+			holding = true
+		}
+	}
 	for d := range b.pending {
-		if err := b.await(ctx, d); err != nil {
+		if err := b.await(ctx, d, hold); err != nil {
 			// ctx ended: leave d and everything after it to the broker.
+			if holding {
+				b.order.Unlock()
+				holding = false
+			}
 			for range b.pending {
 			}
 			return
@@ -215,12 +245,19 @@ func (b *Bridge) ackLoop(ctx context.Context) {
 		d.mqtt.Ack()
 		b.metrics.Backlog.Dec()
 		b.latency.Observe(b.now().Sub(d.received).Seconds())
+		// Everything published before the failure is settled (publishLoop
+		// publishes nothing while we hold the lock): new messages may go.
+		if holding && len(b.pending) == 0 {
+			b.order.Unlock()
+			holding = false
+		}
 	}
 }
 
 // await waits for every acknowledgement of d, publishing again (same
-// Nats-Msg-Id, so never twice in the stream) whatever failed.
-func (b *Bridge) await(ctx context.Context, d *delivery) error {
+// Nats-Msg-Id, so never twice in the stream) whatever failed; hold is
+// called before the first republish, to keep newer messages back.
+func (b *Bridge) await(ctx context.Context, d *delivery, hold func()) error {
 	for i, f := range d.futures {
 		var err error
 		select {
@@ -232,6 +269,7 @@ func (b *Bridge) await(ctx context.Context, d *delivery) error {
 			return ctx.Err()
 		}
 		b.onRetry(err, 0)
+		hold()
 		err = retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
 			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
