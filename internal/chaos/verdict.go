@@ -60,30 +60,46 @@ func (r *runner) judge(ctx context.Context, sum *Summary, rep loadReport) {
 			stable = max(stable, d+cfg.Lateness+cfg.IdleGrace+15*time.Second)
 		}
 	}
+	// Every window size and metric together, until all count what was
+	// acknowledged or none has moved for `stable`.
+	type count struct {
+		got      int64
+		byDevice map[string]int64
+		err      error
+	}
+	counts := map[string]*count{}
+	last := map[string]int64{}
+	since := time.Now()
+	for {
+		done := true
+		for _, w := range cfg.Windows {
+			for _, m := range metrics {
+				c := &count{}
+				c.got, c.byDevice, c.err = sumCounts(ctx, r.stack.influx.URL, w, m)
+				k := w + " " + m
+				counts[k] = c
+				if c.err == nil && c.got != last[k] {
+					last[k], since = c.got, time.Now()
+				}
+				done = done && c.err == nil && c.got >= want
+			}
+		}
+		if done || time.Since(since) > stable || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 	sum.Counted = map[string]map[string]int64{}
 	for _, w := range cfg.Windows {
 		sum.Counted[w] = map[string]int64{}
 		for _, m := range metrics {
-			var got, last int64 = 0, -1
-			var byDevice map[string]int64
-			var err error
-			since := time.Now()
-			for {
-				got, byDevice, err = sumCounts(ctx, r.stack.influx.URL, w, m)
-				if err == nil && got != last {
-					last, since = got, time.Now()
-				}
-				if err == nil && got >= want || time.Since(since) > stable || time.Now().After(deadline) || ctx.Err() != nil {
-					break
-				}
-				time.Sleep(time.Second)
-			}
-			sum.Counted[w][m] = got
+			c := counts[w+" "+m]
+			sum.Counted[w][m] = c.got
 			switch {
-			case err != nil:
-				problem("telemetry_%s %s: %v", w, m, err)
-			case got != want:
-				problem("telemetry_%s counts %d %s readings, the broker acknowledged %d (%+d)%s", w, got, m, want, got-want, deviceDiff(rep, byDevice))
+			case c.err != nil:
+				problem("telemetry_%s %s: %v", w, m, c.err)
+			case c.got != want:
+				problem("telemetry_%s counts %d %s readings, the broker acknowledged %d (%+d)%s", w, c.got, m, want, c.got-want, deviceDiff(rep, c.byDevice))
 			}
 		}
 	}
