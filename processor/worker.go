@@ -81,6 +81,10 @@ type worker struct {
 	open      int   // open windows at the last flush
 
 	fetched []fetched // the last fetch's messages, before they are folded
+	// cseq is the consumer sequence of the last message fetched: the
+	// ordered consumer's Fetch does not check that deliveries are
+	// consecutive (see gap).
+	cseq uint64
 	// Listening (window.State.Listen): caughtUpAt is the end of the last
 	// fetch that read everything in the partition, zero when the last fetch
 	// did not; reconnects is the connection's reconnect count then; stalled
@@ -142,14 +146,37 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			continue
 		}
 		w.fetched = w.fetched[:0]
+		gap := false
 		for msg := range batch.Messages() {
+			if gap {
+				continue // read after a lost delivery: read again from a new consumer
+			}
 			meta, err := msg.Metadata()
 			if err != nil { // not a JetStream delivery: cannot be placed in the stream's order
 				w.metrics.Dropped.WithLabelValues("no_metadata").Inc()
 				w.log.Error("message without JetStream metadata skipped", "partition", w.p, "subject", msg.Subject(), "err", err)
 				continue
 			}
+			if w.gap(meta) {
+				gap = true
+				continue
+			}
 			w.fetched = append(w.fetched, fetched{msg, meta})
+		}
+		if gap {
+			// Fold what came before the lost delivery, then read on from
+			// the last message folded. Nothing is flushed or checkpointed
+			// past a reading that was never folded.
+			for _, f := range w.fetched {
+				w.fold(f.msg, f.meta)
+			}
+			clear(w.fetched)
+			w.metrics.Retries.WithLabelValues("fetch_gap").Inc()
+			w.stalled = true
+			if cons, err = w.consumer(ctx); err != nil {
+				return err
+			}
+			continue
 		}
 		caughtUp, pending := w.caughtUp(ctx, cons, batch.Error())
 		// The silence this fetch observed is accounted before its readings
@@ -242,6 +269,27 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		w.log.Warn("create consumer", "partition", w.p, "err", err)
 	})
 	return cons, err
+}
+
+// gap reports whether a delivery was lost before the message with meta.
+// Each Fetch of an ordered consumer delivers from a new consumer (consumer
+// sequences 1, 2, 3, ...), and nothing checks that none is missing: in a
+// NATS cluster, when the server this replica is connected to dies, the
+// consumer lives on in another server and goes on delivering the pull
+// request to our inbox; what it sent during the reconnect is lost, the next
+// messages arrive, and the next Fetch starts after them. Seen by task chaos
+// as a few readings missing from raw and windows after each such kill.
+func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
+	c := meta.Sequence.Consumer
+	next := c == w.cseq+1 || c == 1 // the same consumer, or a new one
+	if !next {
+		w.log.Warn("a delivery was lost; reading again from the last message folded", "partition", w.p,
+			"consumer_seq", c, "previous", w.cseq, "stream_seq", meta.Sequence.Stream, "folded", w.seq)
+		w.cseq = 0
+		return true
+	}
+	w.cseq = c
+	return false
 }
 
 // fold adds one message to the windows and the pending raw points.
