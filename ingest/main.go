@@ -35,8 +35,19 @@ func run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer nc.Close()
-	if err := bus.Ensure(ctx, js, cfg.Telemetry(), cfg.DeadLetter()); err != nil {
-		return err
+	// JetStream may answer later than the server: a NATS cluster elects its meta leader
+	// after its servers accept clients. Wait for it as for the connection.
+	ensureCtx, cancelEnsure := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	var lastErr error
+	err = retry.Do(ensureCtx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
+		lastErr = bus.Ensure(ctx, js, cfg.Telemetry(), cfg.DeadLetter())
+		return lastErr
+	}, func(err error, wait time.Duration) {
+		log.Warn("waiting for JetStream", "err", err, "retry_in", wait.Round(time.Millisecond))
+	})
+	cancelEnsure()
+	if err != nil {
+		return errors.Join(err, lastErr)
 	}
 	health.AddCheck("nats", bus.Ready(nc))
 

@@ -24,7 +24,7 @@ import (
 )
 
 // Overlays are every overlay the repository ships.
-var Overlays = []string{"k3s", "k3s-ha", "devcluster"}
+var Overlays = []string{"k3s", "k3s-ha", "devcluster", "devcluster-ha"}
 
 // SecretKeys are the Secrets task deploy creates (scripts/secrets) and their keys: the
 // manifests may refer to nothing else.
@@ -226,7 +226,7 @@ func checkObjects(t *testing.T, overlay string, objs []Object) {
 		t.Errorf("%s: no NetworkPolicy of its own (the default denies everything)", w.Metadata.Name)
 	found:
 	}
-	replicas := map[string]string{"k3s": "1", "devcluster": "1", "k3s-ha": "3"}[overlay]
+	replicas := map[string]string{"k3s": "1", "devcluster": "1", "k3s-ha": "3", "devcluster-ha": "3"}[overlay]
 	for name, cm := range configMaps {
 		if strings.HasPrefix(name, "edgeflow-shared") && cm.Data["EDGEFLOW_STREAM_REPLICAS"] != replicas {
 			t.Errorf("%s: EDGEFLOW_STREAM_REPLICAS=%q, want %s", name, cm.Data["EDGEFLOW_STREAM_REPLICAS"], replicas)
@@ -331,7 +331,7 @@ func checkPod(t *testing.T, overlay string, w Object) {
 			if c.ImagePullPolicy != "IfNotPresent" && c.ImagePullPolicy != "Never" {
 				t.Errorf("%s: imagePullPolicy %q (images are side-loaded or tagged by commit)", cn, c.ImagePullPolicy)
 			}
-		} else if overlay == "devcluster" {
+		} else if strings.HasPrefix(overlay, "devcluster") {
 			if !strings.HasPrefix(c.Image, "localhost/edgeflow/") || c.ImagePullPolicy != "Never" {
 				t.Errorf("%s: image %s pull %q; the dev cluster has only side-loaded localhost/edgeflow images", cn, c.Image, c.ImagePullPolicy)
 			}

@@ -75,7 +75,7 @@ func TestDeployOnDevCluster(t *testing.T) {
 	c.kubectl("delete", "namespace", namespace, "--ignore-not-found", "--wait=true", "--timeout=120s")
 
 	// Every overlay is accepted by a real API server (admission, schemas, Pod Security).
-	for _, o := range []string{"k3s", "k3s-ha", "devcluster"} {
+	for _, o := range []string{"k3s", "k3s-ha", "devcluster", "devcluster-ha"} {
 		c.serverDryRun(o)
 	}
 

@@ -10,7 +10,8 @@
 //
 //	KUBECONFIG       the cluster (default: /etc/rancher/k3s/k3s.yaml when it exists; with
 //	                 OVERLAY=devcluster the dev cluster's admin kubeconfig)
-//	OVERLAY          manifests/overlays/<OVERLAY>: k3s (default), k3s-ha, devcluster
+//	OVERLAY          manifests/overlays/<OVERLAY>: k3s (default), k3s-ha, devcluster,
+//	                 devcluster-ha
 //	REGISTRY         push the images to this registry (host[:port][/path]); without it
 //	                 they are side-loaded (dev cluster) or imported on each node (K3s)
 //	PLATFORMS        image platforms (default: the nodes' os/arch)
@@ -57,9 +58,9 @@ type Config struct {
 	Timeout       time.Duration
 }
 
-// DevCluster reports whether the overlay is the dev cluster's: side-loaded images,
-// third-party images built from source, InfluxDB 1.8.
-func (c Config) DevCluster() bool { return c.Overlay == "devcluster" }
+// DevCluster reports whether the overlay is one of the dev cluster's (devcluster,
+// devcluster-ha): side-loaded images, third-party images built from source, InfluxDB 1.8.
+func (c Config) DevCluster() bool { return strings.HasPrefix(c.Overlay, "devcluster") }
 
 func (c Config) buildDir(parts ...string) string {
 	return filepath.Join(append([]string{c.Root, ".build"}, parts...)...)
@@ -135,7 +136,7 @@ func loadConfig() (Config, error) {
 	if c.Kubeconfig == "" {
 		// The dev cluster's admin kubeconfig (scripts/devcluster/env.sh), else K3s's.
 		candidates := []string{"/etc/rancher/k3s/k3s.yaml"}
-		if c.Overlay == "devcluster" {
+		if strings.HasPrefix(c.Overlay, "devcluster") {
 			candidates = []string{filepath.Join(envOr("DEVCLUSTER_DIR", "/tmp/edgeflow-devcluster"), "run", "admin.kubeconfig")}
 		}
 		for _, f := range candidates {
