@@ -36,11 +36,14 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer nc.Close()
 	// JetStream may answer later than the server: a NATS cluster elects its meta leader
-	// after its servers accept clients. Wait for it as for the connection.
+	// after its servers accept clients, and drops API requests until then. Ask again,
+	// each attempt bounded, for as long as the connection may take.
 	ensureCtx, cancelEnsure := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	var lastErr error
 	err = retry.Do(ensureCtx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
-		lastErr = bus.Ensure(ctx, js, cfg.Telemetry(), cfg.DeadLetter())
+		attempt, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		lastErr = bus.Ensure(attempt, js, cfg.Telemetry(), cfg.DeadLetter())
 		return lastErr
 	}, func(err error, wait time.Duration) {
 		log.Warn("waiting for JetStream", "err", err, "retry_in", wait.Round(time.Millisecond))
