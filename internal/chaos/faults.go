@@ -10,23 +10,23 @@ import (
 
 // Fault is one fault injected, and what the pipeline took to recover.
 type Fault struct {
-	N      int       `json:"n"`
-	Time   time.Time `json:"time"`
-	At     time.Duration
-	Target string `json:"target"`
-	Kind   string `json:"kind"`
+	N      int           `json:"n"`
+	Time   time.Time     `json:"time"`
+	At     time.Duration `json:"-"`
+	Target string        `json:"target"`
+	Kind   string        `json:"kind"`
 	// Down is how long the target was down (kill, restart) or paused.
-	Down time.Duration
+	Down time.Duration `json:"-"`
 	// ReadyAfter is the time from the injection until the target was ready
 	// again (0: never, see Err).
-	ReadyAfter time.Duration
+	ReadyAfter time.Duration `json:"-"`
 	// DrainedAfter is the time from the injection until the pipeline's
 	// backlog drained: every device's newest reading in InfluxDB at most
 	// Config.FreshWithin old (0: not seen before the load ended).
-	DrainedAfter time.Duration
+	DrainedAfter time.Duration `json:"-"`
 	// PeakLag is the oldest "newest reading" seen between the injection and
 	// the drain: how far the pipeline fell behind.
-	PeakLag time.Duration
+	PeakLag time.Duration `json:"-"`
 	// Late is the number of readings dead-lettered as late that were read
 	// (device time) after this fault and before the next.
 	Late int `json:"late"`

@@ -14,17 +14,17 @@ import (
 
 // Summary is what a run did and found.
 type Summary struct {
-	Seed    uint64    `json:"seed"`
-	Started time.Time `json:"started"`
-	Elapsed time.Duration
-	Config  RunConfig `json:"config"`
+	Seed    uint64        `json:"seed"`
+	Started time.Time     `json:"started"`
+	Elapsed time.Duration `json:"-"`
+	Config  RunConfig     `json:"config"`
 	// Pass is true when Problems is empty.
 	Pass     bool     `json:"pass"`
 	Problems []string `json:"problems"`
 
 	Faults []Fault `json:"faults"`
 	// SteadyLag is the median pipeline lag before the first fault.
-	SteadyLag time.Duration
+	SteadyLag time.Duration `json:"-"`
 
 	Load        LoadTotals `json:"published"`
 	LoadSeconds float64    `json:"load_seconds"`

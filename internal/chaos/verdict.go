@@ -206,7 +206,7 @@ func (r *runner) judgeAlerts(ctx context.Context, js jetstream.JetStream, sum *S
 		}
 		idsPerTransition[d.transition()][d.ID] = true
 	}
-	sum.Alerts = AlertSummary{Transitions: events, Deliveries: len(ds), Notifications: len(perID)}
+	sum.Alerts = AlertSummary{Transitions: events, Deliveries: len(ds), Notifications: len(perID), NotifiedTwice: []string{}}
 	for id, n := range perID {
 		if n > 1 {
 			sum.Alerts.NotifiedTwice = append(sum.Alerts.NotifiedTwice, fmt.Sprintf("%s delivered %d times", id, n))
