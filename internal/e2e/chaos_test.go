@@ -79,7 +79,7 @@ func runChaos(t *testing.T, natsServers int) {
 		// Modest for a loaded 2-core machine running -race binaries.
 		Duration: 60 * time.Second, Devices: 30, Rate: 300, Processors: 2,
 		Warmup: 6 * time.Second, Quiet: 10 * time.Second,
-		MinGap: 3 * time.Second, MaxGap: 6 * time.Second, MaxDown: 4 * time.Second,
+		MinGap: 2 * time.Second, MaxGap: 4 * time.Second, MaxDown: 4 * time.Second,
 		// The harness's short windows; the idle grace covers the longest
 		// outage (a restart on a busy machine), as docs/decisions.md says.
 		Windows: []string{"2s", "10s"}, Lateness: 2 * time.Second, IdleGrace: 20 * time.Second,
