@@ -119,6 +119,23 @@ func TestDeployOnDevCluster(t *testing.T) {
 	c.checkPods()
 	c.reportMemory(memory)
 	t.Logf("task deploy to all ready: %s", deployTook.Round(100*time.Millisecond))
+
+	// 5. The NATS cluster of k3s-ha (three servers, R3 streams; overlays/devcluster-ha runs
+	// it on the one node): a fresh deploy, then a NATS server deleted mid-load.
+	c.kubectl("delete", "namespace", namespace, "--wait=true", "--timeout=180s")
+	t3 := time.Now()
+	out = c.run([]string{"OVERLAY=devcluster-ha", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "deploy")
+	c.save("deploy-ha.log", out)
+	t.Logf("task deploy OVERLAY=devcluster-ha: everything ready after %s", time.Since(t3).Round(100*time.Millisecond))
+	c.setup()
+	c.acked = 0
+	rep = c.loadWithFault("lg-ha", 1, []string{"-devices", "40", "-rate", "500", "-duration", "30s"}, 8*time.Second, func() {
+		t.Log("deleting pod nats-1 mid-load")
+		c.kubectl("-n", namespace, "delete", "pod", "nats-1", "--wait=false")
+	})
+	c.acked += rep.Totals.Acked
+	c.expectCounts("after a NATS server of three was deleted", 90*time.Second)
+	c.checkPods()
 }
 
 // run runs a command in the repository and returns its combined output; it fails the
