@@ -235,7 +235,10 @@ func secrets(ctx context.Context, k *Kube, nodes []Node) error {
 	}
 	var names []string
 	for _, e := range entries {
-		if !e.IsDir() {
+		// One folder per Secret, named edgeflow-*. Everything else stays on the
+		// workstation: above all ca/, the CA's private key, which must never
+		// reach the cluster (anyone who reads it could mint a broker certificate).
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "edgeflow-") {
 			continue
 		}
 		yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", e.Name(),
