@@ -58,7 +58,8 @@ func (h *Health) Ready(ctx context.Context) map[string]string {
 	return failed
 }
 
-// Handler serves /healthz, /readyz and /metrics.
+// Handler serves /healthz, /readyz and /metrics, and /debug/pprof/ when
+// EDGEFLOW_PPROF is true.
 func Handler(h *Health, reg *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -78,6 +79,9 @@ func Handler(h *Health, reg *prometheus.Registry) http.Handler {
 		_ = json.NewEncoder(w).Encode(map[string]any{"status": status, "failed": failed})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if pprofEnabled() {
+		handlePprof(mux)
+	}
 	return mux
 }
 
