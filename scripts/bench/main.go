@@ -74,7 +74,7 @@ func run() int {
 		bin        = flag.String("bin", filepath.Join(root, ".bin"), "where the built binaries are")
 		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
-		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060)")
+		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and saves their CPU and heap profiles of every step next to the report")
 		render     = flag.String("render", "", "run nothing: write the Markdown and SVG again from this JSON report, next to it")
 	)
 	flag.Parse()
@@ -119,7 +119,7 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	stack := &Stack{Dir: dir, Bin: *bin, Root: root}
+	stack := &Stack{Dir: dir, Bin: *bin, Root: root, Pprof: *pprofAddr != ""}
 	defer func() {
 		if err := stack.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -167,6 +167,14 @@ func run() int {
 
 	runner := &Runner{Stack: stack, Loadgen: loadgen, Dir: dir, Devices: *devices, Publishers: *publishers,
 		MaxLag: *maxLag, Settle: *settle}
+	if *pprofAddr != "" {
+		runner.Profiles = filepath.Join(*out, "profiles-"+res.StartedAt.Format("20060102-150405"))
+		if err := os.MkdirAll(runner.Profiles, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		logf("profiles of every step go to %s", runner.Profiles)
+	}
 	for i, rate := range rates {
 		if ctx.Err() != nil {
 			break

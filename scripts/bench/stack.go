@@ -40,6 +40,8 @@ type Stack struct {
 	NATSURL   string
 	InfluxURL string
 	Members   []*Member
+	// Pprof serves /debug/pprof/ on every service's HTTP address (EDGEFLOW_PPROF).
+	Pprof bool
 
 	nats *server.Server
 }
@@ -124,6 +126,9 @@ func (s *Stack) startService(ctx context.Context, name, kind string, env ...stri
 	if err != nil {
 		return nil, err
 	}
+	if s.Pprof {
+		env = append(env, "EDGEFLOW_PPROF=true")
+	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	p, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
 		Name: name, Bin: s.binary(name), Dir: filepath.Join(s.Dir, "logs"),
@@ -137,6 +142,9 @@ func (s *Stack) startService(ctx context.Context, name, kind string, env ...stri
 	})
 	if err != nil {
 		return nil, err
+	}
+	if s.Pprof {
+		logf("%s: pprof on http://%s/debug/pprof/", name, addr)
 	}
 	m := &Member{Name: name, Role: "service", PID: p.Pid(), MetricsURL: "http://" + addr + "/metrics", proc: p}
 	s.Members = append(s.Members, m)

@@ -126,6 +126,7 @@ type Runner struct {
 	Publishers int
 	MaxLag     time.Duration // longest acceptable drain after a step
 	Settle     time.Duration // longest wait for drains and window counts
+	Profiles   string        // with -pprof: where each step's CPU and heap profiles go; "" takes none
 
 	lastEnd time.Time
 }
@@ -151,6 +152,10 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	sampler := startSampler(r.Stack.Members, 500*time.Millisecond)
 	busy0, _ := machineBusy()
 	start := time.Now()
+	profiling := &sync.WaitGroup{}
+	if r.Profiles != "" {
+		profiling = profileStep(ctx, r.Stack.Members, r.Profiles, plan.Rate, plan.Duration)
+	}
 
 	rep, err := runLoadgen(ctx, r.Loadgen, r.Dir, Load{
 		Broker: r.Stack.MQTTURL, Devices: r.Devices, Publishers: r.Publishers, Rate: plan.Rate,
@@ -163,6 +168,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	}
 	end := time.Now()
 	busy1, _ := machineBusy()
+	profiling.Wait()
 	sampler.markEnd()
 	r.lastEnd = end
 	acked := rep.Totals.Acked
