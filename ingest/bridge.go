@@ -68,6 +68,10 @@ type delivery struct {
 	msgs     []*nats.Msg
 	futures  []jetstream.PubAckFuture
 	rejected bool
+	// Backing arrays for the usual one reading per message: msgs and
+	// futures need no allocations of their own.
+	oneMsg    [1]*nats.Msg
+	oneFuture [1]jetstream.PubAckFuture
 }
 
 // NewBridge returns a Bridge that buffers at most maxInFlight messages.
@@ -167,13 +171,14 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 func (b *Bridge) prepare(m mqtt.Message) *delivery {
 	now := b.now()
 	d := &delivery{mqtt: m, received: now}
+	d.msgs = d.oneMsg[:0]
 	readings, err := decode.Decode(m.Topic(), m.Payload(), now, b.limits)
 	if err != nil {
 		return b.reject(d, string(decode.ReasonOf(err)), err)
 	}
 	for i := range readings {
 		r := &readings[i]
-		data, err := r.Marshal()
+		data, err := marshalReading(r)
 		if err != nil { // cannot happen for a validated reading; never crash on it
 			return b.reject(&delivery{mqtt: m, received: now}, "internal", err)
 		}
@@ -201,7 +206,11 @@ func (b *Bridge) reject(d *delivery, reason string, err error) *delivery {
 // publish starts the asynchronous publishes of d, retrying while JetStream
 // refuses to take them (disconnected, too many pending).
 func (b *Bridge) publish(ctx context.Context, d *delivery) error {
-	d.futures = make([]jetstream.PubAckFuture, len(d.msgs))
+	if len(d.msgs) <= len(d.oneFuture) {
+		d.futures = d.oneFuture[:len(d.msgs)]
+	} else {
+		d.futures = make([]jetstream.PubAckFuture, len(d.msgs))
+	}
 	for i, msg := range d.msgs {
 		err := retry.Do(ctx, retry.Backoff{}, func(context.Context) error {
 			f, err := b.js.PublishMsgAsync(msg)
