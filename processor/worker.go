@@ -32,6 +32,7 @@ type Metrics struct {
 	Late         prometheus.Counter
 	OpenWindows  prometheus.Gauge
 	FlushLatency prometheus.Histogram
+	CloseDelay   prometheus.Histogram
 	Written      prometheus.Counter
 }
 
@@ -46,10 +47,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		FlushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeflow_processor_window_latency_seconds",
 			Help:    "From a window's end to its aggregate written in InfluxDB.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
+		// The window latency above includes the lateness by definition (a
+		// window may not close before a reading LATENESS past its end): this
+		// is the part the pipeline adds, what a window waits beyond that.
+		CloseDelay: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeflow_processor_window_close_delay_seconds",
+			Help:    "From a window's end plus the lateness (the earliest it may close) to its aggregate written in InfluxDB.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeflow_processor_points_written_total",
 			Help: "Points written to InfluxDB (raw and window)."}),
 	}
-	reg.MustRegister(m.Late, m.OpenWindows, m.FlushLatency, m.Written)
+	reg.MustRegister(m.Late, m.OpenWindows, m.FlushLatency, m.CloseDelay, m.Written)
 	return m
 }
 
@@ -341,7 +348,9 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	}
 	written := w.now()
 	for i := range closed {
-		w.metrics.FlushLatency.Observe(written.Sub(time.UnixMilli(closed[i].End)).Seconds())
+		end := time.UnixMilli(closed[i].End)
+		w.metrics.FlushLatency.Observe(written.Sub(end).Seconds())
+		w.metrics.CloseDelay.Observe(written.Sub(end.Add(w.cfg.Lateness)).Seconds())
 	}
 	if err := w.publish(ctx, closed); err != nil {
 		return err

@@ -20,6 +20,7 @@ const (
 	metricProcessorIn    = "edgeflow_processor_messages_in_total"
 	metricProcBacklog    = "edgeflow_processor_backlog"
 	metricWindowLatency  = "edgeflow_processor_window_latency_seconds"
+	metricCloseDelay     = "edgeflow_processor_window_close_delay_seconds"
 	metricIngestDropped  = "edgeflow_ingest_messages_dropped_total"
 	metricIngestDeadLets = "edgeflow_ingest_messages_deadlettered_total"
 	metricProcessorLate  = "edgeflow_processor_late_total"

@@ -66,14 +66,18 @@ type Step struct {
 	CountSeconds float64 `json:"count_seconds"`
 	// MachineCores is how many cores the whole machine kept busy while the
 	// load ran: this bench and any other work on it.
-	MachineCores   float64          `json:"machine_cores_during_load"`
-	IngestDeadLet  int64            `json:"ingest_deadlettered"`
-	ProcessorLate  int64            `json:"processor_late"`
-	AckP50Ms       float64          `json:"ack_latency_p50_ms"`
-	AckP99Ms       float64          `json:"ack_latency_p99_ms"`
-	AckP99Overflow bool             `json:"ack_latency_p99_beyond_buckets,omitempty"`
-	WindowP50S     float64          `json:"window_latency_p50_s"`
-	WindowP99S     float64          `json:"window_latency_p99_s"`
+	MachineCores   float64 `json:"machine_cores_during_load"`
+	IngestDeadLet  int64   `json:"ingest_deadlettered"`
+	ProcessorLate  int64   `json:"processor_late"`
+	AckP50Ms       float64 `json:"ack_latency_p50_ms"`
+	AckP99Ms       float64 `json:"ack_latency_p99_ms"`
+	AckP99Overflow bool    `json:"ack_latency_p99_beyond_buckets,omitempty"`
+	WindowP50S     float64 `json:"window_latency_p50_s"`
+	WindowP99S     float64 `json:"window_latency_p99_s"`
+	// CloseDelay is window end + lateness → written: what a window waits
+	// beyond the earliest its definition lets it close.
+	CloseDelayP50S float64          `json:"window_close_delay_p50_s"`
+	CloseDelayP99S float64          `json:"window_close_delay_p99_s"`
 	PublishP99Ms   float64          `json:"publish_puback_p99_ms"`
 	Usage          map[string]Usage `json:"usage"`
 	Pass           bool             `json:"pass"`
@@ -249,6 +253,8 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	s.AckP50Ms, s.AckP99Ms, s.AckP99Overflow = orNone(ack.Quantile(0.5)*1000), orNone(ack.Quantile(0.99)*1000), ack.Overflows(0.99)
 	win := procAtEnd.Histogram(metricWindowLatency).Sub(proc0.Histogram(metricWindowLatency))
 	s.WindowP50S, s.WindowP99S = orNone(win.Quantile(0.5)), orNone(win.Quantile(0.99))
+	delay := procAtEnd.Histogram(metricCloseDelay).Sub(proc0.Histogram(metricCloseDelay))
+	s.CloseDelayP50S, s.CloseDelayP99S = orNone(delay.Quantile(0.5)), orNone(delay.Quantile(0.99))
 	for name, u := range s.Usage {
 		if acked > 0 {
 			u.CPUPerMillion = u.CPUSeconds / float64(acked) * 1e6

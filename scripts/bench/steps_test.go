@@ -108,7 +108,7 @@ func TestParseSteps(t *testing.T) {
 }
 
 func TestEvaluateWithoutLatencyObservationsIsNotMet(t *testing.T) {
-	r := &Result{Raw: RawLeg{Rate: 10000}, Steps: []Step{{Rate: 5000, Pass: true, AckP99Ms: -1, WindowP99S: -1}}}
+	r := &Result{Raw: RawLeg{Rate: 10000}, Steps: []Step{{Rate: 5000, Pass: true, AckP99Ms: -1, WindowP99S: -1, CloseDelayP99S: -1}}}
 	r.evaluate()
 	for _, tg := range r.Targets {
 		if strings.Contains(tg.Name, "p99") && tg.Met {
