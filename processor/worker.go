@@ -137,7 +137,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			return ctx.Err()
 		}
 		wait := max(w.cfg.FlushInterval-w.now().Sub(w.lastFlush), 50*time.Millisecond)
-		batch, err := cons.Fetch(w.cfg.BatchSize, jetstream.FetchMaxWait(wait))
+		batch, err := cons.Fetch(w.cfg.FetchSize, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			// The ordered consumer gave up recreating itself (NATS away):
 			// start a new one from our own position once NATS answers.
@@ -303,7 +303,7 @@ func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
 func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	w.seq = meta.Sequence.Stream
 	w.metrics.In.Inc()
-	r, err := reading.Unmarshal(msg.Data())
+	r, err := decodeReading(msg.Data())
 	if err != nil {
 		w.deadLetter("invalid_reading", err.Error(), msg)
 		return

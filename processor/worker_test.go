@@ -122,6 +122,7 @@ func testWorker(t *testing.T, b *testBus, influxURL string) *worker {
 		ForgetAfter:   24 * time.Hour,
 		FlushInterval: 100 * time.Millisecond,
 		BatchSize:     1000,
+		FetchSize:     500,
 		PurgeInterval: time.Second,
 	}
 	in := NewInflux(cfg.Influx)
@@ -323,7 +324,7 @@ func TestCaughtUpIsMeasuredNotAssumed(t *testing.T) {
 func TestAbortedWorkerReturnsWhenIdle(t *testing.T) {
 	b := newTestBus(t)
 	cfg := Config{Windows: []time.Duration{time.Second}, Lateness: time.Second, IdleGrace: time.Second,
-		FlushInterval: 100 * time.Millisecond, BatchSize: 100, PurgeInterval: time.Second}
+		FlushInterval: 100 * time.Millisecond, BatchSize: 100, FetchSize: 50, PurgeInterval: time.Second}
 	w := &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, metrics: NewMetrics(prometheus.NewRegistry()),
 		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
 	ctx, cancel := context.WithCancel(context.Background())
