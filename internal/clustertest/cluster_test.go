@@ -115,9 +115,14 @@ func TestDeployOnDevCluster(t *testing.T) {
 	// 3. The dashboard, through kubectl port-forward, shows the devices.
 	c.checkDashboard()
 
-	// 4. Nothing restarted, nothing was OOM-killed; memory under load.
+	// 4. Nothing restarted, nothing was OOM-killed; memory under load; task status shows it.
 	c.checkPods()
 	c.reportMemory(memory)
+	status := c.run([]string{"OVERLAY=devcluster", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "status")
+	c.save("status.txt", status)
+	if !regexp.MustCompile(`(?m)^processor-\S+\s+1/1\s+Running\s+0\s+.*\d+\.\dMi`).MatchString(status) {
+		t.Errorf("task status shows no running processor with its memory:\n%s", status)
+	}
 	t.Logf("task deploy to all ready: %s", deployTook.Round(100*time.Millisecond))
 
 	// 5. The NATS cluster of k3s-ha (three servers, R3 streams; overlays/devcluster-ha runs
