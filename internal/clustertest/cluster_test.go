@@ -97,17 +97,23 @@ func TestDeployOnDevCluster(t *testing.T) {
 	c.expectCounts("after a processor pod was deleted", 90*time.Second)
 
 	// 2. A rolling update of the processors mid-load (task rollout: rebuild, load, roll),
-	// the pods' memory sampled meanwhile.
+	// then of ingest, the pods' memory sampled meanwhile.
 	stopSampling, memory := c.sampleMemory(5 * time.Second)
 	rep = c.loadWithFault("lg-b", 1_000_000, []string{"-devices", "40", "-rate", "500", "-duration", "75s"}, 5*time.Second, func() {
 		t2 := time.Now()
 		out := c.run([]string{"OVERLAY=devcluster", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "rollout", "--", "processor")
 		c.save("rollout.log", out)
 		t.Logf("task rollout -- processor: done in %s, under load", time.Since(t2).Round(100*time.Millisecond))
+		// Then ingest, one pod at a time: each keeps its broker session (its pod name)
+		// and acknowledges MQTT only after JetStream did.
+		t4 := time.Now()
+		c.kubectl("-n", namespace, "rollout", "restart", "statefulset/ingest")
+		c.kubectl("-n", namespace, "rollout", "status", "statefulset/ingest", "--timeout=180s")
+		t.Logf("ingest rolled (kubectl rollout restart) in %s, under load", time.Since(t4).Round(100*time.Millisecond))
 	})
 	stopSampling()
 	c.acked += rep.Totals.Acked
-	c.expectCounts("after a rolling update of the processors", 90*time.Second)
+	c.expectCounts("after rolling updates of the processors and of ingest", 90*time.Second)
 	if after := c.podsOf("processor"); len(after) != 2 || contains(after, pods[1]) {
 		t.Errorf("processor pods after the rollout %v, want two new ones (before: %v)", after, pods)
 	}

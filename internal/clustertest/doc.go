@@ -1,8 +1,8 @@
 // Package clustertest deploys edgeflow on a real Kubernetes cluster, the dev cluster of
 // scripts/devcluster, exactly as docs/operations.md tells a K3s user (go tool task
 // deploy, with OVERLAY=devcluster), and checks it end to end: exact window counts through
-// the MQTT NodePort while a processor pod is deleted and while the processors roll to a
-// new revision, the dashboard, no restarts and no OOM kills, the memory of every pod
+// the MQTT NodePort while a processor pod is deleted and while the processors, then the
+// ingest pods, roll to a new revision, the dashboard, no restarts and no OOM kills, the memory of every pod
 // under load, and a server-side dry run of every overlay. Last it deploys
 // overlays/devcluster-ha (the NATS cluster of overlays/k3s-ha: three servers, R3 streams)
 // and deletes a NATS server in the middle of a load: counts stay exact.
