@@ -34,7 +34,7 @@ type Influx struct {
 // NewInflux returns a writer; Ensure must succeed before the first write.
 func NewInflux(cfg InfluxConfig) *Influx {
 	opts := influxdb2.DefaultOptions().
-		SetPrecision(time.Millisecond).
+		SetPrecision(time.Nanosecond). // Batch writes ns: raw points carry RawOffset
 		SetHTTPRequestTimeout(uint(cfg.Timeout / time.Second)).
 		SetUseGZip(cfg.Gzip)
 	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)

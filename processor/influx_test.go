@@ -1,14 +1,21 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
 
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -41,10 +48,14 @@ func TestBatchFollowsTheSchema(t *testing.T) {
 	if b.Len() != 2 {
 		t.Fatalf("%d lines, want 2", b.Len())
 	}
-	if got, want := b.Lines(0, 1), "telemetry,device=t1,site=lab temperature=21.5 1732560000123\n"; got != want {
+	off := RawOffset(&r)
+	if off < 0 || off >= int64(time.Millisecond) {
+		t.Fatalf("raw offset %d outside the millisecond", off)
+	}
+	if got, want := b.Lines(0, 1), "telemetry,device=t1,site=lab temperature=21.5 "+strconv.FormatInt(1732560000123*1e6+off, 10)+"\n"; got != want {
 		t.Fatalf("raw line %q, want %q", got, want)
 	}
-	want := "telemetry_1m,device=t1,metric=temperature,site=lab count=3i,sum=6,min=1,max=3,mean=2,first=1,last=3e+21 1732560000000\n"
+	want := "telemetry_1m,device=t1,metric=temperature,site=lab count=3i,sum=6,min=1,max=3,mean=2,first=1,last=3e+21 1732560000000000000\n"
 	if got := b.Lines(1, 2); got != want {
 		t.Fatalf("window line %q, want %q", got, want)
 	}
@@ -53,8 +64,8 @@ func TestBatchFollowsTheSchema(t *testing.T) {
 	}
 	// The same line as the client library's own encoder writes.
 	p := write.NewPoint("telemetry", map[string]string{"site": "lab", "device": "t1"},
-		map[string]any{"temperature": 21.5}, time.UnixMilli(1732560000123))
-	if lib := write.PointToLineProtocol(p, time.Millisecond); lib != b.Lines(0, 1) {
+		map[string]any{"temperature": 21.5}, time.UnixMilli(1732560000123).Add(time.Duration(off)))
+	if lib := write.PointToLineProtocol(p, time.Nanosecond); lib != b.Lines(0, 1) {
 		t.Fatalf("library encodes %q, Batch %q", lib, b.Lines(0, 1))
 	}
 	b.Reset()
@@ -87,5 +98,47 @@ func BenchmarkBatchAddAggregate(b *testing.B) {
 			batch.Reset()
 		}
 		batch.AddAggregate(&a)
+	}
+}
+
+// Two readings of one device in the same millisecond are two raw points in a
+// real InfluxDB, not one overwriting the other; the same reading written
+// twice (a redelivery) stays one point.
+func TestRawReadingsInOneMillisecondAreAllKept(t *testing.T) {
+	p := startInflux(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := NewInflux(InfluxConfig{Config: influx.Config{URL: p.URL, Bucket: "w", Timeout: 10 * time.Second}})
+	defer f.Close()
+	if err := f.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seq := func(n uint64) *uint64 { return &n }
+	const ms = 1732560000123
+	readings := []reading.Reading{
+		{Site: "lab", Device: "t1", TS: ms, Seq: seq(1), DeviceTime: true, Metrics: map[string]float64{"temperature": 21.5}},
+		{Site: "lab", Device: "t1", TS: ms, Seq: seq(2), DeviceTime: true, Metrics: map[string]float64{"temperature": 21.5}},
+		{Site: "lab", Device: "t1", TS: ms, DeviceTime: true, Metrics: map[string]float64{"temperature": 22}},
+		{Site: "lab", Device: "t1", TS: ms, DeviceTime: true, Metrics: map[string]float64{"temperature": 23}},
+	}
+	var b Batch
+	for i := range readings {
+		b.AddReading(&readings[i])
+	}
+	b.AddReading(&readings[0]) // redelivered
+	if err := f.Write(ctx, b.Lines(0, b.Len())); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Write(ctx, b.Lines(0, 1)); err != nil { // and written again
+		t.Fatal(err)
+	}
+	resp, err := http.Get(p.URL + "/query?db=w&q=" + url.QueryEscape(`SELECT count(temperature) FROM telemetry`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"count"]`) || !strings.Contains(string(body), `,4]`) {
+		t.Fatalf("raw points: %s, want a count of 4", body)
 	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"math"
 	"strconv"
+	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -19,7 +21,8 @@ type Batch struct {
 }
 
 // AddReading appends a raw reading: measurement telemetry, tags site and
-// device, one float field per metric, time = device time (ms).
+// device, one float field per metric, time = device time (ms) plus a
+// sub-millisecond offset of the reading's own (RawOffset).
 func (b *Batch) AddReading(r *reading.Reading) {
 	b.buf = append(b.buf, MeasurementRaw...)
 	b.buf = append(b.buf, ",device="...)
@@ -34,7 +37,37 @@ func (b *Batch) AddReading(r *reading.Reading) {
 		b.buf = strconv.AppendFloat(b.buf, v, 'g', -1, 64)
 		sep = ','
 	}
-	b.endLine(r.TS)
+	b.endLine(r.TS*int64(time.Millisecond) + RawOffset(r))
+}
+
+// RawOffset is the nanoseconds a raw point adds to its device time. InfluxDB
+// keys a point by measurement, tags and time, so two readings of one device
+// in the same millisecond (a fast sensor, a burst after reconnecting) would
+// otherwise be one point, the second overwriting the first: accepted data
+// lost. The offset comes from the reading itself, so a redelivered reading
+// rewrites its own point (idempotent) and the millisecond is still the
+// device's: its sequence number modulo 10^6 when it sends one, else a hash
+// of its values (independent of map order).
+func RawOffset(r *reading.Reading) int64 {
+	const span = uint64(time.Millisecond)
+	if r.Seq != nil {
+		return int64(*r.Seq % span)
+	}
+	var h uint64
+	for name, v := range r.Metrics {
+		h += fnv64a(name) ^ math.Float64bits(v)
+	}
+	return int64(h % span)
+}
+
+// fnv64a is FNV-1a of s (hash/fnv's, without its allocation).
+func fnv64a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 // AddAggregate appends one line per metric of a closed window: measurement
@@ -58,7 +91,7 @@ func (b *Batch) AddAggregate(a *reading.Aggregate) {
 		b.field(",mean=", s.Mean)
 		b.field(",first=", s.First)
 		b.field(",last=", s.Last)
-		b.endLine(a.Start)
+		b.endLine(a.Start * int64(time.Millisecond))
 	}
 }
 
@@ -67,9 +100,10 @@ func (b *Batch) field(prefix string, v float64) {
 	b.buf = strconv.AppendFloat(b.buf, v, 'g', -1, 64)
 }
 
-func (b *Batch) endLine(ms int64) {
+// endLine ends a line with its time in nanoseconds (the writes' precision).
+func (b *Batch) endLine(ns int64) {
 	b.buf = append(b.buf, ' ')
-	b.buf = strconv.AppendInt(b.buf, ms, 10)
+	b.buf = strconv.AppendInt(b.buf, ns, 10)
 	b.buf = append(b.buf, '\n')
 	b.ends = append(b.ends, len(b.buf))
 }
