@@ -72,6 +72,7 @@ func run() int {
 		keepGoing  = flag.Bool("keep-going", false, "run every step even after one failed")
 		out        = flag.String("out", filepath.Join(root, "bench", "results"), "where the report goes")
 		bin        = flag.String("bin", filepath.Join(root, ".bin"), "where the built binaries are")
+		natsSync   = flag.String("nats-sync", "1s", "JetStream storage sync policy of the bench's NATS: an interval (1s, what task up and the clusters run; 2m is the server's default) or always (fsync before every acknowledgement)")
 		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
 		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and saves their CPU and heap profiles of every step next to the report")
@@ -119,7 +120,12 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	stack := &Stack{Dir: dir, Bin: *bin, Root: root, Pprof: *pprofAddr != ""}
+	syncEvery, syncAlways, err := parseSync(*natsSync)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -nats-sync:", err)
+		return 2
+	}
+	stack := &Stack{Dir: dir, Bin: *bin, Root: root, Pprof: *pprofAddr != "", SyncInterval: syncEvery, SyncAlways: syncAlways}
 	defer func() {
 		if err := stack.Stop(); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -134,7 +140,7 @@ func run() int {
 	res := &Result{
 		StartedAt: time.Now(), Machine: describeMachine(*note),
 		Settings: Settings{Devices: *devices, Publishers: *publishers, StepSeconds: stepDur.Seconds(), Rates: rates,
-			RawCount: *rawCount, MaxLagSecond: maxLag.Seconds(), Quick: *quick},
+			RawCount: *rawCount, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync},
 		IdleRSS: map[string]int64{}, Roles: map[string]string{},
 	}
 	logf("starting Mosquitto, NATS and InfluxDB under %s", dir)
@@ -246,4 +252,16 @@ func parseSteps(s string) ([]float64, error) {
 
 func logf(format string, a ...any) {
 	fmt.Printf("%s bench: %s\n", time.Now().Format("15:04:05"), fmt.Sprintf(format, a...))
+}
+
+// parseSync reads -nats-sync: "always", or a positive interval.
+func parseSync(v string) (time.Duration, bool, error) {
+	if v == "always" {
+		return 0, true, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, false, fmt.Errorf("%q: want always or a positive duration such as 1s", v)
+	}
+	return d, false, nil
 }

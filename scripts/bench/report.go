@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -52,6 +53,7 @@ type Settings struct {
 	RawCount     int64     `json:"raw_leg_count"`
 	MaxLagSecond float64   `json:"max_lag_seconds"`
 	Quick        bool      `json:"quick"`
+	NATSSync     string    `json:"nats_sync"`
 }
 
 // Machine says where the figures come from.
@@ -226,8 +228,8 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 		fmt.Fprintf(&b, " %s", m.Note)
 	}
 	st := r.Settings
-	fmt.Fprintf(&b, "\n\nLoad: QoS 1, %d devices over %d publisher connections, %.0f s per step%s.\n\n",
-		st.Devices, st.Publishers, st.StepSeconds, map[bool]string{true: " (quick mode: a smoke run, not a result)", false: ""}[st.Quick])
+	fmt.Fprintf(&b, "\n\nLoad: QoS 1, %d devices over %d publisher connections, %.0f s per step%s; NATS storage sync %s.\n\n",
+		st.Devices, st.Publishers, st.StepSeconds, map[bool]string{true: " (quick mode: a smoke run, not a result)", false: ""}[st.Quick], cmp.Or(st.NATSSync, "2m (server default)"))
 	fmt.Fprintf(&b, "**Sustained: %.0f msgs/s**, %.2f × the raw MQTT leg (%.0f msgs/s: %d of %d messages received by one paho subscriber in %.1f s).\n\n",
 		r.Sustained, r.Ratio, r.Raw.Rate, r.Raw.Received, r.Raw.Published, r.Raw.Seconds)
 

@@ -42,6 +42,9 @@ type Stack struct {
 	Members   []*Member
 	// Pprof serves /debug/pprof/ on every service's HTTP address (EDGEFLOW_PPROF).
 	Pprof bool
+	// SyncInterval and SyncAlways are NATS's storage sync policy (-nats-sync).
+	SyncInterval time.Duration
+	SyncAlways   bool
 
 	nats *server.Server
 }
@@ -58,7 +61,8 @@ func (s *Stack) binary(name string) string {
 // StartServers starts embedded NATS, Mosquitto from the shipped
 // configuration and InfluxDB 1.8.3.
 func (s *Stack) StartServers(ctx context.Context) error {
-	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats")})
+	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats"),
+		SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways})
 	if err != nil {
 		return err
 	}
