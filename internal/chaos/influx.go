@@ -2,65 +2,20 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/devenv"
 )
 
-var influxClient = &http.Client{Timeout: 10 * time.Second}
-
-// series is one series of an InfluxQL result.
-type series struct {
-	Tags   map[string]string `json:"tags"`
-	Values [][]any           `json:"values"`
-}
+// series is one series of an InfluxQL result (times in Unix milliseconds).
+type series = devenv.InfluxSeries
 
 // influxQL runs one query on the chaos database and returns its series
 // (times as Unix milliseconds).
 func influxQL(ctx context.Context, base, q string) ([]series, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/query",
-		strings.NewReader(url.Values{"db": {influxDatabase}, "q": {q}, "epoch": {"ms"}}.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := influxClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("influxql %q: %s: %s", q, resp.Status, body)
-	}
-	var out struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error  string   `json:"error"`
-			Series []series `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("influxql %q: %w", q, err)
-	}
-	if out.Error != "" {
-		return nil, fmt.Errorf("influxql %q: %s", q, out.Error)
-	}
-	if len(out.Results) == 0 {
-		return nil, nil
-	}
-	if out.Results[0].Error != "" {
-		return nil, fmt.Errorf("influxql %q: %s", q, out.Results[0].Error)
-	}
-	return out.Results[0].Series, nil
+	return devenv.InfluxDB{URL: base, Database: influxDatabase}.Query(ctx, q)
 }
 
 // number reads a value of a result row.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/devenv"
 )
 
 const (
@@ -309,40 +310,9 @@ func (c *cluster) loadWithFault(prefix string, seqStart int, args []string, afte
 
 // influxQL runs a query on the edgeflow database and returns the first value.
 func (c *cluster) influxQL(q string) (float64, error) {
-	req, err := http.NewRequest(http.MethodPost, c.influxURL+"/query", strings.NewReader(url.Values{"db": {"edgeflow"}, "q": {q}}.Encode()))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.SetBasicAuth(c.influxUser, c.influxPass)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: %s", resp.Status, body)
-	}
-	var out struct {
-		Results []struct {
-			Error  string `json:"error"`
-			Series []struct {
-				Values [][]any `json:"values"`
-			} `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return 0, err
-	}
-	if len(out.Results) == 0 || len(out.Results[0].Series) == 0 || len(out.Results[0].Series[0].Values) == 0 {
-		if len(out.Results) > 0 && out.Results[0].Error != "" {
-			return 0, fmt.Errorf("influxql: %s", out.Results[0].Error)
-		}
-		return 0, nil
-	}
-	v, _ := out.Results[0].Series[0].Values[0][1].(float64)
-	return v, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return devenv.InfluxDB{URL: c.influxURL, Database: "edgeflow", User: c.influxUser, Password: c.influxPass}.Scalar(ctx, q)
 }
 
 // expectCounts waits until every metric's 10 s windows count exactly the readings the

@@ -640,6 +640,22 @@ func TestInfluxDB(t *testing.T) {
 		t.Fatalf("after restart: %s", out)
 	}
 
+	// InfluxDB.Query and Scalar, what the tests and tools count with.
+	idb := InfluxDB{URL: p.URL, Database: db}
+	if n, err := idb.Scalar(ctx, `SELECT count(temperature) FROM telemetry`); err != nil || n != 1 {
+		t.Fatalf("Scalar(count) = %v, %v; want 1", n, err)
+	}
+	if n, err := idb.Scalar(ctx, `SELECT count(temperature) FROM nothing_written`); err != nil || n != 0 {
+		t.Fatalf("Scalar of no series = %v, %v; want 0, nil", n, err)
+	}
+	if _, err := idb.Scalar(ctx, `SELEKT 1`); err == nil {
+		t.Fatal("Scalar of a malformed query: no error")
+	}
+	ss, err := idb.Query(ctx, `SELECT last(temperature) FROM telemetry GROUP BY device`)
+	if err != nil || len(ss) != 1 || ss[0].Tags["device"] != "t1" || len(ss[0].Values) != 1 || ss[0].Values[0][0] != float64(1732560000123) {
+		t.Fatalf("Query = %+v, %v; want one series for t1 at 1732560000123 ms", ss, err)
+	}
+
 	pid := p.Pid()
 	began = time.Now()
 	if err := p.Stop(ctx); err != nil {

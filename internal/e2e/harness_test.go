@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -339,37 +336,9 @@ func (p *pipeline) loadgenWithFault(ctx context.Context, after time.Duration, fa
 // influxQL runs a query on the test's database and returns the first value
 // of the first series (0 when there is none).
 func (p *pipeline) influxQL(q string) (float64, error) {
-	resp, err := http.PostForm(p.influxURL+"/query", url.Values{"db": {p.db}, "q": {q}})
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return 0, fmt.Errorf("%s: %s", resp.Status, body)
-	}
-	var out struct {
-		Results []struct {
-			Error  string `json:"error"`
-			Series []struct {
-				Values [][]any `json:"values"`
-			} `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return 0, err
-	}
-	if len(out.Results) == 0 {
-		return 0, nil
-	}
-	if out.Results[0].Error != "" {
-		return 0, fmt.Errorf("influxql: %s", out.Results[0].Error)
-	}
-	if len(out.Results[0].Series) == 0 || len(out.Results[0].Series[0].Values) == 0 {
-		return 0, nil
-	}
-	v, _ := out.Results[0].Series[0].Values[0][1].(float64)
-	return v, nil
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return devenv.InfluxDB{URL: p.influxURL, Database: p.db}.Scalar(ctx, q)
 }
 
 // windowCount is the sum of the window counts of metric in one window size.

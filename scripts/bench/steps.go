@@ -2,15 +2,13 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math"
-	"net/http"
-	"net/url"
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/devenv"
 )
 
 // Verdict thresholds.
@@ -353,38 +351,6 @@ func (s *sampler) stop(load time.Duration) map[string]Usage {
 
 // influxCount runs an InfluxQL query returning one number (0 for no series).
 func influxCount(ctx context.Context, base, q string) (int64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/query",
-		nil)
-	if err != nil {
-		return 0, err
-	}
-	req.URL.RawQuery = url.Values{"db": {influxDatabase}, "q": {q}}.Encode()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("influx query: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("influx query %q: %s: %s", q, resp.Status, body)
-	}
-	var out struct {
-		Results []struct {
-			Error  string `json:"error"`
-			Series []struct {
-				Values [][]any `json:"values"`
-			} `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return 0, fmt.Errorf("influx query: %w", err)
-	}
-	if len(out.Results) == 0 || len(out.Results[0].Series) == 0 || len(out.Results[0].Series[0].Values) == 0 {
-		return 0, nil
-	}
-	if e := out.Results[0].Error; e != "" {
-		return 0, fmt.Errorf("influx query %q: %s", q, e)
-	}
-	v, _ := out.Results[0].Series[0].Values[0][1].(float64)
-	return int64(math.Round(v)), nil
+	v, err := devenv.InfluxDB{URL: base, Database: influxDatabase}.Scalar(ctx, q)
+	return int64(v), err
 }
