@@ -2,31 +2,24 @@ package main
 
 import (
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/edgeflow/edgeflow/internal/service/envtest"
 )
 
 func TestConfigRefusesWhatCannotWork(t *testing.T) {
-	for _, c := range []struct{ key, value, want string }{
-		{"EDGEFLOW_MQTT_URL", "http://broker", "EDGEFLOW_MQTT_URL"},
-		{"EDGEFLOW_MQTT_URL", "tcp://", "EDGEFLOW_MQTT_URL"},
-		{"EDGEFLOW_INGEST_TOPICS", "$share/g/sensors/#", "EDGEFLOW_INGEST_TOPICS"},
-		{"EDGEFLOW_INGEST_SHARE_GROUP", "a/b", "SHARE_GROUP"},
-		{"EDGEFLOW_INGEST_MAX_PAYLOAD", "10", "MAX_PAYLOAD"},
-		{"EDGEFLOW_INGEST_MAX_PAST", "2000h", "MAX_PAST"},
-		{"EDGEFLOW_INGEST_MAX_INFLIGHT", "0", "MAX_INFLIGHT"},
-		{"EDGEFLOW_NATS_URL", "", "EDGEFLOW_NATS_URL"},
-		{"EDGEFLOW_STREAM_REPLICAS", "2", "STREAM_REPLICAS"},
-		{"EDGEFLOW_INGEST_MAX_FUTURE", "soon", "MAX_FUTURE"},
-	} {
-		t.Run(c.key+"="+c.value, func(t *testing.T) {
-			t.Setenv(c.key, c.value)
-			_, err := LoadConfig()
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("LoadConfig() = %v, want an error naming %s", err, c.want)
-			}
-		})
-	}
+	envtest.ExpectRefused(t, nil, []envtest.Refused{
+		{Env: map[string]string{"EDGEFLOW_MQTT_URL": "http://broker"}, Want: "EDGEFLOW_MQTT_URL"},
+		{Env: map[string]string{"EDGEFLOW_MQTT_URL": "tcp://"}, Want: "EDGEFLOW_MQTT_URL"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_TOPICS": "$share/g/sensors/#"}, Want: "EDGEFLOW_INGEST_TOPICS"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_SHARE_GROUP": "a/b"}, Want: "SHARE_GROUP"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_MAX_PAYLOAD": "10"}, Want: "MAX_PAYLOAD"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_MAX_PAST": "2000h"}, Want: "MAX_PAST"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_MAX_INFLIGHT": "0"}, Want: "MAX_INFLIGHT"},
+		{Env: map[string]string{"EDGEFLOW_NATS_URL": ""}, Want: "EDGEFLOW_NATS_URL"},
+		{Env: map[string]string{"EDGEFLOW_STREAM_REPLICAS": "2"}, Want: "STREAM_REPLICAS"},
+		{Env: map[string]string{"EDGEFLOW_INGEST_MAX_FUTURE": "soon"}, Want: "MAX_FUTURE"},
+	}, func() error { _, err := LoadConfig(); return err })
 }
 
 func TestFiltersAddTheShareGroup(t *testing.T) {

@@ -1,36 +1,23 @@
 package main
 
 import (
-	"strings"
 	"testing"
+
+	"github.com/edgeflow/edgeflow/internal/service/envtest"
 )
 
 func TestConfigRefusesWhatCannotWork(t *testing.T) {
-	for _, c := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"EDGEFLOW_NOTIFIER_ID": "a.b"}, "EDGEFLOW_NOTIFIER_ID"},
-		{map[string]string{"EDGEFLOW_RULES": ""}, "EDGEFLOW_RULES"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_TICK": "1ms"}, "EDGEFLOW_NOTIFIER_TICK"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_FAILOVER": "1s"}, "EDGEFLOW_NOTIFIER_FAILOVER"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_RULES_POLL": "1h"}, "EDGEFLOW_NOTIFIER_RULES_POLL"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_QUEUE_MAX_BYTES": "1000"}, "QUEUE_MAX_BYTES"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_DRAIN_TIMEOUT": "0s"}, "DRAIN_TIMEOUT"},
-		{map[string]string{"EDGEFLOW_STREAM_REPLICAS": "2"}, "EDGEFLOW_STREAM_REPLICAS"},
-		{map[string]string{"EDGEFLOW_NOTIFIER_TICK": "soon"}, "NOTIFIER_TICK"},
-	} {
-		t.Run(c.want, func(t *testing.T) {
-			t.Setenv("EDGEFLOW_NOTIFIER_ID", "n1")
-			for k, v := range c.env {
-				t.Setenv(k, v)
-			}
-			_, err := LoadConfig()
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("LoadConfig() = %v, want an error naming %s", err, c.want)
-			}
-		})
-	}
+	envtest.ExpectRefused(t, map[string]string{"EDGEFLOW_NOTIFIER_ID": "n1"}, []envtest.Refused{
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_ID": "a.b"}, Want: "EDGEFLOW_NOTIFIER_ID"},
+		{Env: map[string]string{"EDGEFLOW_RULES": ""}, Want: "EDGEFLOW_RULES"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_TICK": "1ms"}, Want: "EDGEFLOW_NOTIFIER_TICK"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_FAILOVER": "1s"}, Want: "EDGEFLOW_NOTIFIER_FAILOVER"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_RULES_POLL": "1h"}, Want: "EDGEFLOW_NOTIFIER_RULES_POLL"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_QUEUE_MAX_BYTES": "1000"}, Want: "QUEUE_MAX_BYTES"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_DRAIN_TIMEOUT": "0s"}, Want: "DRAIN_TIMEOUT"},
+		{Env: map[string]string{"EDGEFLOW_STREAM_REPLICAS": "2"}, Want: "EDGEFLOW_STREAM_REPLICAS"},
+		{Env: map[string]string{"EDGEFLOW_NOTIFIER_TICK": "soon"}, Want: "NOTIFIER_TICK"},
+	}, func() error { _, err := LoadConfig(); return err })
 	t.Setenv("EDGEFLOW_NOTIFIER_ID", "n1")
 	c, err := LoadConfig()
 	if err != nil {

@@ -114,3 +114,30 @@ var seedValues = []string{
 	strings.Repeat("A", 4096),
 	"super-secret-token-value-0123456789",
 }
+
+// Refused is one configuration a service must refuse: the variables set,
+// and a part of the error (usually the variable's name) that tells the
+// operator what to fix.
+type Refused struct {
+	Env  map[string]string
+	Want string
+}
+
+// ExpectRefused sets base and then each case's variables, and checks that
+// load refuses each case with an error containing its Want.
+func ExpectRefused(t *testing.T, base map[string]string, cases []Refused, load func() error) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Want, func(t *testing.T) {
+			for k, v := range base {
+				t.Setenv(k, v)
+			}
+			for k, v := range c.Env {
+				t.Setenv(k, v)
+			}
+			if err := load(); err == nil || !strings.Contains(err.Error(), c.Want) {
+				t.Fatalf("load() = %v, want an error naming %s", err, c.Want)
+			}
+		})
+	}
+}
