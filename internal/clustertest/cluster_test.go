@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/kube"
 )
 
 const (
@@ -467,15 +468,10 @@ func (c *cluster) checkPods() {
 	c.t.Logf("%d pods: no restarts, no OOM kills", len(list.Items))
 }
 
-type podMemory struct {
-	WorkingSet uint64 `json:"working_set_bytes"`
-	RSS        uint64 `json:"rss_bytes"`
-}
-
 // sampleMemory reads every pod's memory every interval until stop is called, keeping
 // each pod's highest RSS and working set.
-func (c *cluster) sampleMemory(every time.Duration) (stop func(), peak map[string]podMemory) {
-	peak = map[string]podMemory{}
+func (c *cluster) sampleMemory(every time.Duration) (stop func(), peak map[string]kube.PodStats) {
+	peak = map[string]kube.PodStats{}
 	done, finished := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(finished)
@@ -500,7 +496,7 @@ func (c *cluster) sampleMemory(every time.Duration) (stop func(), peak map[strin
 }
 
 // memory reads every edgeflow pod's memory from the kubelet's summary API.
-func (c *cluster) memory() (map[string]podMemory, error) {
+func (c *cluster) memory() (map[string]kube.PodStats, error) {
 	kubectl := func(args ...string) ([]byte, error) {
 		cmd := exec.Command("kubectl", args...)
 		cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig)
@@ -511,31 +507,17 @@ func (c *cluster) memory() (map[string]podMemory, error) {
 		return nil, err
 	}
 	node := strings.TrimSpace(string(out))
-	var s struct {
-		Pods []struct {
-			PodRef struct{ Name, Namespace string } `json:"podRef"`
-			Memory struct {
-				WorkingSetBytes uint64 `json:"workingSetBytes"`
-				RSSBytes        uint64 `json:"rssBytes"`
-			} `json:"memory"`
-		} `json:"pods"`
-	}
-	if out, err = kubectl("get", "--raw", "/api/v1/nodes/"+node+"/proxy/stats/summary"); err != nil {
+	if out, err = kubectl("get", "--raw", kube.SummaryPath(node)); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(out, &s); err != nil {
+	s, err := kube.ParseSummary(out)
+	if err != nil {
 		return nil, err
 	}
-	m := map[string]podMemory{}
-	for _, p := range s.Pods {
-		if p.PodRef.Namespace == namespace {
-			m[p.PodRef.Name] = podMemory{WorkingSet: p.Memory.WorkingSetBytes, RSS: p.Memory.RSSBytes}
-		}
-	}
-	return m, nil
+	return s.InNamespace(namespace), nil
 }
 
-func (c *cluster) reportMemory(m map[string]podMemory) {
+func (c *cluster) reportMemory(m map[string]kube.PodStats) {
 	if len(m) == 0 {
 		return
 	}

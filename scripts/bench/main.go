@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/procstat"
 )
 
 // Defaults of the flags.
@@ -166,7 +167,7 @@ func run() int {
 	time.Sleep(5 * time.Second) // let start-up allocations settle before the idle reading
 	for _, m := range stack.Members {
 		res.Roles[m.Name] = m.Role
-		if p, err := readProc(m.PID); err == nil {
+		if p, err := procstat.Read(m.PID); err == nil {
 			res.IdleRSS[m.Name] = p.RSSBytes
 		}
 	}

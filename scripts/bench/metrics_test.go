@@ -108,18 +108,3 @@ edgeflow_ingest_ack_latency_seconds_count 10
 		t.Errorf("p50 %v", got)
 	}
 }
-
-func TestParseStat(t *testing.T) {
-	// Field 2 may hold spaces and parentheses.
-	stat := "4242 (proc (x) y) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 1000 123456789 2560 18446744073709551615"
-	p, err := parseStat([]byte(stat), 4096)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.CPUSeconds != 3 || p.RSSBytes != 2560*4096 {
-		t.Errorf("got %+v, want 3 s and %d bytes", p, 2560*4096)
-	}
-	if _, err := parseStat([]byte("1 (x) S 1"), 4096); err == nil {
-		t.Error("short stat: no error")
-	}
-}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/procstat"
 )
 
 // Verdict thresholds.
@@ -152,7 +153,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		return Step{}, err
 	}
 	sampler := startSampler(r.Stack.Members, 500*time.Millisecond)
-	busy0, _ := machineBusy()
+	busy0, _ := procstat.MachineBusy()
 	start := time.Now()
 	profiling := &sync.WaitGroup{}
 	if r.Profiles != "" {
@@ -169,7 +170,7 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		return Step{}, err
 	}
 	end := time.Now()
-	busy1, _ := machineBusy()
+	busy1, _ := procstat.MachineBusy()
 	profiling.Wait()
 	sampler.markEnd()
 	r.lastEnd = end
@@ -281,20 +282,20 @@ type sampler struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	sample func()
-	first  map[string]ProcSample
-	last   map[string]ProcSample
-	atEnd  map[string]ProcSample // when the load ended
+	first  map[string]procstat.Sample
+	last   map[string]procstat.Sample
+	atEnd  map[string]procstat.Sample // when the load ended
 	max    map[string]int64
 }
 
 func startSampler(members []*Member, every time.Duration) *sampler {
-	s := &sampler{done: make(chan struct{}), first: map[string]ProcSample{}, last: map[string]ProcSample{},
-		atEnd: map[string]ProcSample{}, max: map[string]int64{}}
+	s := &sampler{done: make(chan struct{}), first: map[string]procstat.Sample{}, last: map[string]procstat.Sample{},
+		atEnd: map[string]procstat.Sample{}, max: map[string]int64{}}
 	sample := func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		for _, m := range members {
-			p, err := readProc(m.PID)
+			p, err := procstat.Read(m.PID)
 			if err != nil {
 				continue
 			}

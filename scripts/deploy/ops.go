@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/edgeflow/edgeflow/internal/kube"
 )
 
 // down deletes the namespace: every workload, Secret and volume of edgeflow.
@@ -38,7 +40,7 @@ func status(ctx context.Context, k *Kube) error {
 	if err != nil {
 		return err
 	}
-	mem := map[string]PodMemory{}
+	mem := map[string]kube.PodStats{}
 	for _, n := range nodes {
 		m, err := k.PodMemory(ctx, n.Name)
 		if err != nil {
@@ -131,37 +133,18 @@ func (k *Kube) pods(ctx context.Context) ([]Pod, error) {
 	return pods, nil
 }
 
-// PodMemory is a pod's memory as the kubelet measures it (cgroup), in bytes.
-type PodMemory struct {
-	WorkingSet, RSS uint64
-}
-
 // PodMemory reads the kubelet's summary API of a node (through the API server) and
-// returns the memory of the edgeflow pods on it.
-func (k *Kube) PodMemory(ctx context.Context, node string) (map[string]PodMemory, error) {
-	out, err := k.Output(ctx, "get", "--raw", "/api/v1/nodes/"+node+"/proxy/stats/summary")
+// returns the usage of the edgeflow pods on it.
+func (k *Kube) PodMemory(ctx context.Context, node string) (map[string]kube.PodStats, error) {
+	out, err := k.Output(ctx, "get", "--raw", kube.SummaryPath(node))
 	if err != nil {
 		return nil, err
 	}
-	var s struct {
-		Pods []struct {
-			PodRef struct{ Name, Namespace string } `json:"podRef"`
-			Memory struct {
-				WorkingSetBytes uint64 `json:"workingSetBytes"`
-				RSSBytes        uint64 `json:"rssBytes"`
-			} `json:"memory"`
-		} `json:"pods"`
-	}
-	if err := json.Unmarshal([]byte(out), &s); err != nil {
+	s, err := kube.ParseSummary([]byte(out))
+	if err != nil {
 		return nil, err
 	}
-	m := map[string]PodMemory{}
-	for _, p := range s.Pods {
-		if p.PodRef.Namespace == Namespace {
-			m[p.PodRef.Name] = PodMemory{WorkingSet: p.Memory.WorkingSetBytes, RSS: p.Memory.RSSBytes}
-		}
-	}
-	return m, nil
+	return s.InNamespace(Namespace), nil
 }
 
 // logs shows the logs of every pod of a workload, prefixed with the pod name; further

@@ -1,4 +1,8 @@
-package main
+// Package procstat reads what Linux's /proc says a process (or the whole
+// machine) has used: resident memory and CPU time. The bench and the
+// footprint measurement sample our services and the cluster's components
+// with it.
+package procstat
 
 import (
 	"bytes"
@@ -13,55 +17,55 @@ import (
 // user ABI whatever CONFIG_HZ is).
 const clockTicks = 100
 
-// ProcSample is a process's resident memory and CPU time at one moment.
-type ProcSample struct {
+// Sample is a process's resident memory and CPU time at one moment.
+type Sample struct {
 	RSSBytes   int64
 	CPUSeconds float64
 }
 
-// readProc reads RSS and user+system CPU time of pid from /proc.
-func readProc(pid int) (ProcSample, error) {
+// Read reads RSS and user+system CPU time of pid from /proc.
+func Read(pid int) (Sample, error) {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return ProcSample{}, err
+		return Sample{}, err
 	}
-	return parseStat(stat, os.Getpagesize())
+	return Parse(stat, os.Getpagesize())
 }
 
-// parseStat reads utime (field 14), stime (15) and rss (24, in pages) from
+// Parse reads utime (field 14), stime (15) and rss (24, in pages) from
 // the contents of /proc/<pid>/stat. The command name (field 2) may hold
 // spaces and parentheses, so fields are counted after its last ')'.
-func parseStat(stat []byte, pageSize int) (ProcSample, error) {
+func Parse(stat []byte, pageSize int) (Sample, error) {
 	i := bytes.LastIndexByte(stat, ')')
 	if i < 0 {
-		return ProcSample{}, fmt.Errorf("parse /proc stat: no command name")
+		return Sample{}, fmt.Errorf("parse /proc stat: no command name")
 	}
 	f := strings.Fields(string(stat[i+1:])) // f[0] is field 3 (state)
 	if len(f) < 22 {
-		return ProcSample{}, fmt.Errorf("parse /proc stat: %d fields", len(f)+2)
+		return Sample{}, fmt.Errorf("parse /proc stat: %d fields", len(f)+2)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	rss, err3 := strconv.ParseInt(f[21], 10, 64)
 	if err1 != nil || err2 != nil || err3 != nil {
-		return ProcSample{}, fmt.Errorf("parse /proc stat: utime %q stime %q rss %q", f[11], f[12], f[21])
+		return Sample{}, fmt.Errorf("parse /proc stat: utime %q stime %q rss %q", f[11], f[12], f[21])
 	}
-	return ProcSample{RSSBytes: rss * int64(pageSize), CPUSeconds: float64(utime+stime) / clockTicks}, nil
+	return Sample{RSSBytes: rss * int64(pageSize), CPUSeconds: float64(utime+stime) / clockTicks}, nil
 }
 
-// machineBusy returns the CPU time all cores spent not idle (user, nice,
+// MachineBusy returns the CPU time all cores spent not idle (user, nice,
 // system, irq, softirq, steal; not idle or iowait), in seconds, from the
 // first line of /proc/stat: with the wall time it shows how busy the whole
 // machine was, other work included.
-func machineBusy() (float64, error) {
+func MachineBusy() (float64, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err
 	}
-	return parseMachineBusy(b)
+	return ParseMachineBusy(b)
 }
 
-func parseMachineBusy(stat []byte) (float64, error) {
+func ParseMachineBusy(stat []byte) (float64, error) {
 	line, _, _ := bytes.Cut(stat, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 9 || f[0] != "cpu" {
