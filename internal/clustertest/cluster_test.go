@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/footprint"
 	"github.com/edgeflow/edgeflow/internal/kube"
 )
 
@@ -119,6 +120,9 @@ func TestDeployOnDevCluster(t *testing.T) {
 	if after := c.podsOf("processor"); len(after) != 2 || contains(after, pods[1]) {
 		t.Errorf("processor pods after the rollout %v, want two new ones (before: %v)", after, pods)
 	}
+
+	// task footprint's measurement finds every component and every pod.
+	c.checkFootprint()
 
 	// 3. The dashboard, through kubectl port-forward, shows the devices.
 	c.checkDashboard()
@@ -533,6 +537,79 @@ func (c *cluster) reportMemory(m map[string]kube.PodStats) {
 	c.t.Logf("peak memory of each pod under load (kubelet summary API, sampled every 5s):\n%s", b.String())
 	data, _ := json.MarshalIndent(m, "", "  ")
 	c.save("memory.json", string(data))
+}
+
+// checkFootprint takes three snapshots as task footprint does and checks
+// that every upstream component, the shims, CoreDNS and every edgeflow pod
+// are found in /proc with their memory and CPU time.
+func (c *cluster) checkFootprint() {
+	c.t.Helper()
+	pids, err := footprint.ReadPIDFiles(filepath.Join(devClusterDir(), "run", "pids"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	s := &footprint.Sampler{PIDs: pids, Pods: footprint.PodsFromAPI(c.kubeconfig)}
+	var snaps []footprint.Snapshot
+	for range 3 {
+		snap, err := s.Snapshot()
+		if err != nil {
+			c.t.Fatalf("footprint: %v", err)
+		}
+		snaps = append(snaps, snap)
+		time.Sleep(time.Second)
+	}
+	stats := footprint.Summarise(snaps)
+	var md strings.Builder
+	footprint.WriteMarkdown(&md, []footprint.Phase{{Name: "after the rollouts", Duration: 2 * time.Second, Samples: 3, Stats: stats}})
+	c.save("footprint.md", md.String())
+	found := map[string]footprint.Stat{}
+	for _, st := range stats {
+		found[st.Name] = st
+		if st.PeakPSS <= 0 || st.PeakPSS > st.PeakRSS || st.Procs == 0 {
+			c.t.Errorf("footprint of %s: %+v", st.Name, st)
+		}
+	}
+	want := []string{footprint.Shims}
+	for _, comp := range footprint.Components {
+		want = append(want, comp.Name)
+	}
+	// Every running pod that is not on its way out (a rollout's old pods may
+	// still be shutting down).
+	var pods struct {
+		Items []struct {
+			Metadata struct {
+				Name              string  `json:"name"`
+				DeletionTimestamp *string `json:"deletionTimestamp"`
+			} `json:"metadata"`
+			Status struct{ Phase string } `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(c.kubectl("-n", namespace, "get", "pods", "-o", "json")), &pods); err != nil {
+		c.t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Status.Phase == "Running" && p.Metadata.DeletionTimestamp == nil {
+			want = append(want, p.Metadata.Name)
+		}
+	}
+	if len(want) < 1+len(footprint.Components)+9 {
+		c.t.Errorf("footprint: only %d components and pods to look for: %v", len(want), want)
+	}
+	for _, w := range want {
+		if _, ok := found[w]; !ok {
+			c.t.Errorf("footprint found no %s", w)
+		}
+	}
+	coredns := false
+	for _, st := range stats {
+		coredns = coredns || (st.Namespace == "kube-system" && footprint.Workload(st.Name) == "coredns")
+	}
+	if !coredns {
+		c.t.Error("footprint found no CoreDNS pod")
+	}
+	if c.t.Failed() {
+		c.t.Logf("footprint:\n%s", md.String())
+	}
 }
 
 func tail(s string, n int) string {

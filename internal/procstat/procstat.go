@@ -83,3 +83,52 @@ func ParseMachineBusy(stat []byte) (float64, error) {
 	}
 	return float64(busy) / clockTicks, nil
 }
+
+// Memory is a process's resident memory two ways: RSS counts every page it
+// maps, shared ones (a binary's text, libraries) in full for each process
+// that maps them; PSS divides each shared page among its sharers, so the PSS
+// of several processes adds up to what they take together.
+type Memory struct {
+	RSSBytes, PSSBytes int64
+}
+
+// ReadMemory reads /proc/<pid>/smaps_rollup (Linux 4.14 and later; another
+// user's process needs root).
+func ReadMemory(pid int) (Memory, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return Memory{}, err
+	}
+	return ParseSmapsRollup(b)
+}
+
+// ParseSmapsRollup reads the Rss and Pss lines (in kB) of smaps_rollup.
+func ParseSmapsRollup(b []byte) (Memory, error) {
+	var m Memory
+	var seen int
+	for line := range strings.Lines(string(b)) {
+		f := strings.Fields(line)
+		if len(f) != 3 || f[2] != "kB" {
+			continue
+		}
+		var dst *int64
+		switch f[0] {
+		case "Rss:":
+			dst = &m.RSSBytes
+		case "Pss:":
+			dst = &m.PSSBytes
+		default:
+			continue
+		}
+		kb, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			return Memory{}, fmt.Errorf("parse smaps_rollup: %q", strings.TrimSpace(line))
+		}
+		*dst = kb << 10
+		seen++
+	}
+	if seen != 2 {
+		return Memory{}, fmt.Errorf("parse smaps_rollup: no Rss and Pss lines")
+	}
+	return m, nil
+}

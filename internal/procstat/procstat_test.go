@@ -1,6 +1,9 @@
 package procstat
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 func TestParseMachineBusy(t *testing.T) {
 	stat := "cpu  1000 50 300 9000 200 10 20 5 0 0\ncpu0 500 25 150 4500 100 5 10 3 0 0\n"
@@ -29,5 +32,34 @@ func TestParseStat(t *testing.T) {
 	}
 	if _, err := Parse([]byte("1 (x) S 1"), 4096); err == nil {
 		t.Error("short stat: no error")
+	}
+}
+
+func TestParseSmapsRollup(t *testing.T) {
+	in := "5652390af000-7ffc55744000 ---p 00000000 00:00 0                          [rollup]\n" +
+		"Rss:                1744 kB\nPss:                 299 kB\nPss_Dirty:           116 kB\nShared_Clean:       1440 kB\n"
+	m, err := ParseSmapsRollup([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.RSSBytes != 1744<<10 || m.PSSBytes != 299<<10 {
+		t.Errorf("got %+v", m)
+	}
+	if _, err := ParseSmapsRollup([]byte("Rss: 10 kB\n")); err == nil {
+		t.Error("no Pss line: no error")
+	}
+}
+
+func TestReadOwnProcess(t *testing.T) {
+	m, err := ReadMemory(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Read(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PSSBytes <= 0 || m.PSSBytes > m.RSSBytes || s.RSSBytes <= 0 {
+		t.Errorf("this test process: %+v %+v", m, s)
 	}
 }
