@@ -1,8 +1,9 @@
 // Package manifests holds no Go code: its test renders every overlay with kustomize
 // (kubectl kustomize) and checks what every cluster relies on, in a few seconds:
 // hardened pods, probes, resources with GOMEMLIMIT inside the memory limit, disruption
-// budgets, the Secrets' keys, the network policies. internal/clustertest deploys the
-// devcluster overlay on a real cluster.
+// budgets, the Secrets' keys, the network policies, and that components/edge-agents
+// (PLACEMENT=edge) places every workload. internal/clustertest deploys the devcluster
+// overlay on a real cluster.
 package manifests
 
 import (
@@ -11,9 +12,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -74,10 +77,23 @@ type PodSpec struct {
 		} `yaml:"seccompProfile"`
 	} `yaml:"securityContext"`
 	TopologySpreadConstraints []struct {
-		TopologyKey string `yaml:"topologyKey"`
+		TopologyKey       string `yaml:"topologyKey"`
+		WhenUnsatisfiable string `yaml:"whenUnsatisfiable"`
 	} `yaml:"topologySpreadConstraints"`
-	Containers []Container `yaml:"containers"`
-	Volumes    []struct {
+	Affinity struct {
+		PodAntiAffinity struct {
+			Required []struct {
+				TopologyKey   string `yaml:"topologyKey"`
+				LabelSelector struct {
+					MatchLabels map[string]string `yaml:"matchLabels"`
+				} `yaml:"labelSelector"`
+			} `yaml:"requiredDuringSchedulingIgnoredDuringExecution"`
+		} `yaml:"podAntiAffinity"`
+	} `yaml:"affinity"`
+	NodeSelector map[string]string `yaml:"nodeSelector"`
+	Tolerations  []Toleration      `yaml:"tolerations"`
+	Containers   []Container       `yaml:"containers"`
+	Volumes      []struct {
 		Name     string    `yaml:"name"`
 		EmptyDir *struct{} `yaml:"emptyDir"`
 		HostPath *struct{} `yaml:"hostPath"`
@@ -88,6 +104,15 @@ type PodSpec struct {
 			} `yaml:"items"`
 		} `yaml:"secret"`
 	} `yaml:"volumes"`
+}
+
+// Toleration is one of a pod template's tolerations.
+type Toleration struct {
+	Key               string `yaml:"key"`
+	Operator          string `yaml:"operator"`
+	Value             string `yaml:"value"`
+	Effect            string `yaml:"effect"`
+	TolerationSeconds *int   `yaml:"tolerationSeconds"`
 }
 
 // Container is a container of a pod template.
@@ -127,6 +152,12 @@ type Container struct {
 // Render runs kustomize on an overlay and decodes every object.
 func Render(t testing.TB, overlay string) []Object {
 	t.Helper()
+	return decode[Object](t, "overlays/"+overlay, kustomize(t, filepath.Join("overlays", overlay)))
+}
+
+// kustomize renders the kustomization in dir with kubectl's built-in kustomize.
+func kustomize(t testing.TB, dir string) []byte {
+	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
 		// The dev cluster kit's own, when a machine has no kubectl (go tool task devcluster:up).
@@ -135,22 +166,28 @@ func Render(t testing.TB, overlay string) []Object {
 			t.Fatalf("kubectl is needed to render the overlays (its built-in kustomize); none on PATH nor %s", kubectl)
 		}
 	}
-	cmd := exec.Command(kubectl, "kustomize", filepath.Join("overlays", overlay))
+	cmd := exec.Command(kubectl, "kustomize", dir)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl kustomize overlays/%s: %v\n%s", overlay, err, stderr.String())
+		t.Fatalf("kubectl kustomize %s: %v\n%s", dir, err, stderr.String())
 	}
-	var objs []Object
-	dec := yaml.NewDecoder(&out)
+	return out.Bytes()
+}
+
+// decode decodes every YAML document of a rendering (of what).
+func decode[T any](t testing.TB, what string, data []byte) []T {
+	t.Helper()
+	var objs []T
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	for {
-		var o Object
+		var o T
 		err := dec.Decode(&o)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			t.Fatalf("overlays/%s: %v", overlay, err)
+			t.Fatalf("%s: %v", what, err)
 		}
 		objs = append(objs, o)
 	}
@@ -392,5 +429,129 @@ func TestRulesAreTheRepositorys(t *testing.T) {
 	}
 	if !bytes.Equal(a, b) {
 		t.Error("manifests/base/notifier/rules.yaml differs from rules.yaml: cp rules.yaml manifests/base/notifier/rules.yaml")
+	}
+}
+
+// EdgeSelector and EdgeToleration are the convention of components/edge-agents: edge
+// agents carry the label edgeflow.io/edge=true and may carry the taint
+// edgeflow.io/edge=true:NoSchedule.
+var (
+	EdgeSelector   = map[string]string{"edgeflow.io/edge": "true"}
+	EdgeToleration = Toleration{Key: "edgeflow.io/edge", Operator: "Equal", Value: "true", Effect: "NoSchedule"}
+)
+
+// RenderWith renders an overlay with components added, as `task deploy PLACEMENT=edge`
+// does: a kustomization in a temporary folder with the overlay as its resource and the
+// components (manifests/components/<name>) by relative path (kustomize refuses absolute
+// ones). It returns the objects decoded twice: typed, and as plain maps.
+func RenderWith(t *testing.T, overlay string, components ...string) ([]Object, []map[string]any) {
+	t.Helper()
+	dir := t.TempDir()
+	rel := func(p string) string {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := filepath.Rel(dir, abs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.ToSlash(r)
+	}
+	k := "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - " + rel(filepath.Join("overlays", overlay)) + "\ncomponents:\n"
+	for _, c := range components {
+		k += "  - " + rel(filepath.Join("components", c)) + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := kustomize(t, dir)
+	what := fmt.Sprintf("overlays/%s with %v", overlay, components)
+	return decode[Object](t, what, out), decode[map[string]any](t, what, out)
+}
+
+// components/edge-agents puts every workload's pods on the edge agents and changes
+// nothing else: k3s-ha's required anti-affinity and spread constraints survive. Without
+// it nothing is placed (today's manifests).
+func TestEdgeAgents(t *testing.T) {
+	for _, overlay := range []string{"k3s", "k3s-ha"} {
+		t.Run(overlay, func(t *testing.T) {
+			plain := kustomize(t, filepath.Join("overlays", overlay))
+			plainObjs := decode[Object](t, "overlays/"+overlay, plain)
+			plainMaps := decode[map[string]any](t, "overlays/"+overlay, plain)
+			for _, w := range plainObjs {
+				if ps := w.Spec.Template.Spec; ps.NodeSelector != nil || ps.Tolerations != nil {
+					t.Errorf("without the component: %s/%s has nodeSelector %v, tolerations %v; want none", w.Kind, w.Metadata.Name, ps.NodeSelector, ps.Tolerations)
+				}
+			}
+
+			objs, raw := RenderWith(t, overlay, "edge-agents")
+			checkObjects(t, overlay, objs) // every check still holds, and all seven workloads are there
+			placed := 0
+			for _, o := range objs {
+				name := o.Kind + "/" + o.Metadata.Name
+				switch o.Kind {
+				case "Deployment", "StatefulSet":
+					placed++
+					ps := o.Spec.Template.Spec
+					if !maps.Equal(ps.NodeSelector, EdgeSelector) {
+						t.Errorf("%s: nodeSelector %v, want exactly %v", name, ps.NodeSelector, EdgeSelector)
+					}
+					if len(ps.Tolerations) != 1 || !reflect.DeepEqual(ps.Tolerations[0], EdgeToleration) {
+						t.Errorf("%s: tolerations %+v, want exactly [%+v]", name, ps.Tolerations, EdgeToleration)
+					}
+				case "DaemonSet", "Job", "CronJob", "ReplicaSet", "Pod", "ReplicationController":
+					t.Errorf("%s: components/edge-agents patches only Deployments and StatefulSets; add a patch for %s", name, o.Kind)
+				}
+			}
+			if placed == 0 {
+				t.Fatal("no Deployment or StatefulSet rendered")
+			}
+
+			// Apart from those two fields, the rendering is the overlay's, object for object.
+			if len(raw) != len(plainMaps) {
+				t.Fatalf("%d objects with the component, %d without", len(raw), len(plainMaps))
+			}
+			for i, m := range raw {
+				if kind := m["kind"]; kind == "Deployment" || kind == "StatefulSet" {
+					ps := m["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)
+					delete(ps, "nodeSelector")
+					delete(ps, "tolerations")
+				}
+				if !reflect.DeepEqual(m, plainMaps[i]) {
+					t.Errorf("%s/%s: the component changes more than nodeSelector and tolerations", plainObjs[i].Kind, plainObjs[i].Metadata.Name)
+				}
+			}
+
+			if overlay == "k3s-ha" {
+				checkHA(t, objs)
+			}
+		})
+	}
+}
+
+// checkHA checks what k3s-ha patches into the pods: one NATS server per node (required
+// anti-affinity on the host name) and processors that must spread (DoNotSchedule).
+func checkHA(t *testing.T, objs []Object) {
+	var nats, processor bool
+	for _, o := range objs {
+		ps := o.Spec.Template.Spec
+		switch {
+		case o.Kind == "StatefulSet" && o.Metadata.Name == "nats":
+			nats = true
+			req := ps.Affinity.PodAntiAffinity.Required
+			if len(req) != 1 || req[0].TopologyKey != "kubernetes.io/hostname" || req[0].LabelSelector.MatchLabels["app.kubernetes.io/name"] != "nats" {
+				t.Errorf("nats: required pod anti-affinity %+v, want one NATS server per kubernetes.io/hostname", req)
+			}
+		case o.Kind == "Deployment" && o.Metadata.Name == "processor":
+			processor = true
+			tsc := ps.TopologySpreadConstraints
+			if len(tsc) == 0 || tsc[0].WhenUnsatisfiable != "DoNotSchedule" {
+				t.Errorf("processor: topologySpreadConstraints %+v, want the first DoNotSchedule", tsc)
+			}
+		}
+	}
+	if !nats || !processor {
+		t.Errorf("k3s-ha: nats %v, processor %v rendered; want both", nats, processor)
 	}
 }

@@ -70,6 +70,7 @@ func (k *Kube) JSON(ctx context.Context, v any, args ...string) error {
 // Node is what deploy needs of a node.
 type Node struct {
 	Name, InternalIP, OS, Arch, Variant string
+	Labels                              map[string]string
 }
 
 // Nodes lists the cluster's nodes.
@@ -94,7 +95,7 @@ func (k *Kube) Nodes(ctx context.Context) ([]Node, error) {
 	}
 	var nodes []Node
 	for _, it := range list.Items {
-		n := Node{Name: it.Metadata.Name, OS: it.Status.NodeInfo.OS, Arch: it.Status.NodeInfo.Arch}
+		n := Node{Name: it.Metadata.Name, OS: it.Status.NodeInfo.OS, Arch: it.Status.NodeInfo.Arch, Labels: it.Metadata.Labels}
 		if n.Arch == "arm" {
 			// Kubernetes does not report the ARM version; K3s on a Raspberry Pi 2/3 in
 			// 32-bit mode is v7, the common case.

@@ -19,9 +19,13 @@
 //	                 kubeconfig's current context; "devcluster" for that overlay)
 //	DASHBOARD_HOST   host name of the dashboard's Ingress rule (k3s overlays)
 //	DEPLOY_TIMEOUT   how long to wait for every rollout (default 5m)
+//	PLACEMENT        where the pods may run: empty (default) anywhere; "edge" only on the
+//	                 nodes labelled edgeflow.io/edge=true, tolerating the taint
+//	                 edgeflow.io/edge=true:NoSchedule (manifests/components/edge-agents)
 //
 // Nothing committed is edited: the overlay is rendered through a kustomization generated
-// in .build/deploy/<overlay>/ that names the images just built.
+// in .build/deploy/<overlay>/ that names the images just built (and the placement's
+// component).
 package main
 
 import (
@@ -46,6 +50,18 @@ var (
 	Workloads = []string{"nats", "mosquitto", "influxdb", "ingest", "processor", "notifier", "dashboard"}
 )
 
+// Placements are the values of PLACEMENT and the components (manifests/components/<name>)
+// each adds to the overlay; "" (the default) adds none and lets the scheduler place the
+// pods on any node.
+var Placements = map[string][]string{
+	"":     nil,
+	"edge": {"edge-agents"},
+}
+
+// EdgeLabel is the node label of PLACEMENT=edge (components/edge-agents): its pods run
+// only on nodes with this label set to "true".
+const EdgeLabel = "edgeflow.io/edge"
+
 // Config is the environment of one run.
 type Config struct {
 	Root          string // repository root
@@ -56,6 +72,7 @@ type Config struct {
 	Cluster       string
 	DashboardHost string
 	Timeout       time.Duration
+	Placement     string // a key of Placements
 }
 
 // DevCluster reports whether the overlay is one of the dev cluster's (devcluster,
@@ -132,6 +149,7 @@ func loadConfig() (Config, error) {
 		Cluster:       os.Getenv("CLUSTER"),
 		DashboardHost: os.Getenv("DASHBOARD_HOST"),
 		Timeout:       5 * time.Minute,
+		Placement:     os.Getenv("PLACEMENT"),
 	}
 	if c.Kubeconfig == "" {
 		// The dev cluster's admin kubeconfig (scripts/devcluster/env.sh), else K3s's.
@@ -153,6 +171,9 @@ func loadConfig() (Config, error) {
 	}
 	if _, err := os.Stat(filepath.Join(root, "manifests", "overlays", c.Overlay, "kustomization.yaml")); err != nil {
 		return c, fmt.Errorf("OVERLAY=%s: no manifests/overlays/%s/kustomization.yaml", c.Overlay, c.Overlay)
+	}
+	if _, ok := Placements[c.Placement]; !ok {
+		return c, fmt.Errorf("PLACEMENT=%s: unknown; allowed: edge (only on nodes labelled %s=true), or empty for any node", c.Placement, EdgeLabel)
 	}
 	return c, nil
 }

@@ -210,8 +210,12 @@ func rollout(ctx context.Context, k *Kube, args []string) error {
 	if err != nil {
 		return err
 	}
+	placed, err := placementNodes(k.Config, nodes)
+	if err != nil {
+		return err
+	}
 	if k.Platforms == "" {
-		k.Platforms = Platforms(nodes)
+		k.Platforms = Platforms(placed)
 	}
 	if k.Cluster == "" {
 		if k.Cluster, err = k.clusterName(ctx); err != nil {

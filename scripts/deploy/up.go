@@ -23,8 +23,12 @@ func up(ctx context.Context, k *Kube) error {
 	if err != nil {
 		return fmt.Errorf("cluster (KUBECONFIG=%s): %w", k.Kubeconfig, err)
 	}
+	placed, err := placementNodes(k.Config, nodes)
+	if err != nil {
+		return err
+	}
 	if k.Platforms == "" {
-		k.Platforms = Platforms(nodes)
+		k.Platforms = Platforms(placed)
 	}
 	if k.Cluster == "" {
 		k.Cluster, err = k.clusterName(ctx)
@@ -33,6 +37,9 @@ func up(ctx context.Context, k *Kube) error {
 		}
 	}
 	logf("overlay %s, cluster %s, %d node(s), platforms %s", k.Overlay, k.Cluster, len(nodes), k.Platforms)
+	if k.Placement != "" {
+		logf("placement %s: %d node(s) labelled %s=true", k.Placement, len(placed), EdgeLabel)
+	}
 
 	images, err := buildImages(ctx, k.Config, nil)
 	if err != nil {
@@ -67,6 +74,25 @@ func up(ctx context.Context, k *Kube) error {
 	logf("all ready %.1fs after apply (images %.1fs, total %.1fs)",
 		time.Since(tApply).Seconds(), tImages.Sub(t0).Seconds(), time.Since(t0).Seconds())
 	return endpoints(ctx, k, nodes)
+}
+
+// placementNodes are the nodes the pods may run on: all of them, or with PLACEMENT=edge
+// those labelled edgeflow.io/edge=true; none is an error rather than pods pending until
+// DEPLOY_TIMEOUT.
+func placementNodes(c Config, nodes []Node) ([]Node, error) {
+	if c.Placement != "edge" {
+		return nodes, nil
+	}
+	var edge []Node
+	for _, n := range nodes {
+		if n.Labels[EdgeLabel] == "true" {
+			edge = append(edge, n)
+		}
+	}
+	if len(edge) == 0 {
+		return nil, fmt.Errorf("PLACEMENT=edge: no node is labelled %s=true (kubectl label node <agent> %s=true; docs/operations.md, \"Keeping the pipeline on edge agents\")", EdgeLabel, EdgeLabel)
+	}
+	return edge, nil
 }
 
 // clusterName names the secrets folder: the kubeconfig's current context.
@@ -256,7 +282,8 @@ func secrets(ctx context.Context, k *Kube, nodes []Node) error {
 }
 
 // writeKustomization writes .build/deploy/<overlay>/kustomization.yaml: the overlay with
-// the images just built (and the dashboard's host name), and returns its folder.
+// the images just built (and the dashboard's host name, and the components of the
+// placement), and returns its folder.
 func writeKustomization(c Config, images []Image) (string, error) {
 	dir := c.buildDir("deploy", c.Overlay)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -268,7 +295,18 @@ func writeKustomization(c Config, images []Image) (string, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by scripts/deploy (task deploy) for this cluster; not committed, rewritten every deploy.\n")
-	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\nimages:\n", filepath.ToSlash(rel))
+	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\n", filepath.ToSlash(rel))
+	if components := Placements[c.Placement]; len(components) > 0 {
+		fmt.Fprintf(&b, "# PLACEMENT=%s\ncomponents:\n", c.Placement)
+		for _, comp := range components {
+			rel, err := filepath.Rel(dir, filepath.Join(c.Root, "manifests", "components", comp))
+			if err != nil {
+				return "", err
+			}
+			fmt.Fprintf(&b, "  - %s\n", filepath.ToSlash(rel))
+		}
+	}
+	b.WriteString("images:\n")
 	byName := map[string]Image{}
 	for _, im := range images {
 		byName[im.Name] = im
