@@ -121,8 +121,10 @@ func TestDeployOnDevCluster(t *testing.T) {
 		t.Errorf("processor pods after the rollout %v, want two new ones (before: %v)", after, pods)
 	}
 
-	// task footprint's measurement finds every component and every pod.
+	// task footprint's measurement finds every component and every pod; the
+	// Secrets are encrypted in etcd.
 	c.checkFootprint()
+	c.checkSecretsEncrypted()
 
 	// 3. The dashboard, through kubectl port-forward, shows the devices.
 	c.checkDashboard()
@@ -609,6 +611,25 @@ func (c *cluster) checkFootprint() {
 	}
 	if c.t.Failed() {
 		c.t.Logf("footprint:\n%s", md.String())
+	}
+}
+
+// checkSecretsEncrypted reads a Secret of the pipeline straight from etcd:
+// the dev cluster encrypts Secrets at rest (secretbox, as K3s's
+// --secrets-encryption does with AES-CBC), so neither the value nor its
+// plaintext may be in the stored bytes.
+func (c *cluster) checkSecretsEncrypted() {
+	c.t.Helper()
+	cmd := exec.Command("nsenter", "--net=/run/netns/efk8s", "etcdctl", "--endpoints", "http://127.0.0.1:2379",
+		"get", "/registry/secrets/"+namespace+"/edgeflow-dashboard", "--print-value-only")
+	cmd.Env = append(os.Environ(), "ETCDCTL_API=3")
+	raw, err := cmd.Output()
+	if err != nil {
+		c.t.Fatalf("etcdctl get: %v", err)
+	}
+	token := strings.TrimSpace(c.readSecret("edgeflow-dashboard", "token"))
+	if !bytes.HasPrefix(raw, []byte("k8s:enc:secretbox:v1:")) || bytes.Contains(raw, []byte(token)) {
+		c.t.Errorf("the dashboard Secret is not encrypted in etcd (%d bytes, starting %q)", len(raw), raw[:min(len(raw), 24)])
 	}
 }
 
