@@ -328,11 +328,8 @@ func (t *tourEnv) tourNodeLoss(ctx context.Context, s *ManageStep) error {
 	if err != nil {
 		return err
 	}
-	var dash tourTally
 	start := time.Now()
-	stopDash := tourEvery(ctx, 500*time.Millisecond, func(c context.Context) {
-		dash.add(tourDashboardAlive(c), time.Since(start))
-	})
+	dash, stopDash := tourProbeDashboard(ctx, 500*time.Millisecond)
 	defer stopDash()
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		return err
@@ -394,11 +391,8 @@ func (t *tourEnv) tourDrain(ctx context.Context, s *ManageStep) error {
 	if err != nil {
 		return err
 	}
-	var dash tourTally
 	start := time.Now()
-	stopDash := tourEvery(ctx, 500*time.Millisecond, func(c context.Context) {
-		dash.add(tourDashboardAlive(c), time.Since(start))
-	})
+	dash, stopDash := tourProbeDashboard(ctx, 500*time.Millisecond)
 	defer stopDash()
 	out, errOut, drainErr := t.tourRun(ctx, "", nil, t.kubectl, "--kubeconfig", t.kubeconfig, "drain", tourNode,
 		"--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s")
@@ -713,10 +707,7 @@ func (t *tourEnv) tourControlPlane(ctx context.Context, s *ManageStep) error {
 		ready.add(tourGet(c, client, tourAPIServer+"/readyz") == http.StatusOK, at)
 	})
 	defer stopAPI()
-	var dash tourTally
-	stopDash := tourEvery(ctx, 200*time.Millisecond, func(c context.Context) {
-		dash.add(tourDashboardAlive(c), time.Since(start))
-	})
+	dash, stopDash := tourProbeDashboard(ctx, 200*time.Millisecond)
 	defer stopDash()
 	killed, err := t.tourStopDaemons(ctx, syscall.SIGTERM, "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 	if err != nil {
@@ -1316,6 +1307,17 @@ func (c *tourTally) add(ok bool, at time.Duration) {
 	if c.firstFail == 0 {
 		c.firstFail = at
 	}
+}
+
+// tourProbeDashboard asks the dashboard's NodePort every interval until stop, counting
+// answers and failures from now on.
+func tourProbeDashboard(ctx context.Context, every time.Duration) (dash *tourTally, stop func()) {
+	dash = &tourTally{}
+	start := time.Now()
+	stop = tourEvery(ctx, every, func(c context.Context) {
+		dash.add(tourDashboardAlive(c), time.Since(start))
+	})
+	return dash, stop
 }
 
 func (c *tourTally) get() (ok, fail int, firstFail time.Duration) {
