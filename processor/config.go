@@ -28,7 +28,7 @@ type Config struct {
 	IdleGrace   time.Duration   `envconfig:"PROCESSOR_IDLE_GRACE" default:"5s" desc:"extra silence, beyond the lateness, before the windows of a device that stopped sending close (counted while the processor is caught up)"`
 	ForgetAfter time.Duration   `envconfig:"PROCESSOR_FORGET_AFTER" default:"24h" desc:"how long a silent device's window marks are kept; older readings from it count as late"`
 
-	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"1s" desc:"how often a partition writes to InfluxDB and checkpoints"`
+	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"250ms" desc:"how often a partition writes to InfluxDB and checkpoints (a closed window waits for the next flush: this bounds its delay beyond the lateness)"`
 	BatchSize     int           `envconfig:"PROCESSOR_BATCH_SIZE" default:"5000" desc:"most readings per InfluxDB write (a partition flushes early when it has this many)"`
 	FetchSize     int           `envconfig:"PROCESSOR_FETCH_SIZE" default:"500" desc:"most readings fetched per request; what a partition holds undecoded, so it bounds memory (8 partitions behind by 5000 each held ~36 MB)"`
 	LeaseTTL      time.Duration `envconfig:"PROCESSOR_LEASE_TTL" default:"10s" desc:"how long a dead replica keeps its partitions before another takes them"`
