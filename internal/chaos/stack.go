@@ -3,8 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -194,26 +192,9 @@ func (s *stack) stop() []string {
 	return problems
 }
 
-var probeClient = &http.Client{Timeout: 3 * time.Second}
-
 // httpProbe answers nil when GET url is 2xx.
 func httpProbe(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := probeClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		if resp.StatusCode/100 != 2 {
-			return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
-		}
-		return nil
-	}
+	return func(ctx context.Context) error { return devenv.ProbeHTTP(ctx, url) }
 }
 
 // waitReady probes t until it is ready or within passes.

@@ -360,7 +360,7 @@ func (p *Process) waitReady(ctx context.Context, r *run) error {
 
 func (p *Process) probe(ctx context.Context) error {
 	if p.opts.ReadyURL != "" {
-		if err := probeHTTP(ctx, p.opts.ReadyURL); err != nil {
+		if err := ProbeHTTP(ctx, p.opts.ReadyURL); err != nil {
 			return err
 		}
 	}
@@ -374,7 +374,9 @@ func (p *Process) probe(ctx context.Context) error {
 // than this is retried.
 var probeClient = &http.Client{Timeout: 2 * time.Second}
 
-func probeHTTP(ctx context.Context, url string) error {
+// ProbeHTTP answers nil when GET url is 2xx; otherwise the error carries the
+// status and the start of the body (a /readyz says what it waits for).
+func ProbeHTTP(ctx context.Context, url string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
@@ -384,9 +386,9 @@ func probeHTTP(ctx context.Context, url string) error {
 		return err
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, strings.TrimSpace(string(body)))
 	}
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/chaos"
-	"github.com/edgeflow/edgeflow/internal/devenv"
 )
 
 // The suite's chaos run (docs/chaos.md; `go tool task chaos` is the long
@@ -50,13 +49,7 @@ func runChaos(t *testing.T, natsServers int) {
 	if testing.Short() {
 		t.Skip("chaos run skipped in -short mode")
 	}
-	if bins.err != nil {
-		t.Fatalf("build: %v", bins.err)
-	}
-	_, err := devenv.MosquittoBinary()
-	devenv.RequireInstalled(t, err)
-	_, err = devenv.InfluxdBinary()
-	devenv.RequireInstalled(t, err)
+	requireServers(t)
 	natsServer.once.Do(func() {
 		natsServer.path, natsServer.err = chaos.BuildNATSServer(context.Background(), bins.dir)
 	})
@@ -66,6 +59,7 @@ func runChaos(t *testing.T, natsServers int) {
 
 	seed := rand.Uint64N(1 << 53)
 	if s := os.Getenv("EDGEFLOW_CHAOS_SEED"); s != "" {
+		var err error
 		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
 			t.Fatalf("EDGEFLOW_CHAOS_SEED=%q: %v", s, err)
 		}

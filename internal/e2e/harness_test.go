@@ -117,19 +117,14 @@ type options struct {
 // services are started by the test with startIngest and startProcessor.
 func newPipeline(t *testing.T, opt options) *pipeline {
 	t.Helper()
-	if bins.err != nil {
-		t.Fatalf("build: %v", bins.err)
-	}
-	_, err := devenv.MosquittoBinary()
-	devenv.RequireInstalled(t, err)
-	_, err = devenv.InfluxdBinary()
-	devenv.RequireInstalled(t, err)
+	requireServers(t)
 
 	p := &pipeline{t: t, dir: t.TempDir(), processors: map[string]*devenv.Process{}}
 	p.db = "e2e" + strconv.FormatInt(dbSeq.Add(1), 10)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
+	var err error
 	p.natsPort, err = devenv.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -453,4 +448,17 @@ func saveArtifact(t *testing.T, name, content string) {
 	if os.MkdirAll(dir, 0o755) == nil {
 		_ = os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
 	}
+}
+
+// requireServers stops a test that cannot run: our binaries failed to build,
+// or Mosquitto or influxd is not installed.
+func requireServers(t *testing.T) {
+	t.Helper()
+	if bins.err != nil {
+		t.Fatalf("build: %v", bins.err)
+	}
+	_, err := devenv.MosquittoBinary()
+	devenv.RequireInstalled(t, err)
+	_, err = devenv.InfluxdBinary()
+	devenv.RequireInstalled(t, err)
 }

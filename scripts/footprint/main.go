@@ -151,7 +151,10 @@ func (r *run) measure(ctx context.Context, idle, load time.Duration, rate float6
 	}
 	settle := 10 * time.Second
 	sleep(ctx, settle)
-	r.phase(ctx, sampler, "cluster only, idle", func(ctx context.Context) error { sleep(ctx, idle); return ctx.Err() })
+	wait := func(ctx context.Context) error { sleep(ctx, idle); return ctx.Err() }
+	if err := r.phase(ctx, sampler, "cluster only, idle", wait); err != nil {
+		return err
+	}
 
 	t0 := time.Now()
 	if err := r.phase(ctx, sampler, "task deploy", func(ctx context.Context) error {
@@ -162,7 +165,9 @@ func (r *run) measure(ctx context.Context, idle, load time.Duration, rate float6
 	r.report.Deploy = time.Since(t0)
 	logf("deployed in %s", r.report.Deploy.Round(time.Second))
 	sleep(ctx, settle)
-	r.phase(ctx, sampler, "pipeline idle", func(ctx context.Context) error { sleep(ctx, idle); return ctx.Err() })
+	if err := r.phase(ctx, sampler, "pipeline idle", wait); err != nil {
+		return err
+	}
 	return r.phase(ctx, sampler, fmt.Sprintf("pipeline under load (%.0f msgs/s)", rate), func(ctx context.Context) error {
 		res, err := r.loadgen(ctx, rate, devices, load)
 		r.report.Load = res
