@@ -191,11 +191,15 @@ func TestResyncAfterDrops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := readEvents(t, ctx, srv.URL)
-	h.Publish(live.TopicDevices, live.Frame("devices", []byte("10")))
-	want := []string{"resync {}", "devices 6", "devices 7", "devices 8", "devices 9"}
-	for _, w := range want {
+	// The next frame is published once the stream has taken one from the
+	// queue: published earlier, it would itself overflow the full buffer.
+	want := []string{"resync {}", "devices 6", "devices 7", "devices 8", "devices 9", "devices 10"}
+	for i, w := range want {
 		if got := <-s; got != w {
 			t.Fatalf("got %q, want %q", got, w)
+		}
+		if i == 1 {
+			h.Publish(live.TopicDevices, live.Frame("devices", []byte("10")))
 		}
 	}
 }
