@@ -93,9 +93,9 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	startErr.Store(new(error))
 
-	start := func(ctx context.Context, p int, stop <-chan struct{}) error {
+	start := func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error {
 		w := &worker{p: p, cfg: cfg, js: js, ckpt: checkpoints, influx: influx, metrics: metrics,
-			log: log, now: time.Now}
+			log: log, now: time.Now, held: held}
 		return w.run(ctx, stop)
 	}
 	own := NewOwnership(leases, cfg.ID, partitions, cfg.LeaseTTL, cfg.DrainTimeout, log, reg, start)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,9 +33,10 @@ const (
 // is its own with a KV Create on lease.{p} (which fails while another holds
 // it), renews its leases with a compare-and-set Update, and hands back a
 // partition that is no longer its own after a final flush. A partition thus
-// has at most one worker at a time; a replica that stalls past its lease loses
-// the compare-and-set on its checkpoint too, so it cannot overwrite the work
-// of the replica that took over.
+// has at most one writer at a time: a worker flushes only while its lease is
+// surely held (lease.held), and the next owner claims the checkpoint as it
+// loads it, so a replica that stalled past its lease fails its next
+// checkpoint and cannot purge what the new owner has yet to read.
 type Ownership struct {
 	kv    jetstream.KeyValue
 	id    string
@@ -42,7 +44,7 @@ type Ownership struct {
 	ttl   time.Duration
 	drain time.Duration
 	log   *slog.Logger
-	start func(ctx context.Context, p int, stop <-chan struct{}) error
+	start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error
 
 	owned    map[int]*lease
 	stopping map[int]*lease // lost or released, worker not yet returned
@@ -51,15 +53,28 @@ type Ownership struct {
 
 type lease struct {
 	rev    uint64
+	until  atomic.Pointer[time.Time] // held surely until then
 	cancel context.CancelFunc
 	stop   chan struct{}
 	done   chan error
 }
 
+// renewed records a claim or renewal sent at sent. The bucket expires the
+// lease a TTL after the server stored it, which is no earlier than a TTL after
+// it was sent: until then no other replica can claim the partition.
+func (l *lease) renewed(sent time.Time, ttl time.Duration) {
+	until := sent.Add(ttl)
+	l.until.Store(&until)
+}
+
+// held reports whether the lease is surely still this replica's.
+func (l *lease) held() bool { return time.Now().Before(*l.until.Load()) }
+
 // NewOwnership returns the coordinator; start runs one partition's worker
-// until stop is closed (flush, then return) or its context ends (abort).
+// until stop is closed (flush, then return) or its context ends (abort), and
+// writes nothing once held reports the lease may have lapsed.
 func NewOwnership(kv jetstream.KeyValue, id string, partitions int, ttl, drain time.Duration, log *slog.Logger,
-	reg prometheus.Registerer, start func(ctx context.Context, p int, stop <-chan struct{}) error) *Ownership {
+	reg prometheus.Registerer, start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error) *Ownership {
 	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{}, stopping: map[int]*lease{},
 		ownedGa: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_partitions_owned",
 			Help: "TELEMETRY partitions this replica processes."})}
@@ -119,6 +134,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 	}
 	// Renew what is held; whatever cannot be renewed was taken over.
 	for p, l := range o.owned {
+		sent := time.Now()
 		rev, err := o.kv.Update(ctx, leaseKey(p), []byte(o.id), l.rev)
 		if err != nil {
 			if isConflict(err) {
@@ -134,6 +150,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 			return fmt.Errorf("renew lease %d: %w", p, err)
 		}
 		l.rev = rev
+		l.renewed(sent, o.ttl)
 	}
 	if _, err := o.kv.Put(ctx, memberKey(o.id), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
@@ -155,6 +172,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		if _, ok := o.stopping[p]; ok {
 			continue // its last worker here has not returned yet
 		}
+		sent := time.Now()
 		rev, err := o.kv.Create(ctx, leaseKey(p), []byte(o.id))
 		if err != nil {
 			if !isConflict(err) {
@@ -164,12 +182,13 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		}
 		wctx, cancel := context.WithCancel(context.Background())
 		l := &lease{rev: rev, cancel: cancel, stop: make(chan struct{}), done: make(chan error, 1)}
+		l.renewed(sent, o.ttl)
 		o.owned[p] = l
 		o.log.Info("partition claimed", "partition", p, "members", len(members))
 		// The channel is captured: rebalance replaces l.done (forward) when
 		// the lease is lost while this goroutine may still be running.
 		done := l.done
-		go func() { done <- o.start(wctx, p, l.stop) }()
+		go func() { done <- o.start(wctx, p, l.stop, l.held) }()
 	}
 	return nil
 }

@@ -26,6 +26,11 @@ import (
 // replica: that replica owns the partition now.
 var errLostOwnership = errors.New("partition taken over by another replica")
 
+// errLeaseLapsed ends a worker whose replica did not renew its lease in time:
+// another replica may have claimed the partition since and purged readings
+// this worker has yet to fold, so nothing it folded since is written.
+var errLeaseLapsed = errors.New("lease on the partition lapsed before it was renewed")
+
 // Metrics are the processor's counters beyond the standard pipeline ones.
 type Metrics struct {
 	*service.Pipeline
@@ -75,11 +80,14 @@ type worker struct {
 	metrics *Metrics
 	log     *slog.Logger
 	now     func() time.Time
+	// held reports whether this replica's lease on the partition is surely
+	// still its own (Ownership); nil: no lease (tests).
+	held func() bool
 
 	state     *window.State
 	seq       uint64      // last stream sequence folded into state
 	savedSeq  uint64      // seq of the last checkpoint
-	rev       uint64      // revision of our checkpoint; 0 before the first
+	rev       uint64      // revision of our checkpoint (claimed by load)
 	batch     Batch       // raw readings and closed windows for the next write
 	dead      []*nats.Msg // dead-letter records to publish with the next flush
 	lastFlush time.Time
@@ -334,6 +342,12 @@ func (w *worker) deadLetter(reason, detail string, msg jetstream.Msg) {
 // flush writes what was folded since the last flush and the windows that
 // closed, then checkpoints. Nothing is checkpointed that was not written.
 func (w *worker) flush(ctx context.Context, caughtUp bool) error {
+	// Past the lease, another replica may own the partition and have purged
+	// readings before this worker fetched: what it folded may have holes, and
+	// its windows would overwrite the new owner's with short counts.
+	if w.held != nil && !w.held() {
+		return errLeaseLapsed
+	}
 	now := w.now()
 	closed := w.state.CloseDue(now, caughtUp)
 	w.lastFlush = now
@@ -464,29 +478,40 @@ func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error 
 	return nil
 }
 
-// load restores the partition's checkpoint, if any.
+// load restores the partition's checkpoint and claims it: the checkpoint is
+// written back by compare-and-set (created empty on a first run). A previous
+// owner still running, its lease lapsed while it stalled, then fails its next
+// checkpoint and stops, and cannot purge readings this worker has yet to read:
+// whatever it purged is at or before the checkpoint claimed here.
 func (w *worker) load(ctx context.Context) error {
 	w.state = window.NewState(w.cfg.Window())
-	var entry jetstream.KeyValueEntry
+	key := checkpointKey(w.p)
+	var seq uint64
+	var state []byte
 	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		var err error
-		entry, err = w.ckpt.Get(ctx, checkpointKey(w.p))
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			entry, err = nil, nil
+		entry, err := w.ckpt.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if state, err = w.state.MarshalBinary(); err != nil {
+				return retry.Permanent(fmt.Errorf("partition %d: encode state: %w", w.p, err))
+			}
+			seq = 0
+			w.rev, err = w.ckpt.Create(ctx, key, encodeCheckpoint(seq, state))
+		case err == nil:
+			if seq, state, err = decodeCheckpoint(entry.Value()); err != nil {
+				return retry.Permanent(fmt.Errorf("partition %d checkpoint: %w", w.p, err))
+			}
+			w.rev, err = w.ckpt.Update(ctx, key, entry.Value(), entry.Revision())
 		}
-		return err
+		return err // a conflict too: the checkpoint was written meanwhile, read it again
 	}, func(err error, _ time.Duration) { w.metrics.Retries.WithLabelValues("checkpoint_load").Inc() })
-	if err != nil || entry == nil {
-		return err
-	}
-	seq, state, err := decodeCheckpoint(entry.Value())
 	if err != nil {
-		return fmt.Errorf("partition %d checkpoint: %w", w.p, err)
+		return err
 	}
 	if err := w.state.UnmarshalBinary(state); err != nil {
 		return fmt.Errorf("partition %d checkpoint state: %w", w.p, err)
 	}
-	w.seq, w.savedSeq, w.rev = seq, seq, entry.Revision()
+	w.seq, w.savedSeq = seq, seq
 	w.open = w.state.Open()
 	w.metrics.OpenWindows.Add(float64(w.open))
 	w.log.Info("partition resumed from checkpoint", "partition", w.p, "seq", seq, "open_windows", w.open)
@@ -502,13 +527,7 @@ func (w *worker) checkpoint(ctx context.Context) error {
 	}
 	value := encodeCheckpoint(w.seq, state)
 	return retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		var rev uint64
-		var err error
-		if w.rev == 0 {
-			rev, err = w.ckpt.Create(ctx, checkpointKey(w.p), value)
-		} else {
-			rev, err = w.ckpt.Update(ctx, checkpointKey(w.p), value, w.rev)
-		}
+		rev, err := w.ckpt.Update(ctx, checkpointKey(w.p), value, w.rev)
 		if err != nil && isConflict(err) {
 			return retry.Permanent(errLostOwnership)
 		}

@@ -75,8 +75,8 @@ func TestLostDeliveryIsReadAgain(t *testing.T) {
 	lossy := *b
 	js := &lossyJS{JetStream: b.js, drop: n / 2}
 	lossy.js = js
-	w := testWorker(t, &lossy, in.URL)
-	expectExact(t, b, w, n)
+	w := testWorker(t, &lossy, in.URL, nil)
+	expectExact(t, b, w.worker, n)
 	if !js.lost.Load() {
 		t.Fatal("no delivery was lost: the test tested nothing")
 	}

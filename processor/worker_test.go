@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -111,8 +112,10 @@ func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
 }
 
 // testWorker runs a worker on partition 0 with short windows (1 s and 2 s),
-// 2 s lateness and 1 s idle grace, writing to influxURL. It stops at cleanup.
-func testWorker(t *testing.T, b *testBus, influxURL string) *worker {
+// 2 s lateness and 1 s idle grace, writing to influxURL, its lease held while
+// held says so (nil: no lease). Unless it ended on its own (the test checks
+// why), it is stopped at cleanup and must return nil.
+func testWorker(t *testing.T, b *testBus, influxURL string, held func() bool) *testRun {
 	t.Helper()
 	cfg := Config{
 		Influx:        InfluxConfig{Config: influx.Config{URL: influxURL, Org: "edgeflow", Bucket: "w", Timeout: 2 * time.Second}, WriteRaw: true},
@@ -127,25 +130,103 @@ func testWorker(t *testing.T, b *testBus, influxURL string) *worker {
 	}
 	in := NewInflux(cfg.Influx)
 	t.Cleanup(in.Close)
-	w := &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, influx: in, metrics: NewMetrics(prometheus.NewRegistry()),
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now}
+	r := &testRun{ended: make(chan struct{}), worker: &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, influx: in,
+		metrics: NewMetrics(prometheus.NewRegistry()), log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, held: held}}
 	ctx, cancel := context.WithCancel(context.Background())
 	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- w.run(ctx, stop) }()
+	go func() { r.err = r.run(ctx, stop); close(r.ended) }()
 	t.Cleanup(func() {
+		defer cancel()
+		select {
+		case <-r.ended:
+			return
+		default:
+		}
 		close(stop)
 		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("worker: %v", err)
+		case <-r.ended:
+			if r.err != nil {
+				t.Errorf("worker: %v", r.err)
 			}
 		case <-time.After(20 * time.Second):
 			t.Error("worker did not stop")
 		}
-		cancel()
 	})
-	return w
+	return r
+}
+
+// testRun is a worker running in the background.
+type testRun struct {
+	*worker
+	ended chan struct{} // closed when run returned
+	err   error         // what run returned, once ended
+}
+
+// endedWith waits for the worker to end on its own with want.
+func (r *testRun) endedWith(t *testing.T, want error) {
+	t.Helper()
+	select {
+	case <-r.ended:
+		if !errors.Is(r.err, want) {
+			t.Fatalf("worker ended with %v, want %v", r.err, want)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("worker still running, want it ended with %v", want)
+	}
+}
+
+// startSender publishes a reading of devices a and b every 20 ms until the
+// returned function is called, which returns how many were sent. It stops
+// between ticks, never inside a publish: a publish whose wait for the ack
+// were cancelled may still be stored, and the count would miss a reading the
+// stream holds.
+func startSender(t *testing.T, b *testBus) (stop func() int64) {
+	t.Helper()
+	quit := make(chan struct{})
+	sent := make(chan int64, 1)
+	go func() {
+		var n int64
+		defer func() { sent <- n }()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+			}
+			now := time.Now().UnixMilli()
+			for _, dev := range []string{"a", "b"} {
+				r := reading.Reading{Site: "lab", Device: dev, TS: now, Received: now, Metrics: map[string]float64{"t": float64(n)}}
+				data, _ := r.Marshal()
+				pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
+				_, err := b.js.Publish(pctx, reading.TelemetrySubject(r.Site, r.Device), data)
+				pcancel()
+				if err != nil {
+					t.Errorf("publish: %v", err)
+					return
+				}
+				n++
+			}
+		}
+	}()
+	return func() int64 {
+		close(quit)
+		n := <-sent
+		t.Logf("%d readings sent", n)
+		// The worker purges what it checkpointed: the last sequence is what
+		// the stream took.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s, err := b.js.Stream(ctx, bus.StreamTelemetry)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := int64(s.CachedInfo().State.LastSeq); got != n {
+			t.Fatalf("TELEMETRY holds %d readings, the sender counted %d", got, n)
+		}
+		return n
+	}
 }
 
 func startInflux(t *testing.T) *devenv.Process {
@@ -192,7 +273,7 @@ func expectExact(t *testing.T, b *testBus, w *worker, want int64) {
 func TestReadingsHeldUpstreamAreNotLate(t *testing.T) {
 	b := newTestBus(t)
 	in := startInflux(t)
-	w := testWorker(t, b, in.URL)
+	w := testWorker(t, b, in.URL, nil)
 
 	// Made 30 s ago at 10 per second, released 5 times as fast: several
 	// flushes (every 100 ms) fall inside each 1 s window.
@@ -204,7 +285,7 @@ func TestReadingsHeldUpstreamAreNotLate(t *testing.T) {
 		b.publish(t, reading.Reading{Site: "lab", Device: "held", TS: ts, Received: ts, Metrics: map[string]float64{"t": float64(i)}})
 		time.Sleep(20 * time.Millisecond)
 	}
-	expectExact(t, b, w, n)
+	expectExact(t, b, w.worker, n)
 }
 
 // A device that keeps sending while InfluxDB is down longer than lateness +
@@ -213,39 +294,9 @@ func TestReadingsHeldUpstreamAreNotLate(t *testing.T) {
 func TestInfluxDBOutageMakesNothingLate(t *testing.T) {
 	b := newTestBus(t)
 	in := startInflux(t)
-	w := testWorker(t, b, in.URL)
+	w := testWorker(t, b, in.URL, nil)
 
-	// The sender stops between ticks, never inside a publish: a publish
-	// whose wait for the ack were cancelled may still be stored, and the
-	// count would miss a reading the stream holds.
-	stop := make(chan struct{})
-	sent := make(chan int64, 1)
-	go func() {
-		var n int64
-		defer func() { sent <- n }()
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-tick.C:
-			}
-			now := time.Now().UnixMilli()
-			for _, dev := range []string{"a", "b"} {
-				r := reading.Reading{Site: "lab", Device: dev, TS: now, Received: now, Metrics: map[string]float64{"t": float64(n)}}
-				data, _ := r.Marshal()
-				pctx, pcancel := context.WithTimeout(context.Background(), 10*time.Second)
-				_, err := b.js.Publish(pctx, reading.TelemetrySubject(r.Site, r.Device), data)
-				pcancel()
-				if err != nil {
-					t.Errorf("publish: %v", err)
-					return
-				}
-				n++
-			}
-		}
-	}()
+	stopSending := startSender(t, b)
 	time.Sleep(2 * time.Second)
 	if err := in.Stop(context.Background()); err != nil {
 		t.Fatal(err)
@@ -257,20 +308,11 @@ func TestInfluxDBOutageMakesNothingLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second)
-	close(stop)
-	n := <-sent
+	n := stopSending()
 	if retries := testutil.ToFloat64(w.metrics.Retries.WithLabelValues("influx_write")); retries == 0 {
 		t.Fatal("the worker never retried a write: InfluxDB was not down while it flushed")
 	}
-	t.Logf("%d readings sent", n)
-	info, err := b.js.Stream(rctx, bus.StreamTelemetry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := int64(info.CachedInfo().State.LastSeq); got != n { // the worker purges what it checkpointed
-		t.Fatalf("TELEMETRY holds %d readings, the sender counted %d", got, n)
-	}
-	expectExact(t, b, w, n)
+	expectExact(t, b, w.worker, n)
 }
 
 // An empty fetch is not proof of being caught up: caughtUp asks the server.
