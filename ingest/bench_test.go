@@ -16,7 +16,7 @@ func BenchmarkBridgePrepare(b *testing.B) {
 		payload: []byte(`{"ts":1732560000100,"seq":7,"temperature":21.5,"humidity":48.3,"pressure":1004.6}`)}
 	b.SetBytes(int64(len(m.payload)))
 	for b.Loop() {
-		if d := bridge.prepare(m); d.rejected || len(d.msgs) != 1 {
+		if d := bridge.prepare(m, time.Now()); d.rejected || len(d.msgs) != 1 {
 			b.Fatalf("rejected=%v msgs=%d", d.rejected, len(d.msgs))
 		}
 	}

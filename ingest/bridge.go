@@ -40,7 +40,7 @@ type Bridge struct {
 
 	mu       sync.RWMutex // guards open against Handle racing Close
 	open     bool
-	incoming chan mqtt.Message
+	incoming chan arrival
 	pending  chan *delivery
 	stopped  chan struct{} // closed when Run returns
 
@@ -58,6 +58,12 @@ type Bridge struct {
 	// TELEMETRY up to 10 s out of order, and the processors dead-lettered
 	// the older ones as late (docs/chaos.md).
 	order sync.RWMutex
+}
+
+// arrival is an MQTT message as the paho callback received it.
+type arrival struct {
+	m  mqtt.Message
+	at time.Time
 }
 
 // delivery is one MQTT message on its way: what was published for it and the
@@ -88,7 +94,7 @@ func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, lo
 		}),
 		now:      time.Now,
 		open:     true,
-		incoming: make(chan mqtt.Message, maxInFlight),
+		incoming: make(chan arrival, maxInFlight),
 		pending:  make(chan *delivery, maxInFlight),
 		stopped:  make(chan struct{}),
 	}
@@ -106,7 +112,7 @@ func (b *Bridge) Handle(_ mqtt.Client, m mqtt.Message) {
 		return // draining: not acknowledged, so the broker redelivers it later
 	}
 	select {
-	case b.incoming <- m:
+	case b.incoming <- arrival{m, b.now()}:
 		b.metrics.In.Inc()
 		b.metrics.Backlog.Inc()
 	case <-b.stopped: // not acknowledged: the broker redelivers it
@@ -145,17 +151,17 @@ func (b *Bridge) Ready(context.Context) error {
 func (b *Bridge) publishLoop(ctx context.Context) {
 	defer close(b.pending)
 	for {
-		var m mqtt.Message
+		var in arrival
 		select {
 		case <-ctx.Done():
 			return
-		case in, ok := <-b.incoming:
+		case a, ok := <-b.incoming:
 			if !ok {
 				return
 			}
-			m = in
+			in = a
 		}
-		d := b.prepare(m)
+		d := b.prepare(in.m, in.at)
 		b.order.RLock()
 		err := b.publish(ctx, d)
 		b.order.RUnlock()
@@ -166,10 +172,9 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 	}
 }
 
-// prepare decodes m into the messages to publish: its readings, or one
-// dead-letter record saying why it was rejected.
-func (b *Bridge) prepare(m mqtt.Message) *delivery {
-	now := b.now()
+// prepare decodes m, received at now, into the messages to publish: its
+// readings, or one dead-letter record saying why it was rejected.
+func (b *Bridge) prepare(m mqtt.Message, now time.Time) *delivery {
 	d := &delivery{mqtt: m, received: now}
 	d.msgs = d.oneMsg[:0]
 	readings, err := decode.Decode(m.Topic(), m.Payload(), now, b.limits)

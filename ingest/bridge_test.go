@@ -37,7 +37,7 @@ func newTestBridge(now time.Time) *Bridge {
 func TestPrepareTurnsReadingsIntoTelemetryMessages(t *testing.T) {
 	now := time.UnixMilli(1732560000123)
 	b := newTestBridge(now)
-	d := b.prepare(&message{topic: "sensors/lab/t1", payload: []byte(`{"ts":1732560000000,"seq":7,"temperature":21.5}`)})
+	d := b.prepare(&message{topic: "sensors/lab/t1", payload: []byte(`{"ts":1732560000000,"seq":7,"temperature":21.5}`)}, b.now())
 	if d.rejected || len(d.msgs) != 1 {
 		t.Fatalf("rejected=%v msgs=%d, want one reading", d.rejected, len(d.msgs))
 	}
@@ -53,7 +53,7 @@ func TestPrepareTurnsReadingsIntoTelemetryMessages(t *testing.T) {
 		t.Fatalf("Nats-Msg-Id %q, want %q", id, r.MsgID())
 	}
 	// The same bytes again (an MQTT redelivery) get the same ID: JetStream drops the copy.
-	again := b.prepare(&message{topic: "sensors/lab/t1", payload: []byte(`{"ts":1732560000000,"seq":7,"temperature":21.5}`)})
+	again := b.prepare(&message{topic: "sensors/lab/t1", payload: []byte(`{"ts":1732560000000,"seq":7,"temperature":21.5}`)}, b.now())
 	if again.msgs[0].Header.Get(jetstream.MsgIDHeader) != m.Header.Get(jetstream.MsgIDHeader) {
 		t.Fatal("a redelivered message got another Nats-Msg-Id")
 	}
@@ -61,7 +61,7 @@ func TestPrepareTurnsReadingsIntoTelemetryMessages(t *testing.T) {
 
 func TestPrepareDeadLettersWithTheReason(t *testing.T) {
 	b := newTestBridge(time.Now())
-	d := b.prepare(&message{topic: "sensors/lab/t.1", payload: []byte(`{"temperature":1}`)})
+	d := b.prepare(&message{topic: "sensors/lab/t.1", payload: []byte(`{"temperature":1}`)}, b.now())
 	if !d.rejected || len(d.msgs) != 1 {
 		t.Fatalf("rejected=%v msgs=%d, want one dead letter", d.rejected, len(d.msgs))
 	}

@@ -124,8 +124,8 @@ func TestMQTTOptionsConnectToSecureBroker(t *testing.T) {
 		}
 		dev.Publish("sensors/lab/t1/temperature", 1, false, "21.5").WaitTimeout(time.Second)
 		select {
-		case m := <-b.incoming:
-			got = m.Topic() == "sensors/lab/t1/temperature"
+		case in := <-b.incoming:
+			got = in.m.Topic() == "sensors/lab/t1/temperature"
 		case <-time.After(200 * time.Millisecond): // subscribed yet?
 		}
 	}
