@@ -68,6 +68,7 @@ func run() int {
 		devices    = flag.Int("devices", defaultDevices, "devices of the load generator")
 		publishers = flag.Int("publishers", defaultPublishers, "MQTT connections of the load generator")
 		rawCount   = flag.Int64("raw-count", defaultRawCount, "messages of the raw MQTT leg")
+		rawPubs    = flag.Int("raw-publishers", 1, "MQTT connections of the load generator in the raw leg (issue 5 defines it as one publisher to one subscriber)")
 		maxLag     = flag.Duration("max-lag", defaultMaxLag, "longest a step's backlog may take to drain after its last publish and still pass")
 		settle     = flag.Duration("settle", defaultSettle, "longest wait for drains and window counts after a step")
 		keepGoing  = flag.Bool("keep-going", false, "run every step even after one failed")
@@ -141,7 +142,7 @@ func run() int {
 	res := &Result{
 		StartedAt: time.Now(), Machine: describeMachine(*note),
 		Settings: Settings{Devices: *devices, Publishers: *publishers, StepSeconds: stepDur.Seconds(), Rates: rates,
-			RawCount: *rawCount, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync},
+			RawCount: *rawCount, RawPublishers: *rawPubs, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync},
 		IdleRSS: map[string]int64{}, Roles: map[string]string{},
 	}
 	logf("starting Mosquitto, NATS and InfluxDB under %s", dir)
@@ -149,8 +150,8 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	logf("raw MQTT leg: %d messages, as fast as PUBACKs return, to one paho subscriber", *rawCount)
-	res.Raw, err = runRawLeg(ctx, loadgen, dir, Load{Broker: stack.MQTTURL, Devices: *devices, Publishers: *publishers,
+	logf("raw MQTT leg: %d messages from %d publisher(s), as fast as PUBACKs return, to one paho subscriber", *rawCount, *rawPubs)
+	res.Raw, err = runRawLeg(ctx, loadgen, dir, Load{Broker: stack.MQTTURL, Devices: *devices, Publishers: *rawPubs,
 		Count: *rawCount, SeqStart: 1, Prefix: "bench-raw"}, *settle)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

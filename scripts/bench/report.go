@@ -46,14 +46,17 @@ type Result struct {
 
 // Settings are the bench's own flags as run.
 type Settings struct {
-	Devices      int       `json:"devices"`
-	Publishers   int       `json:"publishers"`
-	StepSeconds  float64   `json:"step_seconds"`
-	Rates        []float64 `json:"rates"`
-	RawCount     int64     `json:"raw_leg_count"`
-	MaxLagSecond float64   `json:"max_lag_seconds"`
-	Quick        bool      `json:"quick"`
-	NATSSync     string    `json:"nats_sync"`
+	Devices     int       `json:"devices"`
+	Publishers  int       `json:"publishers"`
+	StepSeconds float64   `json:"step_seconds"`
+	Rates       []float64 `json:"rates"`
+	RawCount    int64     `json:"raw_leg_count"`
+	// RawPublishers is the raw leg's connections; reports before it existed
+	// (0) ran the raw leg with the steps' Publishers.
+	RawPublishers int     `json:"raw_leg_publishers,omitempty"`
+	MaxLagSecond  float64 `json:"max_lag_seconds"`
+	Quick         bool    `json:"quick"`
+	NATSSync      string  `json:"nats_sync"`
 }
 
 // Machine says where the figures come from.
@@ -230,8 +233,8 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 	st := r.Settings
 	fmt.Fprintf(&b, "\n\nLoad: QoS 1, %d devices over %d publisher connections, %.0f s per step%s; NATS storage sync %s.\n\n",
 		st.Devices, st.Publishers, st.StepSeconds, map[bool]string{true: " (quick mode: a smoke run, not a result)", false: ""}[st.Quick], cmp.Or(st.NATSSync, "2m (server default)"))
-	fmt.Fprintf(&b, "**Sustained: %.0f msgs/s**, %.2f × the raw MQTT leg (%.0f msgs/s: %d of %d messages received by one paho subscriber in %.1f s).\n\n",
-		r.Sustained, r.Ratio, r.Raw.Rate, r.Raw.Received, r.Raw.Published, r.Raw.Seconds)
+	fmt.Fprintf(&b, "**Sustained: %.0f msgs/s**, %.2f × the raw MQTT leg (%.0f msgs/s: %d of %d messages from %d publisher connection(s) received by one paho subscriber in %.1f s).\n\n",
+		r.Sustained, r.Ratio, r.Raw.Rate, r.Raw.Received, r.Raw.Published, cmp.Or(st.RawPublishers, st.Publishers), r.Raw.Seconds)
 
 	b.WriteString("## Targets (issue 5)\n\n| target | want | got | met |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {

@@ -8,9 +8,10 @@ import (
 
 func sampleResult() *Result {
 	r := &Result{
-		Raw:     RawLeg{Rate: 24000, Received: 300000, Published: 300000, Seconds: 12.5},
-		Roles:   map[string]string{"ingest": "service", "processor": "service", "mosquitto": "server"},
-		IdleRSS: map[string]int64{"ingest": 12 << 20, "processor": 14 << 20, "mosquitto": 5 << 20},
+		Settings: Settings{Publishers: 4, RawPublishers: 1},
+		Raw:      RawLeg{Rate: 24000, Received: 300000, Published: 300000, Seconds: 12.5},
+		Roles:    map[string]string{"ingest": "service", "processor": "service", "mosquitto": "server"},
+		IdleRSS:  map[string]int64{"ingest": 12 << 20, "processor": 14 << 20, "mosquitto": 5 << 20},
 		Steps: []Step{
 			{Rate: 5000, PublishRate: 4990, Throughput: 4980, Pass: true, AckP99Ms: 3,
 				Usage: map[string]Usage{"ingest": {RSSMaxBytes: 20 << 20}, "processor": {RSSMaxBytes: 25 << 20}, "mosquitto": {RSSMaxBytes: 8 << 20}}},
@@ -65,7 +66,7 @@ func TestMarkdownStatesTargetsAndSteps(t *testing.T) {
 	}
 	md := b.String()
 	for _, want := range []string{
-		"**Sustained: 5000 msgs/s**, 0.21 × the raw MQTT leg", "| sustained end to end | >= 20000 msgs/s | 5000 msgs/s | **no** |",
+		"**Sustained: 5000 msgs/s**, 0.21 × the raw MQTT leg", "300000 of 300000 messages from 1 publisher connection(s)", "| sustained end to end | >= 20000 msgs/s | 5000 msgs/s | **no** |",
 		"| ingest RSS idle | <= 20 MB | 12.0 MB | yes |", "fail: backlog never drained", "![throughput and RSS per step](x.svg)",
 	} {
 		if !strings.Contains(md, want) {
