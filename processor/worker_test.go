@@ -393,3 +393,33 @@ func TestAbortedWorkerReturnsWhenIdle(t *testing.T) {
 		t.Fatal("an aborted idle worker kept running")
 	}
 }
+
+// A partition caught up with nothing open or unsaved fetches with the long
+// idle wait; anything to flush brings the flush interval back.
+func TestFetchWaitsLongOnlyWhenIdle(t *testing.T) {
+	now := time.Now()
+	idle := func() *worker {
+		return &worker{cfg: Config{FlushInterval: 250 * time.Millisecond}, now: func() time.Time { return now },
+			lastFlush: now, caughtUpAt: now, seq: 7, savedSeq: 7}
+	}
+	r := reading.Reading{Site: "lab", Device: "d", TS: now.UnixMilli(), Metrics: map[string]float64{"t": 1}}
+	for _, tc := range []struct {
+		name string
+		set  func(*worker)
+		want time.Duration
+	}{
+		{"idle", func(*worker) {}, idleFetchWait},
+		{"not caught up at the last fetch", func(w *worker) { w.caughtUpAt = time.Time{} }, 250 * time.Millisecond},
+		{"a window open", func(w *worker) { w.open = 1 }, 250 * time.Millisecond},
+		{"folded, not yet checkpointed", func(w *worker) { w.seq = 8 }, 250 * time.Millisecond},
+		{"a raw reading to write", func(w *worker) { w.batch.AddReading(&r) }, 250 * time.Millisecond},
+		{"a dead letter to publish", func(w *worker) { w.dead = append(w.dead, nats.NewMsg("x")) }, 250 * time.Millisecond},
+		{"a flush nearly due", func(w *worker) { w.open, w.lastFlush = 1, now.Add(-240*time.Millisecond) }, 50 * time.Millisecond},
+	} {
+		w := idle()
+		tc.set(w)
+		if got := w.fetchWait(); got != tc.want {
+			t.Errorf("%s: fetch wait %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
