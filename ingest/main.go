@@ -125,6 +125,7 @@ func mqttOptions(cfg Config, log *slog.Logger, bridge *Bridge) (*mqtt.ClientOpti
 		SetMaxReconnectInterval(5 * time.Second).
 		SetKeepAlive(15 * time.Second).
 		SetMessageChannelDepth(uint(cfg.MaxInFlight)).
+		SetCustomOpenConnectionFn(dialBroker).
 		// Messages of the persistent session can arrive before the
 		// subscriptions are renewed; they go to the bridge too.
 		SetDefaultPublishHandler(bridge.Handle)
