@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -132,13 +128,7 @@ func TestRawReadingsInOneMillisecondAreAllKept(t *testing.T) {
 	if err := f.Write(ctx, b.Lines(0, 1)); err != nil { // and written again
 		t.Fatal(err)
 	}
-	resp, err := http.Get(p.URL + "/query?db=w&q=" + url.QueryEscape(`SELECT count(temperature) FROM telemetry`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if !strings.Contains(string(body), `"count"]`) || !strings.Contains(string(body), `,4]`) {
-		t.Fatalf("raw points: %s, want a count of 4", body)
+	if n := influxQuery(t, p.URL, `SELECT count(temperature) FROM telemetry`); n != 4 {
+		t.Fatalf("%d raw points, want a count of 4", n)
 	}
 }

@@ -2,12 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeflow/edgeflow/internal/devenv"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -156,34 +154,11 @@ func influxWindowCount(t *testing.T, influxURL, window string) int64 {
 // influxQuery runs a query of one number on database w (0 without a result).
 func influxQuery(t *testing.T, influxURL, q string) int64 {
 	t.Helper()
-	resp, err := http.Get(influxURL + "/query?db=w&q=" + url.QueryEscape(q))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := devenv.InfluxDB{URL: influxURL, Database: "w"}.Scalar(ctx, q)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var body struct {
-		Results []struct {
-			Series []struct {
-				Values [][]any `json:"values"`
-			} `json:"series"`
-			Error string `json:"error"`
-		} `json:"results"`
-	}
-	dec := json.NewDecoder(resp.Body)
-	dec.UseNumber()
-	if err := dec.Decode(&body); err != nil {
-		t.Fatal(err)
-	}
-	if len(body.Results) != 1 || body.Results[0].Error != "" {
-		t.Fatalf("%s: %+v", q, body)
-	}
-	if len(body.Results[0].Series) == 0 {
-		return 0
-	}
-	v, _ := body.Results[0].Series[0].Values[0][1].(json.Number)
-	n, err := v.Int64()
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	return n
+	return int64(v)
 }
