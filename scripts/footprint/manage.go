@@ -154,7 +154,7 @@ func (t *tourEnv) tourLogs(ctx context.Context, s *ManageStep) error {
 
 func (t *tourEnv) tourScale(ctx context.Context, s *ManageStep) error {
 	s.Command = "go tool task scale -- processor=3; go tool task scale -- processor=2"
-	before, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
+	before, err := t.tourProcessorPods(ctx)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (t *tourEnv) tourScale(ctx context.Context, s *ManageStep) error {
 		return fmt.Errorf("back to 2 processors: %w", err)
 	}
 	down := time.Since(start)
-	after, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
+	after, err := t.tourProcessorPods(ctx)
 	if err != nil {
 		return err
 	}
@@ -204,17 +204,13 @@ func (t *tourEnv) tourRollback(ctx context.Context, s *ManageStep) error {
 // tourRoll runs a task that replaces the processor pods and reports the old and new pods,
 // the revisions and the fewest Ready processors seen meanwhile (sampled every 250 ms).
 func (t *tourEnv) tourRoll(ctx context.Context, s *ManageStep, task ...string) error {
-	before, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
-	if err != nil {
-		return err
-	}
-	revBefore, histBefore, err := t.tourRevisions(ctx)
+	before, revBefore, histBefore, err := t.tourRollState(ctx)
 	if err != nil {
 		return err
 	}
 	minReady, maxPods, samples := 1<<30, 0, 0
 	stop := tourEvery(ctx, 250*time.Millisecond, func(c context.Context) {
-		ps, err := t.tourPods(c, "app.kubernetes.io/name=processor")
+		ps, err := t.tourProcessorPods(c)
 		if err != nil {
 			return
 		}
@@ -232,11 +228,7 @@ func (t *tourEnv) tourRoll(ctx context.Context, s *ManageStep, task ...string) e
 	if err != nil {
 		return err
 	}
-	after, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
-	if err != nil {
-		return err
-	}
-	revAfter, histAfter, err := t.tourRevisions(ctx)
+	after, revAfter, histAfter, err := t.tourRollState(ctx)
 	if err != nil {
 		return err
 	}
@@ -248,8 +240,9 @@ func (t *tourEnv) tourRoll(ctx context.Context, s *ManageStep, task ...string) e
 		}
 	}
 	how, reused := "", ""
+	kept := strings.Fields(strings.Trim(histAfter, "[]"))
 	for _, r := range strings.Fields(strings.Trim(histBefore, "[]")) {
-		if !slices.Contains(strings.Fields(strings.Trim(histAfter, "[]")), r) {
+		if !slices.Contains(kept, r) {
 			reused = r // kubectl rollout undo moves the template to a new revision
 		}
 	}
@@ -274,7 +267,7 @@ func (t *tourEnv) tourRoll(ctx context.Context, s *ManageStep, task ...string) e
 }
 
 func (t *tourEnv) tourPodLoss(ctx context.Context, s *ManageStep) error {
-	pods, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
+	pods, err := t.tourProcessorPods(ctx)
 	if err != nil {
 		return err
 	}
@@ -292,7 +285,7 @@ func (t *tourEnv) tourPodLoss(ctx context.Context, s *ManageStep) error {
 	}
 	var replacement string
 	err = tourWaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
-		ps, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
+		ps, err := t.tourProcessorPods(ctx)
 		if err != nil {
 			return false, err
 		}
@@ -819,6 +812,21 @@ type tourPodList struct {
 }
 
 // tourPods lists the edgeflow pods (all, or those matching a label selector).
+// tourProcessorPods lists the processor pods.
+func (t *tourEnv) tourProcessorPods(ctx context.Context) ([]tourPod, error) {
+	return t.tourPods(ctx, "app.kubernetes.io/name=processor")
+}
+
+// tourRollState is what a rollout or rollback changes: the processor pods and
+// the Deployment's revision and revision history.
+func (t *tourEnv) tourRollState(ctx context.Context) (pods []tourPod, rev, history string, err error) {
+	if pods, err = t.tourProcessorPods(ctx); err != nil {
+		return nil, "", "", err
+	}
+	rev, history, err = t.tourRevisions(ctx)
+	return pods, rev, history, err
+}
+
 func (t *tourEnv) tourPods(ctx context.Context, selector string) ([]tourPod, error) {
 	args := []string{"-n", tourNamespace, "get", "pods", "-o", "json"}
 	if selector != "" {
@@ -907,7 +915,7 @@ func tourChurn(before, after []tourPod) (restarts, replaced int) {
 func (t *tourEnv) tourWaitProcessors(ctx context.Context, n int) error {
 	var last string
 	err := tourWaitFor(ctx, 250*time.Millisecond, func() (bool, error) {
-		ps, err := t.tourPods(ctx, "app.kubernetes.io/name=processor")
+		ps, err := t.tourProcessorPods(ctx)
 		if err != nil {
 			return false, err
 		}
