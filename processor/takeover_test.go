@@ -99,11 +99,10 @@ func TestLeaseLapsesBeforeAnotherCanClaim(t *testing.T) {
 	aHeld, bHeld := make(chan func() bool, 1), make(chan func() bool, 1)
 	a := NewOwnership(kv, "a", 1, ttl, time.Second, log, prometheus.NewRegistry(), claimed(aHeld))
 	other := NewOwnership(kv, "b", 1, ttl, time.Second, log, prometheus.NewRegistry(), claimed(bHeld))
-	actx, acancel := context.WithCancel(ctx)
-	defer acancel()
-	if err := a.rebalance(actx); err != nil { // claims partition 0 and, never renewing it, stalls
+	if err := a.rebalance(ctx); err != nil { // claims partition 0 and, never renewing it, stalls
 		t.Fatal(err)
 	}
+	defer a.releaseAll() // ends its worker
 	held := <-aHeld
 	if !held() {
 		t.Fatal("a lease just claimed is not held")
