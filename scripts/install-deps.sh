@@ -1,50 +1,64 @@
 #!/usr/bin/env bash
-# Installs the Debian packages that the dev environment (`task up`) and the
-# integration tests start as real servers: the Mosquitto broker and its
-# command-line clients. Extra package names may be given as arguments
-# (for example `scripts/install-deps.sh chromium`, which `task test` does for
-# the dashboard's browser tests).
+# The one place edgeflow installs Debian packages. Every task that needs a
+# package comes here, so that installs never run two at a time.
 #
-# Idempotent: apt is only touched (update, then install) when something is
-# missing, so running it before every `task up` or test run costs nothing.
+# usage: install-deps.sh [--check] [SET|PACKAGE ...]   (no argument: broker)
+#   sets:  clients  mosquitto-clients (task up: its MQTT broker is NATS's own listener)
+#          broker   mosquitto and mosquitto-clients (the tests' real broker)
+#          cluster  the dev cluster's packages (scripts/devcluster/install-deps.sh --list)
+#   any other word is a Debian package name (e.g. chromium, for the browser tests).
+#   --check only reports what is missing, and exits 1 if anything is.
+#
+# Idempotent: apt is touched (update, then one install of everything missing)
+# only when something is missing. Serial: the whole update-and-install holds
+# a lock (EDGEFLOW_APT_LOCK), so a second installer started meanwhile waits
+# and then finds its packages present, and apt-get itself waits for dpkg's
+# lock rather than failing on it: two apt-get at once fail on apt's lock.
 #
 # Debian's mosquitto package may start a system broker on port 1883 where an
 # init system is present. The tests start their own broker on a free loopback
-# port with manifests/base/mosquitto/mosquitto.conf (see internal/devenv), but
-# `task up` serves MQTT on 1883 itself (NATS's MQTT listener), so it installs
-# only the clients: `scripts/install-deps.sh --clients-only`.
+# port (internal/devenv), and `task up` serves MQTT on 1883 itself.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
-# installed reports whether a Debian package is installed.
-installed() {
-	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
-broker=1
-if [[ "${1:-}" == "--clients-only" ]]; then
-	broker=0
+check=0
+if [[ "${1:-}" == "--check" ]]; then
+	check=1
 	shift
 fi
+(($# > 0)) || set -- broker
 
-missing=()
-# Non-root users often lack /usr/sbin in PATH, where the broker lives.
-if ((broker)) && ! command -v mosquitto >/dev/null 2>&1 && [[ ! -x /usr/sbin/mosquitto ]]; then
-	missing+=(mosquitto)
-fi
-if ! command -v mosquitto_pub >/dev/null 2>&1 || ! command -v mosquitto_sub >/dev/null 2>&1; then
-	missing+=(mosquitto-clients)
-fi
-for pkg in "$@"; do
-	if ! installed "$pkg"; then
-		missing+=("$pkg")
-	fi
+wanted=()
+for word in "$@"; do
+	case $word in
+	clients) wanted+=(mosquitto-clients) ;;
+	broker) wanted+=(mosquitto mosquitto-clients) ;;
+	cluster)
+		list=$(bash "$here/devcluster/install-deps.sh" --list)
+		mapfile -t -O "${#wanted[@]}" wanted <<<"$list"
+		;;
+	*) wanted+=("$word") ;;
+	esac
 done
 
-if ((${#missing[@]} == 0)); then
-	echo "install-deps: nothing to do (mosquitto-clients$( ((broker)) && echo ', mosquitto')${*:+, $*} present)"
+# missing lists the wanted packages dpkg does not have installed.
+missing() {
+	local pkg
+	for pkg in "${wanted[@]}"; do
+		dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
+	done | sort -u
+}
+
+mapfile -t todo < <(missing)
+if ((${#todo[@]} == 0)); then
+	echo "install-deps: nothing to do (${wanted[*]} installed)"
 	exit 0
+fi
+if ((check)); then
+	echo "install-deps: missing Debian packages: ${todo[*]} (run scripts/install-deps.sh $*)" >&2
+	exit 1
 fi
 
 sudo=()
@@ -53,11 +67,23 @@ if [[ "$(id -u)" -ne 0 ]]; then
 	sudo=(sudo env DEBIAN_FRONTEND=noninteractive)
 fi
 
-echo "install-deps: installing ${missing[*]}"
-"${sudo[@]}" apt-get update
-"${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+lock=${EDGEFLOW_APT_LOCK:-${TMPDIR:-/tmp}/edgeflow-apt-install.lock}
+exec 9>>"$lock"
+if ! flock -n 9; then
+	echo "install-deps: another install is running; waiting for it ($lock)"
+	flock 9
+fi
+# What another installer did while this one waited counts.
+mapfile -t todo < <(missing)
+if ((${#todo[@]} > 0)); then
+	echo "install-deps: installing ${todo[*]}"
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 update -qq
+	"${sudo[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${todo[@]}"
+fi
+flock -u 9
 
-if command -v ss >/dev/null 2>&1 && ss -ltn 'sport = :1883' 2>/dev/null | grep -q LISTEN; then
+if [[ " ${todo[*]} " == *" mosquitto "* ]] && command -v ss >/dev/null 2>&1 &&
+	ss -ltn 'sport = :1883' 2>/dev/null | grep -q LISTEN; then
 	echo "install-deps: note: something (probably Debian's mosquitto service) listens on 1883;" \
 		"edgeflow's tests and 'task up' use their own ports and do not need it."
 fi
