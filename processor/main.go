@@ -98,7 +98,8 @@ func run(ctx context.Context, cfg Config) error {
 			log: log, now: time.Now, held: held}
 		return w.run(ctx, stop)
 	}
-	own := NewOwnership(leases, cfg.ID, partitions, cfg.LeaseTTL, cfg.DrainTimeout, log, reg, start)
+	health.AddCheck("partitions", metrics.Stalls.Check)
+	own := NewOwnership(leases, cfg.ID, partitions, cfg.LeaseTTL, cfg.DrainTimeout, log, reg, metrics.Stalls, start)
 	log.Info("processor running", "partitions", partitions, "windows", cfg.Windows, "lateness", cfg.Lateness)
 	own.Run(ctx) // returns after handing every partition back
 	return nil

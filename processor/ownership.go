@@ -14,6 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeflow/edgeflow/internal/retry"
 )
 
 // Buckets of the processors' shared state.
@@ -49,6 +51,18 @@ type Ownership struct {
 	owned    map[int]*lease
 	stopping map[int]*lease // lost or released, worker not yet returned
 	ownedGa  prometheus.Gauge
+	stalls   *Stalls
+	// failed holds the partitions whose worker ended with an error here:
+	// each is claimed again no sooner than its backoff allows, so an error
+	// that cannot succeed on retry costs a claim every few seconds, not a
+	// busy loop, and keeps the partition stalled (not ready) meanwhile.
+	failed map[int]*restart
+}
+
+// restart is the backoff of a partition whose worker keeps failing.
+type restart struct {
+	backoff retry.Backoff
+	at      time.Time
 }
 
 type lease struct {
@@ -73,9 +87,12 @@ func (l *lease) held() bool { return time.Now().Before(*l.until.Load()) }
 // NewOwnership returns the coordinator; start runs one partition's worker
 // until stop is closed (flush, then return) or its context ends (abort), and
 // writes nothing once held reports the lease may have lapsed.
+// A partition whose worker ended with an error is stalled (stalls) until a
+// worker of it flushes again.
 func NewOwnership(kv jetstream.KeyValue, id string, partitions int, ttl, drain time.Duration, log *slog.Logger,
-	reg prometheus.Registerer, start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error) *Ownership {
+	reg prometheus.Registerer, stalls *Stalls, start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error) *Ownership {
 	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{}, stopping: map[int]*lease{},
+		stalls: stalls, failed: map[int]*restart{},
 		ownedGa: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_partitions_owned",
 			Help: "TELEMETRY partitions this replica processes."})}
 	reg.MustRegister(o.ownedGa)
@@ -123,12 +140,23 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 	for p, l := range o.owned {
 		select {
 		case err := <-l.done:
-			o.log.Warn("partition worker ended", "partition", p, "err", err)
 			l.cancel()
 			delete(o.owned, p)
-			if !errors.Is(err, errLostOwnership) {
-				_ = o.kv.Delete(ctx, leaseKey(p), jetstream.LastRevision(l.rev))
+			if errors.Is(err, errLostOwnership) {
+				o.stalls.Clear(p)
+				o.log.Warn("partition worker ended", "partition", p, "err", err)
+				continue
 			}
+			_ = o.kv.Delete(ctx, leaseKey(p), jetstream.LastRevision(l.rev))
+			r := o.failed[p]
+			if r == nil {
+				r = &restart{backoff: retry.Backoff{Initial: time.Second, Max: time.Minute}}
+				o.failed[p] = r
+			}
+			wait := r.backoff.Next()
+			r.at = time.Now().Add(wait)
+			o.stalls.Fail(p, "worker", err)
+			o.log.Error("partition worker ended; claiming it again after a backoff", "partition", p, "err", err, "wait", wait)
 		default:
 		}
 	}
@@ -141,6 +169,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 				// Not waited for here: a worker stuck on a dead connection
 				// must not hold up the renewal of the other leases.
 				o.log.Warn("lease lost; stopping partition", "partition", p)
+				o.stalls.Clear(p)
 				l.cancel()
 				l.done = forward(l.done)
 				o.stopping[p] = l
@@ -151,6 +180,9 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		}
 		l.rev = rev
 		l.renewed(sent, o.ttl)
+		if o.failed[p] != nil && !o.stalls.Stalled(p) {
+			delete(o.failed, p) // its worker flushed since it was started again
+		}
 	}
 	if _, err := o.kv.Put(ctx, memberKey(o.id), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
 		return fmt.Errorf("heartbeat: %w", err)
@@ -165,12 +197,21 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 			o.release(ctx, p, l)
 		}
 	}
+	for p := range o.failed {
+		if !mine[p] {
+			delete(o.failed, p)
+			o.stalls.Clear(p)
+		}
+	}
 	for p := range mine {
 		if _, ok := o.owned[p]; ok {
 			continue
 		}
 		if _, ok := o.stopping[p]; ok {
 			continue // its last worker here has not returned yet
+		}
+		if r := o.failed[p]; r != nil && time.Now().Before(r.at) {
+			continue
 		}
 		sent := time.Now()
 		rev, err := o.kv.Create(ctx, leaseKey(p), []byte(o.id))
@@ -208,6 +249,7 @@ func (o *Ownership) release(ctx context.Context, p int, l *lease) {
 	}
 	l.cancel()
 	delete(o.owned, p)
+	o.stalls.Clear(p)
 	if err == nil || !errors.Is(err, errLostOwnership) {
 		if derr := o.kv.Delete(ctx, leaseKey(p), jetstream.LastRevision(l.rev)); derr != nil {
 			o.log.Warn("release lease", "partition", p, "err", derr)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,8 +98,8 @@ func TestLeaseLapsesBeforeAnotherCanClaim(t *testing.T) {
 		}
 	}
 	aHeld, bHeld := make(chan func() bool, 1), make(chan func() bool, 1)
-	a := NewOwnership(kv, "a", 1, ttl, time.Second, log, prometheus.NewRegistry(), claimed(aHeld))
-	other := NewOwnership(kv, "b", 1, ttl, time.Second, log, prometheus.NewRegistry(), claimed(bHeld))
+	a := NewOwnership(kv, "a", 1, ttl, time.Second, log, prometheus.NewRegistry(), NewStalls(prometheus.NewRegistry()), claimed(aHeld))
+	other := NewOwnership(kv, "b", 1, ttl, time.Second, log, prometheus.NewRegistry(), NewStalls(prometheus.NewRegistry()), claimed(bHeld))
 	if err := a.rebalance(ctx); err != nil { // claims partition 0 and, never renewing it, stalls
 		t.Fatal(err)
 	}
@@ -160,4 +161,65 @@ func influxQuery(t *testing.T, influxURL, q string) int64 {
 		t.Fatal(err)
 	}
 	return int64(v)
+}
+
+// A worker that ends with an error that will not go away (a checkpoint this
+// version cannot read, say) leaves its partition stalled: readiness names
+// the partition and the error, and the partition is claimed again only after
+// a growing backoff, not in a busy loop. Once a worker of it advances, it is
+// ready again.
+func TestFailingWorkerStallsThePartition(t *testing.T) {
+	b := newTestBus(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, TTL: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	stalls := NewStalls(prometheus.NewRegistry())
+	broken := errors.New("checkpoint from the future")
+	var starts atomic.Int32
+	var heal atomic.Bool
+	o := NewOwnership(kv, "a", 1, 3*time.Second, time.Second, log, prometheus.NewRegistry(), stalls,
+		func(ctx context.Context, p int, stop <-chan struct{}, _ func() bool) error {
+			starts.Add(1)
+			if !heal.Load() {
+				return broken
+			}
+			stalls.Clear(p) // what a worker's first flush does
+			select {
+			case <-ctx.Done():
+			case <-stop:
+			}
+			return nil
+		})
+	defer o.releaseAll()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := o.rebalance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := starts.Load(); n < 2 || n > 3 {
+		t.Errorf("worker started %d times in 3 s of rebalancing every 20 ms; want 2-3 (1 s backoff, doubling)", n)
+	}
+	err = stalls.Check(ctx)
+	if err == nil || !strings.Contains(err.Error(), "partition 0: worker failing") || !strings.Contains(err.Error(), broken.Error()) {
+		t.Fatalf("readiness while the worker keeps failing = %v", err)
+	}
+	heal.Store(true)
+	for stalls.Stalled(0) {
+		if ctx.Err() != nil {
+			t.Fatal("the partition never advanced once its worker could run")
+		}
+		if err := o.rebalance(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := stalls.Check(ctx); err != nil {
+		t.Fatalf("readiness after the worker advanced = %v", err)
+	}
 }

@@ -39,6 +39,7 @@ type Metrics struct {
 	FlushLatency prometheus.Histogram
 	CloseDelay   prometheus.Histogram
 	Written      prometheus.Counter
+	Stalls       *Stalls
 }
 
 // NewMetrics registers the processor's metrics.
@@ -60,6 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		Written: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeflow_processor_points_written_total",
 			Help: "Points written to InfluxDB (raw and window)."}),
+		Stalls: NewStalls(reg),
 	}
 	reg.MustRegister(m.Late, m.OpenWindows, m.FlushLatency, m.CloseDelay, m.Written)
 	return m
@@ -151,9 +153,8 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			w.metrics.Retries.WithLabelValues("fetch").Inc()
+			w.retrying("fetch", err)
 			w.log.Warn("fetch failed; recreating consumer", "partition", w.p, "err", err)
-			w.stalled = true
 			if cons, err = w.consumer(ctx); err != nil {
 				return err
 			}
@@ -207,6 +208,23 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 				return err
 			}
 		}
+	}
+}
+
+// retrying accounts a failed attempt of op that is retried: the partition is
+// stalled (Stalls) until its next flush, and listening is interrupted.
+func (w *worker) retrying(op string, err error) {
+	w.stalled = true
+	w.metrics.Retries.WithLabelValues(op).Inc()
+	if w.metrics.Stalls.Fail(w.p, op, err) {
+		w.log.Warn("partition stalled; not ready until it advances", "partition", w.p, "op", op, "err", err)
+	}
+}
+
+// advanced records a flush that succeeded: the partition is not stalled.
+func (w *worker) advanced() {
+	if d := w.metrics.Stalls.Clear(w.p); d > 0 {
+		w.log.Info("partition advancing again", "partition", w.p, "stalled_for", d.Round(time.Millisecond).String())
 	}
 }
 
@@ -295,8 +313,7 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		cons, err = w.js.OrderedConsumer(ctx, bus.StreamTelemetry, cc)
 		return err
 	}, func(err error, _ time.Duration) {
-		w.stalled = true
-		w.metrics.Retries.WithLabelValues("consumer").Inc()
+		w.retrying("consumer", err)
 		w.log.Warn("create consumer", "partition", w.p, "err", err)
 	})
 	return cons, err
@@ -368,6 +385,7 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	closed := w.state.CloseDue(now, caughtUp)
 	w.lastFlush = now
 	if len(closed) == 0 && w.batch.Len() == 0 && len(w.dead) == 0 && w.seq == w.savedSeq {
+		w.advanced()
 		return nil
 	}
 	for i := range closed {
@@ -388,6 +406,7 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	if err := w.checkpoint(ctx); err != nil {
 		return err
 	}
+	w.advanced()
 	w.metrics.Out.Add(float64(len(closed)))
 	w.batch.Reset()
 	w.dead = w.dead[:0]
@@ -425,8 +444,7 @@ func (w *worker) writeLines(ctx context.Context, i, j int) error {
 		}
 		return err
 	}, func(err error, wait time.Duration) {
-		w.stalled = true
-		w.metrics.Retries.WithLabelValues("influx_write").Inc()
+		w.retrying("influx_write", err)
 		w.log.Warn("influxdb write failed; retrying, nothing is checkpointed meanwhile", "partition", w.p, "err", err, "wait", wait)
 	})
 	switch {
@@ -483,8 +501,7 @@ func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error 
 			_, err := w.js.PublishMsg(pctx, msgs[i])
 			return err
 		}, func(err error, _ time.Duration) {
-			w.stalled = true
-			w.metrics.Retries.WithLabelValues("publish").Inc()
+			w.retrying("publish", err)
 			w.log.Warn("publish failed; retrying", "partition", w.p, "subject", msgs[i].Subject, "err", err)
 		})
 		if err != nil {
@@ -520,7 +537,10 @@ func (w *worker) load(ctx context.Context) error {
 			w.rev, err = w.ckpt.Update(ctx, key, entry.Value(), entry.Revision())
 		}
 		return err // a conflict too: the checkpoint was written meanwhile, read it again
-	}, func(err error, _ time.Duration) { w.metrics.Retries.WithLabelValues("checkpoint_load").Inc() })
+	}, func(err error, _ time.Duration) {
+		w.retrying("checkpoint_load", err)
+		w.log.Warn("load checkpoint failed; retrying", "partition", w.p, "err", err)
+	})
 	if err != nil {
 		return err
 	}
@@ -552,8 +572,7 @@ func (w *worker) checkpoint(ctx context.Context) error {
 		}
 		return err
 	}, func(err error, _ time.Duration) {
-		w.stalled = true
-		w.metrics.Retries.WithLabelValues("checkpoint").Inc()
+		w.retrying("checkpoint", err)
 		w.log.Warn("checkpoint failed; retrying", "partition", w.p, "err", err)
 	})
 }
