@@ -25,12 +25,13 @@ var (
 	ErrCheckpointSizes = errors.New("window checkpoint has other window sizes")
 )
 
-// checkpointMagic starts every checkpoint; its last byte is the version.
-// checkpointMagicV1 is the version before devices carried their silence;
-// UnmarshalBinary still reads it (every device silent for 0).
+// checkpointMagic starts every checkpoint; its last byte is the version,
+// checkpointVersion. UnmarshalBinary reads every version from 1: version 1
+// had no silences (every device loads silent for 0); versions 1 and 2 had
+// no sum exponents.
 const (
-	checkpointMagic   = "EFW\x02"
-	checkpointMagicV1 = "EFW\x01"
+	checkpointMagic   = "EFW\x03"
+	checkpointVersion = 3
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -38,9 +39,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The checkpoint is a compact binary encoding, canonical (the same State
 // always encodes to the same bytes), followed by a CRC-32C of everything
 // before it. Integers are varints (signed ones zig-zag), floats their
-// IEEE-754 bits, so a round trip is exact. Layout, version 2:
+// IEEE-754 bits, so a round trip is exact. Layout, version 3:
 //
-//	magic "EFW\x02"
+//	magic "EFW\x03"
 //	config: n, n × size ms, lateness ms, idle grace ms, forget after ms (uvarints)
 //	floor (varint)
 //	names: n, then n × (len, bytes): site and metric names, sorted, unique
@@ -52,7 +53,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 //	      name index, count (uvarints)
 //	      count = 1: value (8 bytes), ts − start (uvarint)
 //	      count > 1: sum, min, max, first, last (5 × 8 bytes),
-//	                 first ts − start, last ts − start (uvarints)
+//	                 first ts − start, last ts − start (uvarints),
+//	                 sum exponent (uvarint; not before version 3)
 //	CRC-32C (4 bytes, big endian)
 //
 // A count of 1 stores one value: observe sets all five to the same bits.
@@ -72,7 +74,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 				for j := range w.metrics {
 					if w.metrics[j].count > 0 {
 						nameSet[w.metrics[j].name] = struct{}{}
-						size += 4*binary.MaxVarintLen64 + 5*8
+						size += 5*binary.MaxVarintLen64 + 5*8
 					}
 				}
 			}
@@ -142,6 +144,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 					}
 					b = binary.AppendUvarint(b, uint64(m.firstTS-w.start))
 					b = binary.AppendUvarint(b, uint64(m.lastTS-w.start))
+					b = binary.AppendUvarint(b, uint64(m.sumExp))
 				}
 			}
 		}
@@ -160,25 +163,18 @@ func appendString(b []byte, s string) []byte {
 // and forgetting horizon; into a zero State, it takes the checkpoint's
 // configuration. On error s is unchanged. Every field is checked, so a
 // damaged or hostile checkpoint yields an error, never a State that breaks
-// later. A version 1 checkpoint (before devices carried their silence)
-// loads with every device's silence at 0.
+// later. Every earlier version loads (checkpointMagic).
 func (s *State) UnmarshalBinary(data []byte) error {
-	if len(data) < len(checkpointMagic)+4 {
-		return fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
-	}
-	var v1 bool
-	switch string(data[:len(checkpointMagic)]) {
-	case checkpointMagic:
-	case checkpointMagicV1:
-		v1 = true
-	default:
+	prefix := len(checkpointMagic) - 1
+	if len(data) < len(checkpointMagic)+4 || string(data[:prefix]) != checkpointMagic[:prefix] ||
+		data[prefix] < 1 || data[prefix] > checkpointVersion {
 		return fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(body):]) {
 		return fmt.Errorf("window checkpoint: checksum mismatch: %w", ErrCheckpoint)
 	}
-	next, err := decodeCheckpoint(body[len(checkpointMagic):], v1)
+	next, err := decodeCheckpoint(body[len(checkpointMagic):], data[prefix])
 	if err != nil {
 		return err
 	}
@@ -265,6 +261,15 @@ func (d *decoder) float() float64 {
 	return v
 }
 
+// finite reads a value, which must be finite as every reading's values are.
+func (d *decoder) finite(what string) float64 {
+	v := d.float()
+	if d.err == nil && (math.IsInf(v, 0) || math.IsNaN(v)) {
+		d.fail("%s %g is not finite", what, v)
+	}
+	return v
+}
+
 func (d *decoder) name(what string) string {
 	n := d.count(what, 1)
 	if d.err != nil {
@@ -288,8 +293,8 @@ func (d *decoder) inRange(what string, lo, hi int64) int64 {
 }
 
 // decodeCheckpoint decodes a checkpoint body (after the magic, before the
-// CRC) into a new State; v1 is the layout without silences.
-func decodeCheckpoint(b []byte, v1 bool) (*State, error) {
+// CRC) of the given version into a new State.
+func decodeCheckpoint(b []byte, version byte) (*State, error) {
 	d := &decoder{b: b}
 	var cfg Config
 	nSizes := d.count("window sizes", 1)
@@ -338,7 +343,7 @@ func decodeCheckpoint(b []byte, v1 bool) (*State, error) {
 		prev = key
 		dev.maxTS = d.inRange("newest event time", MinTS, MaxTS)
 		dev.lastRx = d.inRange("newest received time", 0, MaxTS)
-		if !v1 {
+		if version >= 2 {
 			// The loaded State has listened for 0 so far.
 			silence := d.uvarint()
 			if d.err == nil && silence > uint64(maxListened) {
@@ -352,7 +357,7 @@ func decodeCheckpoint(b []byte, v1 bool) (*State, error) {
 			ss.closedUntil = d.varint()
 			ss.open = make([]*window, d.count("windows", 2))
 			for j := range ss.open {
-				w := decodeWindow(d, size, names)
+				w := decodeWindow(d, size, names, version)
 				if d.err != nil {
 					return nil, d.err
 				}
@@ -381,7 +386,7 @@ func decodeCheckpoint(b []byte, v1 bool) (*State, error) {
 }
 
 // decodeWindow decodes one open window of length size.
-func decodeWindow(d *decoder, size int64, names []string) *window {
+func decodeWindow(d *decoder, size int64, names []string, version byte) *window {
 	w := &window{start: d.inRange("window start", windowStart(MinTS, size), MaxTS)}
 	if d.err == nil && windowStart(w.start, size) != w.start {
 		d.fail("window start %d not aligned to %d ms", w.start, size)
@@ -416,17 +421,31 @@ func decodeWindow(d *decoder, size int64, names []string) *window {
 		}
 		m.count = int64(count)
 		if count == 1 {
-			v := d.float()
+			v := d.finite("value")
 			m.sum, m.min, m.max, m.first, m.last = v, v, v, v, v
 			m.firstTS = offset("first")
 			m.lastTS = m.firstTS
 			continue
 		}
-		m.sum, m.min, m.max, m.first, m.last = d.float(), d.float(), d.float(), d.float(), d.float()
+		m.sum = d.float()
+		m.min, m.max, m.first, m.last = d.finite("min"), d.finite("max"), d.finite("first"), d.finite("last")
 		m.firstTS = offset("first")
 		m.lastTS = offset("last")
 		if d.err == nil && m.firstTS > m.lastTS {
 			d.fail("first time after last time")
+		}
+		switch {
+		case version >= 3:
+			m.sumExp = int(d.uvarint())
+			if d.err == nil && (m.sumExp > maxSumExp || math.IsInf(m.sum, 0) || math.IsNaN(m.sum)) {
+				d.fail("sum %g × 2^%d out of range", m.sum, m.sumExp)
+			}
+		case math.IsInf(m.sum, 0):
+			// Before version 3 a sum could overflow; it goes on from the
+			// largest finite sum of its sign.
+			m.sum = math.Copysign(math.MaxFloat64, m.sum)
+		case math.IsNaN(m.sum):
+			d.fail("sum is not a number")
 		}
 	}
 	return w

@@ -19,7 +19,8 @@ func withCRC(body []byte) []byte {
 }
 
 // sampleState has several devices, several open windows per length,
-// single-value metrics, -0, an infinite sum and a forget floor.
+// single-value metrics, -0, a sum beyond the float64 range and a forget
+// floor.
 func sampleState(t testing.TB) *State {
 	s := NewState(testConfig())
 	s.floor = t0 - 3_600_000
@@ -67,7 +68,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if got != want {
 		t.Fatalf("after loading:\n%s\nwant:\n%s", got, want)
 	}
-	for _, sign := range []string{"x:2/7ff0000000000000", "t:1/8000000000000000"} {
+	for _, sign := range []string{"x:2/7fefffffffffffff", "t:1/8000000000000000"} {
 		if !strings.Contains(got, sign) {
 			t.Errorf("results lost %q:\n%s", sign, got)
 		}
@@ -160,7 +161,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "bad header"},
-		{"other version", append([]byte("EFW\x03"), valid[4:]...), "bad header"},
+		{"next version", append([]byte("EFW\x04"), valid[4:]...), "bad header"},
+		{"version 0", append([]byte("EFW\x00"), valid[4:]...), "bad header"},
 		{"flipped bit", func() []byte { b := bytes.Clone(valid); b[len(b)/2] ^= 4; return b }(), "checksum"},
 		{"truncated", valid[:len(valid)-1], "checksum"},
 		{"no sizes", newCP().u(0).u(5_000).u(5_000).u(0).bytes(), "none given"},
@@ -183,6 +185,10 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"metrics not sorted", oneDevice().u(2).u(1).u(1).f(1).u(0).u(1).u(1).f(1).u(0).bytes(), "not sorted"},
 		{"time outside the window", oneDevice().u(1).u(1).u(1).f(1).u(10_000).bytes(), "outside the window"},
 		{"first after last", oneDevice().u(1).u(1).u(2).f(1).f(1).f(1).f(1).f(1).u(5).u(4).bytes(), "first time after last"},
+		{"infinite value", oneDevice().u(1).u(1).u(1).f(math.Inf(1)).u(0).bytes(), "value +Inf is not finite"},
+		{"NaN min", oneDevice().u(1).u(1).u(2).f(1).f(math.NaN()).f(1).f(1).f(1).u(0).u(0).u(0).bytes(), "min NaN is not finite"},
+		{"infinite sum", oneDevice().u(1).u(1).u(2).f(math.Inf(1)).f(1).f(1).f(1).f(1).u(0).u(0).u(0).bytes(), "sum +Inf"},
+		{"sum exponent too large", oneDevice().u(1).u(1).u(2).f(1).f(1).f(1).f(1).f(1).u(0).u(0).u(65).bytes(), "× 2^65 out of range"},
 		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
 		{"window before closed-until", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).
 			i(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
@@ -272,7 +278,7 @@ func FuzzStateRoundTrip(f *testing.F) {
 // A version 1 checkpoint (before devices carried their silence) still
 // loads; its devices start silent for 0, and it is saved as version 2.
 func TestUnmarshalVersion1(t *testing.T) {
-	v1 := &cp{b: []byte(checkpointMagicV1)}
+	v1 := &cp{b: []byte("EFW\x01")}
 	// lab/d1, newest reading at t0+3s, one 10s window at t0 holding t=1.
 	data := v1.header().names("lab", "t").u(1).u(0).s("d1").i(t0 + 3_000).i(t0 + 3_000).
 		i(math.MinInt64).u(1).i(t0).u(1).u(1).u(1).f(1).u(3_000).
@@ -291,6 +297,34 @@ func TestUnmarshalVersion1(t *testing.T) {
 	s.Listen(time.Millisecond)
 	if got := s.CloseDue(wall(0), true); len(got) != 1 || got[0].Metrics["t"].Count != 1 {
 		t.Fatalf("closed after 17 s of silence:\n%s", fingerprint(got))
+	}
+	if again, _ := s.MarshalBinary(); string(again[:len(checkpointMagic)]) != checkpointMagic {
+		t.Fatalf("saved with header %q, want %q", again[:len(checkpointMagic)], checkpointMagic)
+	}
+}
+
+// A version 2 checkpoint (before sums carried an exponent) still loads; a
+// sum that overflowed to +Inf under that version goes on saturated, so the
+// window's aggregates are finite.
+func TestUnmarshalVersion2(t *testing.T) {
+	v2 := &cp{b: []byte("EFW\x02")}
+	// lab/d1, newest reading at t0+3s, silent for 0, one 10s window at t0
+	// holding t = 1e308 twice (sum +Inf).
+	data := v2.header().names("lab", "t").u(1).u(0).s("d1").i(t0 + 3_000).i(t0 + 3_000).u(0).
+		i(math.MinInt64).u(1).i(t0).u(1).u(1).u(2).f(math.Inf(1)).f(1e308).f(1e308).f(1e308).f(1e308).u(0).u(3_000).
+		i(math.MinInt64).u(0).bytes()
+	s := NewState(testConfig())
+	if err := s.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	s.Add(temp(t0+4_000, 1e308))
+	got := flushAll(s)
+	if len(got) != 2 {
+		t.Fatalf("closed:\n%s", fingerprint(got))
+	}
+	st := find(t, got, "lab", "d1", "10s", t0).Metrics["t"]
+	if st.Count != 3 || st.Sum != math.MaxFloat64 || math.IsInf(st.Mean, 0) {
+		t.Fatalf("window %+v, want 3 values, a saturated sum and a finite mean", st)
 	}
 	if again, _ := s.MarshalBinary(); string(again[:len(checkpointMagic)]) != checkpointMagic {
 		t.Fatalf("saved with header %q, want %q", again[:len(checkpointMagic)], checkpointMagic)

@@ -36,6 +36,12 @@
 // value with the smallest event time (ties: the one added first) and last
 // the value with the largest (ties: the one added last).
 //
+// Every aggregate is finite, as JSON and line protocol require. A sum beyond
+// the float64 range (two values near 1e308) is reported as ±math.MaxFloat64;
+// the mean is still the mean of the values, bit for bit the float64 sum
+// divided by the count while the sum is in range, and within rounding of the
+// exact mean beyond it (the sum is then kept scaled by a power of two).
+//
 // # Closing
 //
 // CloseDue closes a window when its end is at or before the device's

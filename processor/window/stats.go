@@ -1,6 +1,7 @@
 package window
 
 import (
+	"math"
 	"strings"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
@@ -11,12 +12,22 @@ import (
 // (see window.reset) that this window has not used: it is neither emitted
 // nor checkpointed.
 type metricStats struct {
-	name            string
-	count           int64
-	sum, min, max   float64
+	name  string
+	count int64
+	// The values add up to sum·2^sumExp. sumExp stays 0 (sum is the plain
+	// float64 sum) until the sum would overflow; then it grows by one each
+	// time it would, so sum stays finite, and since scaling by a power of
+	// two is exact, the mean stays exact where it is representable.
+	sum             float64
+	sumExp          int
+	min, max        float64
 	first, last     float64
 	firstTS, lastTS int64
 }
+
+// maxSumExp bounds sumExp: 2^63 values of at most math.MaxFloat64 add up to
+// less than math.MaxFloat64·2^63.
+const maxSumExp = 64
 
 // window is one open window of one device and length. metrics is sorted by
 // name, so lookups are a binary search and the checkpoint is canonical.
@@ -57,7 +68,11 @@ func (w *window) observe(name string, v float64, ts int64) {
 		return
 	}
 	m.count++
-	m.sum += v
+	if s := m.sum + v; m.sumExp == 0 && !math.IsInf(s, 0) {
+		m.sum = s
+	} else {
+		m.addScaled(v)
+	}
 	if v < m.min {
 		m.min = v
 	}
@@ -70,6 +85,37 @@ func (w *window) observe(name string, v float64, ts int64) {
 	if ts >= m.lastTS {
 		m.last, m.lastTS = v, ts
 	}
+}
+
+// addScaled adds v to a sum that overflowed or would overflow, halving the
+// sum (exactly: it is near the top of the float64 range) until it fits.
+func (m *metricStats) addScaled(v float64) {
+	for {
+		if s := m.sum + math.Ldexp(v, -m.sumExp); !math.IsInf(s, 0) {
+			m.sum = s
+			return
+		}
+		m.sum /= 2
+		m.sumExp++
+	}
+}
+
+// total returns the sum and the mean of the values. A sum beyond the float64
+// range is reported as ±math.MaxFloat64, so that an aggregate is always
+// finite (JSON and line protocol have no infinity); the mean is the mean.
+func (m *metricStats) total() (sum, mean float64) {
+	if m.sumExp == 0 {
+		return m.sum, m.sum / float64(m.count)
+	}
+	return saturate(math.Ldexp(m.sum, m.sumExp)), saturate(math.Ldexp(m.sum/float64(m.count), m.sumExp))
+}
+
+// saturate returns v, or the largest finite float64 of its sign for ±Inf.
+func saturate(v float64) float64 {
+	if math.IsInf(v, 0) {
+		return math.Copysign(math.MaxFloat64, v)
+	}
+	return v
 }
 
 // used reports how many metrics the window holds values for.
@@ -91,12 +137,13 @@ func (w *window) stats() map[string]reading.Stats {
 		if m.count == 0 {
 			continue
 		}
+		sum, mean := m.total()
 		out[m.name] = reading.Stats{
 			Count: m.count,
-			Sum:   m.sum,
+			Sum:   sum,
 			Min:   m.min,
 			Max:   m.max,
-			Mean:  m.sum / float64(m.count),
+			Mean:  mean,
 			First: m.first,
 			Last:  m.last,
 		}
