@@ -29,6 +29,12 @@ type Aggregate struct {
 	Start   int64            `json:"start"`
 	End     int64            `json:"end"`
 	Metrics map[string]Stats `json:"metrics"`
+	// Received is when ingest received the device's newest reading (Unix
+	// ms, ingest's clock: Reading.Received), as of the window's close, so
+	// at least that of the window's own readings. It says when the device
+	// was last heard from whatever its own clock says; 0 from a processor
+	// that predates it.
+	Received int64 `json:"received,omitempty"`
 }
 
 // MsgID is the deduplication ID of the aggregate: a window flushed again

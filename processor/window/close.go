@@ -67,6 +67,9 @@ func (s *State) closeUntil(out []reading.Aggregate, d *device, i int, lastStart 
 				Start:   w.start,
 				End:     end,
 				Metrics: w.stats(),
+				// The notifier's offline rules: when the device was last
+				// heard from, whatever its clock says.
+				Received: d.lastRx,
 			})
 		}
 		ss.closedUntil = max(ss.closedUntil, end)
