@@ -23,18 +23,43 @@ const (
 	// {rule}.{site}.{device}: the state machine and its outbox.
 	BucketAlerts = "ALERT_STATE"
 	// BucketLastSeen holds, per device (key {site}.{device}), a LastSeen:
-	// when it last sent data, as far as its closed windows tell.
+	// when its newest reading arrived, as its closed windows tell.
 	BucketLastSeen = "DEVICE_LAST_SEEN"
 )
 
-// LastSeen is the end of a device's newest closed window of the shortest
-// length it has: a window closes only if the device sent data in it, so the
-// device was heard from before End. Only the shortest windows count: a
-// device silent since 12:00:03 still closes its 1 m window ending 12:01:00,
-// which would say it was heard from a minute later than it was.
+// LastSeen is when a device was last heard from: Received, the arrival of
+// its newest reading (ingest's clock) that its windows carry. Their ends
+// are in the device's own time, which drifts: a device whose clock runs
+// 20 s slow would look silent while it sends, one running ahead would hide
+// an outage. The servers' clocks are assumed synchronised (NTP).
+//
+// End and Window are those of the newest window of the shortest length the
+// device has; they decide alone for windows without Received (from a
+// processor that predates it), as they did before: a window closes only if
+// the device sent data in it, and a longer window closing for silence would
+// overstate how recently it did.
 type LastSeen struct {
-	End    int64 `json:"end"`       // Unix ms
-	Window int64 `json:"window_ms"` // length of that window
+	Received int64 `json:"received,omitempty"` // Unix ms, 0 when unknown
+	End      int64 `json:"end"`                // Unix ms
+	Window   int64 `json:"window_ms"`          // length of that window
+}
+
+// Heard is when the device was last heard from.
+func (l LastSeen) Heard() time.Time {
+	if l.Received > 0 {
+		return time.UnixMilli(l.Received)
+	}
+	return time.UnixMilli(l.End)
+}
+
+// replacedBy reports whether w, from a window just read, is newer news of
+// the device than l. Windows arrive out of order after a redelivery, so
+// neither time ever moves back.
+func (l LastSeen) replacedBy(w LastSeen) bool {
+	if w.Received > 0 {
+		return w.Received > l.Received
+	}
+	return w.Window < l.Window || (w.Window == l.Window && w.End > l.End)
 }
 
 const (
@@ -79,7 +104,7 @@ func (e *Engine) OnAggregate(ctx context.Context, a reading.Aggregate) error {
 	if set == nil {
 		return errors.New("no rules loaded")
 	}
-	if err := e.advance(ctx, a.Site, a.Device, LastSeen{End: a.End, Window: a.End - a.Start}); err != nil {
+	if err := e.advance(ctx, a.Site, a.Device, LastSeen{Received: a.Received, End: a.End, Window: a.End - a.Start}); err != nil {
 		return err
 	}
 	start, end, now := time.UnixMilli(a.Start), time.UnixMilli(a.End), e.now()
@@ -100,7 +125,7 @@ func (e *Engine) OnAggregate(ctx context.Context, a reading.Aggregate) error {
 		case rules.Offline:
 			seen, _ := e.seen.Get(a.Site + "." + a.Device)
 			step = func(s alert.State) (alert.State, []alert.Change) {
-				return alert.Silence(s, r, time.UnixMilli(seen.End), now, false) // data only ever resolves
+				return alert.Silence(s, r, seen.Heard(), now, false) // data only ever resolves
 			}
 		}
 		e.metrics.Evaluations.WithLabelValues(string(r.Kind)).Inc()
@@ -130,7 +155,7 @@ func (e *Engine) Tick(ctx context.Context, caughtUp bool) error {
 			}
 			e.metrics.Evaluations.WithLabelValues(string(rules.Offline)).Inc()
 			errs = append(errs, e.update(ctx, r, site, device, func(s alert.State) (alert.State, []alert.Change) {
-				return alert.Silence(s, r, time.UnixMilli(seen.End), now, caughtUp)
+				return alert.Silence(s, r, seen.Heard(), now, caughtUp)
 			}))
 		}
 	})
@@ -268,14 +293,13 @@ func (e *Engine) clearOutbox(ctx context.Context, key string, rec alert.Record, 
 	}
 }
 
-// advance records that a device sent data in a window. It never moves back
-// within one window length (windows can arrive out of order after a
-// redelivery), and a shorter window replaces a longer one.
+// advance records that a device was heard from, as a window tells
+// (LastSeen.replacedBy).
 func (e *Engine) advance(ctx context.Context, site, device string, w LastSeen) error {
 	key := site + "." + device
 	cur, rev := e.seen.Get(key)
 	for range maxAttempts {
-		if rev != 0 && (w.Window > cur.Window || (w.Window == cur.Window && w.End <= cur.End)) {
+		if rev != 0 && !cur.replacedBy(w) {
 			return nil
 		}
 		_, err := e.seen.Save(ctx, key, w, rev)

@@ -201,22 +201,30 @@ func (r *replica) metric(t *testing.T, name string) float64 {
 	return 0
 }
 
-// window publishes a closed window of one device, as a processor does.
+// window publishes a closed window of one device, as a processor does for
+// a device that is sending: its newest reading arrived now.
 func (e *env) window(site, device, win string, start time.Time, metrics map[string]float64) {
 	e.t.Helper()
-	e.publishWindow(site, device, win, start, metrics, true)
+	e.publishWindow(site, device, win, start, time.Now(), metrics, true)
+}
+
+// heardWindow publishes a closed window of a device whose newest reading
+// arrived at received (ingest's clock), whatever its own clock says.
+func (e *env) heardWindow(site, device, win string, start, received time.Time, metrics map[string]float64) {
+	e.t.Helper()
+	e.publishWindow(site, device, win, start, received, metrics, true)
 }
 
 // publishWindow publishes a window, without its Nats-Msg-Id when dedup is
 // false: the notifier then sees it again, as after a redelivery.
-func (e *env) publishWindow(site, device, win string, start time.Time, metrics map[string]float64, dedup bool) {
+func (e *env) publishWindow(site, device, win string, start, received time.Time, metrics map[string]float64, dedup bool) {
 	e.t.Helper()
 	d, err := time.ParseDuration(win)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	a := reading.Aggregate{Site: site, Device: device, Window: win, Start: start.UnixMilli(), End: start.Add(d).UnixMilli(),
-		Metrics: map[string]reading.Stats{}}
+		Received: received.UnixMilli(), Metrics: map[string]reading.Stats{}}
 	for m, v := range metrics {
 		a.Metrics[m] = reading.Stats{Count: 10, Sum: 10 * v, Min: v, Max: v, Mean: v, First: v, Last: v}
 	}

@@ -101,7 +101,7 @@ func run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("bucket %s: %w", BucketAlerts, err)
 		}
 		if seenKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLastSeen,
-			Description: "notifier: end of each device's newest closed window (of its shortest length), {site}.{device}",
+			Description: "notifier: when each device's newest reading arrived, as its closed windows tell, {site}.{device}",
 			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
 			return fmt.Errorf("bucket %s: %w", BucketLastSeen, err)
 		}

@@ -84,7 +84,7 @@ func TestThresholdFiresOncePerTransition(t *testing.T) {
 	w(2, 42) // still firing
 	w(3, 38) // between clear and threshold: still firing
 	// A window seen again, as after a redelivery.
-	e.publishWindow("warehouse", "wh-01", "10s", base.Add(10*time.Second), map[string]float64{"temperature": 41}, false)
+	e.publishWindow("warehouse", "wh-01", "10s", base.Add(10*time.Second), time.Now(), map[string]float64{"temperature": 41}, false)
 	w(4, 30) // resolves
 	got = e.hook.waitFor(t, 2, 10*time.Second)
 	if n := got[1]; n.State != "resolved" || n.Value != 30 || n.ID != "hot.warehouse.wh-01.2" {
@@ -193,8 +193,8 @@ rules:
 		t.Fatalf("reminders %+v", got[1:])
 	}
 	// A longer window that closes now says nothing new: the device was
-	// silent for most of it.
-	e.window("lab", "lab-01", "1m", time.Now().Add(-time.Minute), map[string]float64{"temperature": 20})
+	// silent for most of it, and its newest reading is the one of before.
+	e.heardWindow("lab", "lab-01", "1m", time.Now().Add(-time.Minute), now, map[string]float64{"temperature": 20})
 	time.Sleep(500 * time.Millisecond)
 	for _, n := range e.hook.delivered() {
 		if n.State == "resolved" {
@@ -217,6 +217,58 @@ rules:
 	}
 	if strings.Join(states, " ") != "lab-01:firing lab-01:resolved" {
 		t.Fatalf("ALERTS %v (reminders are not state changes)", states)
+	}
+}
+
+// Liveness is when a device's readings arrived (ingest's clock), not what
+// its own clock says. One device's clock runs 25 s slow, another's a minute
+// ahead; both send a 1 s window every 500 ms. The slow one is not offline
+// while it sends, and the one ahead is offline `after` its data stops
+// arriving, not a minute later.
+func TestOfflineFollowsArrivalNotDeviceClock(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.writeRules(`
+channels:
+  hook: {type: webhook, url_env: {hook}}
+rules:
+  - name: gone
+    type: offline
+    site: lab
+    after: 2s
+    channels: [hook]
+`)
+	e.start("a")
+	skews := map[string]time.Duration{"lab-slow": -25 * time.Second, "lab-ahead": time.Minute}
+	var last time.Time
+	for range 8 {
+		last = time.Now()
+		for dev, skew := range skews {
+			// A window just closed, as the device's clock tells it.
+			e.window("lab", dev, "1s", last.Add(skew-time.Second), map[string]float64{"temperature": 20})
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	for _, n := range e.hook.delivered() {
+		t.Errorf("%s/%s %s at %s while it was sending (its clock is %s off)", n.Site, n.Device, n.State,
+			n.At.Sub(e.started).Round(time.Millisecond), skews[n.Device])
+	}
+	fired := map[string]time.Duration{}
+	deadline := time.Now().Add(8 * time.Second)
+	for len(fired) < len(skews) && time.Now().Before(deadline) {
+		for _, n := range e.hook.delivered() {
+			if _, ok := fired[n.Device]; !ok && n.State == "firing" && n.At.After(last) {
+				fired[n.Device] = n.At.Sub(last)
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for dev, skew := range skews {
+		d, ok := fired[dev]
+		t.Logf("%s (clock %s off): offline %s after its last data arrived (after: 2s)", dev, skew, d.Round(time.Millisecond))
+		if !ok || d < 2*time.Second || d > 4*time.Second {
+			t.Errorf("%s (clock %s off): offline %v after its data stopped (fired %v), want about 2s", dev, skew, d, ok)
+		}
 	}
 }
 

@@ -93,10 +93,11 @@ func Observe(s State, r *rules.Rule, v float64, start, end, now time.Time) (Stat
 	}
 }
 
-// Silence checks the alert of an offline rule against the device's last data
-// (lastSeen, the end of its newest closed window): silent for the rule's
-// `after` fires, data again resolves. mayFire is false while the notifier
-// is still catching up on windows, when an old lastSeen means nothing.
+// Silence checks the alert of an offline rule against when the device was
+// last heard from (lastSeen: when its newest reading arrived, by the
+// servers' clock, not the device's): silent for the rule's `after` fires,
+// data again resolves. mayFire is false while the notifier is still
+// catching up on windows, when an old lastSeen means nothing.
 func Silence(s State, r *rules.Rule, lastSeen, now time.Time, mayFire bool) (State, []Change) {
 	silent := now.Sub(lastSeen)
 	if s.Phase == Firing {
