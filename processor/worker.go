@@ -98,9 +98,9 @@ type worker struct {
 	open      int   // open windows at the last flush
 
 	fetched []fetched // the last fetch's messages, before they are folded
-	// cseq is the consumer sequence of the last message fetched: the
-	// ordered consumer's Fetch does not check that deliveries are
-	// consecutive (see gap).
+	// cseq is the consumer sequence of the last message of this fetch, zero
+	// before its first: the ordered consumer's Fetch does not check that
+	// deliveries are consecutive (see gap).
 	cseq uint64
 	// Listening (window.State.Listen): caughtUpAt is the end of the last
 	// fetch that read everything in the partition, zero when the last fetch
@@ -161,7 +161,8 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			continue
 		}
 		w.fetched = w.fetched[:0]
-		gap := false
+		w.cseq = 0
+		gap := w.startsElsewhere(cons)
 		for msg := range batch.Messages() {
 			if gap {
 				continue // read after a lost delivery: read again from a new consumer
@@ -276,6 +277,10 @@ func (w *worker) caughtUp(ctx context.Context, cons jetstream.Consumer, fetchErr
 		}
 		return false, w.pending
 	}
+	// The fetch's consumer delivered what never arrived: lost, not silence.
+	if info.Delivered.Consumer > 0 {
+		return false, int64(info.NumPending)
+	}
 	return info.NumPending == 0, int64(info.NumPending)
 }
 
@@ -320,24 +325,49 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // gap reports whether a delivery was lost before the message with meta.
-// Each Fetch of an ordered consumer delivers from a new consumer (consumer
-// sequences 1, 2, 3, ...), and nothing checks that none is missing: in a
+// Each Fetch of an ordered consumer delivers from a new consumer, numbering
+// its deliveries 1, 2, 3, ..., and nothing checks that none is missing: in a
 // NATS cluster, when the server this replica is connected to dies, the
 // consumer lives on in another server and goes on delivering the pull
 // request to our inbox; what it sent during the reconnect is lost, the next
 // messages arrive, and the next Fetch starts after them. Seen by task chaos
 // as a few readings missing from raw and windows after each such kill.
+// Numbering restarts with every fetch, so a fetch's first delivery must be
+// number 1, whatever the last fetch ended with; together with
+// startsElsewhere this proves every message after the last one folded was
+// received.
 func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
 	c := meta.Sequence.Consumer
-	next := c == w.cseq+1 || c == 1 // the same consumer, or a new one
-	if !next {
+	if c != w.cseq+1 {
 		w.log.Warn("a delivery was lost; reading again from the last message folded", "partition", w.p,
 			"consumer_seq", c, "previous", w.cseq, "stream_seq", meta.Sequence.Stream, "folded", w.seq)
-		w.cseq = 0
 		return true
 	}
 	w.cseq = c
 	return false
+}
+
+// startsElsewhere reports whether the fetch just made reads from elsewhere
+// than the message after the last one folded. The ordered consumer starts
+// each fetch after the last message the client library received: the last
+// one folded, unless a delivery was lost after the library took it. Its
+// consumer sequence 1 is then a message past the lost one, and the loss
+// would never show as a gap in the numbering.
+func (w *worker) startsElsewhere(cons jetstream.Consumer) bool {
+	info := cons.CachedInfo()
+	if info == nil {
+		return false // not created: the fetch failed, nothing to read past
+	}
+	start := info.Config.OptStartSeq
+	if info.Config.DeliverPolicy == jetstream.DeliverAllPolicy {
+		start = 1
+	}
+	if start == w.seq+1 {
+		return false
+	}
+	w.log.Warn("the fetch does not start after the last message folded; reading again from there", "partition", w.p,
+		"start_seq", start, "folded", w.seq)
+	return true
 }
 
 // fold adds one message to the windows and the pending raw points.
