@@ -497,13 +497,24 @@ func (w *worker) writeLines(ctx context.Context, i, j int) error {
 }
 
 // publish sends closed windows on AGGREGATES and the pending dead letters,
-// and waits until JetStream has them all.
+// and waits until JetStream has them all. A window that does not encode (a
+// value JSON has no number for) is dead-lettered instead: an empty message
+// would tell its consumers nothing, not even where it came from.
 func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error {
 	msgs := w.dead
 	for i := range closed {
 		a := &closed[i]
-		m := nats.NewMsg(reading.AggregateSubject(a.Window, a.Site, a.Device))
-		m.Data, _ = json.Marshal(a)
+		subject := reading.AggregateSubject(a.Window, a.Site, a.Device)
+		data, err := json.Marshal(a)
+		if err != nil {
+			w.metrics.DeadLettered.WithLabelValues("invalid_aggregate").Inc()
+			w.log.Error("window does not encode; dead-lettered", "partition", w.p, "subject", subject, "start", a.Start, "err", err)
+			msgs = append(msgs, bus.DeadLetter{Service: "processor", Reason: "invalid_aggregate", Detail: err.Error(),
+				Source: subject + " start " + strconv.FormatInt(a.Start, 10), Body: fmt.Appendf(nil, "%+v", *a)}.Msg(w.now()))
+			continue
+		}
+		m := nats.NewMsg(subject)
+		m.Data = data
 		m.Header.Set(jetstream.MsgIDHeader, a.MsgID())
 		msgs = append(msgs, m)
 	}
