@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -49,40 +51,65 @@ func aggregatesConsumer(failover time.Duration) jetstream.ConsumerConfig {
 	}
 }
 
+// loopAggregates names the reader's loop in readiness and metrics.
+const loopAggregates = "aggregates"
+
 // aggregateReader feeds the windows of AGGREGATES to the engine.
 type aggregateReader struct {
-	cons     jetstream.Consumer
 	js       jetstream.JetStream
 	engine   *Engine
 	metrics  *Metrics
 	log      *slog.Logger
 	failover time.Duration
+	loops    *Loops
+	state    *loopState // from loops.Add(loopAggregates)
+	// cons is the consumer of the current run, nil before the first.
+	cons atomic.Pointer[jetstream.Consumer]
 }
 
 // Run reads until ctx ends, then evaluates what it already received and
-// returns. work bounds each evaluation: when it ends (the drain timeout), a
-// window being evaluated is left unacknowledged and is redelivered.
-func (a *aggregateReader) Run(ctx, work context.Context) error {
+// returns; a read that ends before (its consumer deleted, the pull ended by
+// the server) starts again with backoff, on a consumer created anew. work
+// bounds each evaluation: when it ends (the drain timeout), a window being
+// evaluated is left unacknowledged and is redelivered.
+func (a *aggregateReader) Run(ctx, work context.Context) {
+	a.loops.Run(ctx, a.state, func(ctx context.Context, running func()) error {
+		return a.read(ctx, work, running)
+	})
+}
+
+func (a *aggregateReader) read(ctx, work context.Context, running func()) error {
+	cons, err := a.js.CreateOrUpdateConsumer(ctx, bus.StreamAggregates, aggregatesConsumer(a.failover))
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", ConsumerAggregates, err)
+	}
+	a.cons.Store(&cons)
 	// Pull requests are renewed well within the pin's TTL, so an idle but
 	// live replica keeps its pin.
 	// A small prefetch: what a replica holds when it dies waits for AckWait.
-	it, err := a.cons.Messages(jetstream.PullPriorityGroup(priorityGroup), jetstream.PullMaxMessages(pullBatch),
+	it, err := cons.Messages(jetstream.PullPriorityGroup(priorityGroup), jetstream.PullMaxMessages(pullBatch),
 		jetstream.PullExpiry(max(a.failover/3, time.Second)))
 	if err != nil {
-		return err
+		return fmt.Errorf("pull %s: %w", ConsumerAggregates, err)
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	running()
+	var last error
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
+			return last
 		}
 		if err != nil {
 			if ctx.Err() == nil {
 				a.log.Debug("aggregates", "err", err)
 			}
+			if consumerGone(ctx, cons) {
+				return fmt.Errorf("consumer %s: %w (pull: %w)", ConsumerAggregates, jetstream.ErrConsumerNotFound, err)
+			}
+			last = err
 			continue
 		}
 		if !a.handle(work, msg) {
@@ -128,8 +155,13 @@ func (a *aggregateReader) handle(work context.Context, msg jetstream.Msg) bool {
 }
 
 // caughtUp reports whether the backlog of windows is small enough that
-// last-seen times are current.
-func caughtUp(ctx context.Context, cons jetstream.Consumer) bool {
-	info, err := cons.Info(ctx)
+// last-seen times are current; not before the reader has a consumer, nor
+// while its consumer is gone.
+func (a *aggregateReader) caughtUp(ctx context.Context) bool {
+	cons := a.cons.Load()
+	if cons == nil {
+		return false
+	}
+	info, err := (*cons).Info(ctx)
 	return err == nil && info.NumPending < caughtUpBelow
 }

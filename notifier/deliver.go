@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -48,7 +49,7 @@ func notificationsStream(c Config) jetstream.StreamConfig {
 // live one keeps a slow attempt its own with InProgress.
 func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
-		Durable:       "deliver-" + name,
+		Durable:       deliveryLoopName(name),
 		Description:   "notifier: deliveries to channel " + name,
 		FilterSubject: alert.NotificationSubject(name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
@@ -58,7 +59,8 @@ func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConf
 	}
 }
 
-// Dispatcher runs one delivery loop per channel of the rules in effect.
+// Dispatcher runs one delivery loop per channel of the rules in effect,
+// each under loops (restarted when it ends, reported while it is down).
 type Dispatcher struct {
 	js       jetstream.JetStream
 	rules    func() *rules.Set
@@ -66,30 +68,30 @@ type Dispatcher struct {
 	log      *slog.Logger
 	client   *http.Client
 	failover time.Duration
+	loops    *Loops
 
 	mu      sync.Mutex
 	version string // of the rules the senders were built from
 	senders map[string]channel.Sender
-	loops   map[string]*deliveryLoop
+	running map[string]context.CancelFunc // stops a channel's loop
 	wg      sync.WaitGroup
 }
 
-type deliveryLoop struct {
-	cancel context.CancelFunc
-	cons   jetstream.Consumer
+// NewDispatcher returns a dispatcher with no loops yet (Reconcile starts them).
+func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger, failover time.Duration, loops *Loops) *Dispatcher {
+	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(), failover: failover,
+		loops: loops, senders: map[string]channel.Sender{}, running: map[string]context.CancelFunc{}}
 }
 
-// NewDispatcher returns a dispatcher with no loops yet (Reconcile starts them).
-func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger, failover time.Duration) *Dispatcher {
-	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(), failover: failover,
-		senders: map[string]channel.Sender{}, loops: map[string]*deliveryLoop{}}
-}
+// deliveryLoopName names a channel's loop (and its consumer) in readiness
+// and metrics.
+func deliveryLoopName(channel string) string { return "deliver-" + channel }
 
 // Reconcile starts a loop for each channel of the rules in effect and stops
 // the loops of channels that were removed (their notifications wait in the
 // queue until the channel comes back). Loops stop pulling when ctx ends and
-// finish what they hold within work. A consumer that cannot be created now
-// is tried again on the next call.
+// finish what they hold within work. A loop that ends before ctx, or whose
+// consumer cannot be created, is started again with backoff (Loops.Run).
 func (d *Dispatcher) Reconcile(ctx, work context.Context) {
 	set := d.rules()
 	if set == nil {
@@ -110,22 +112,22 @@ func (d *Dispatcher) Reconcile(ctx, work context.Context) {
 		d.version = set.Version
 	}
 	for name := range set.Channels {
-		if _, running := d.loops[name]; running {
-			continue
-		}
-		cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, d.failover))
-		if err != nil {
-			d.log.Warn("delivery consumer; will retry", "channel", name, "err", err)
+		if _, running := d.running[name]; running {
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
-		d.loops[name] = &deliveryLoop{cancel: cancel, cons: cons}
-		d.wg.Go(func() { d.deliver(lctx, work, name, cons) })
+		d.running[name] = cancel
+		state := d.loops.Add(deliveryLoopName(name))
+		d.wg.Go(func() {
+			d.loops.Run(lctx, state, func(ctx context.Context, running func()) error {
+				return d.deliver(ctx, work, name, running)
+			})
+		})
 	}
-	for name, l := range d.loops {
+	for name, cancel := range d.running {
 		if _, ok := set.Channels[name]; !ok {
-			l.cancel()
-			delete(d.loops, name)
+			cancel()
+			delete(d.running, name)
 		}
 	}
 }
@@ -136,16 +138,17 @@ func (d *Dispatcher) Wait() { d.wg.Wait() }
 // Observe refreshes the queue gauges from the consumers.
 func (d *Dispatcher) Observe(ctx context.Context) {
 	d.mu.Lock()
-	loops := make(map[string]jetstream.Consumer, len(d.loops))
-	for name, l := range d.loops {
-		loops[name] = l.cons
+	names := make([]string, 0, len(d.running))
+	for name := range d.running {
+		names = append(names, name)
 	}
 	d.mu.Unlock()
-	for name, cons := range loops {
-		info, err := cons.Info(ctx)
+	for _, name := range names {
+		cons, err := d.js.Consumer(ctx, StreamNotifications, deliveryLoopName(name))
 		if err != nil {
 			continue
 		}
+		info := cons.CachedInfo()
 		d.metrics.Retrying.WithLabelValues(name).Set(float64(info.NumRedelivered))
 		d.metrics.Queued.WithLabelValues(name).Set(float64(info.NumPending) + float64(info.NumAckPending))
 	}
@@ -163,27 +166,40 @@ func (d *Dispatcher) sender(name string) (channel.Sender, rules.Channel, bool) {
 	return s, c, ok && s != nil && set.Version == d.version
 }
 
-func (d *Dispatcher) deliver(ctx, work context.Context, name string, cons jetstream.Consumer) {
+// deliver is one run of a channel's delivery loop: it creates (or finds)
+// the channel's consumer and delivers until ctx ends, or until its messages
+// end on their own (the consumer was deleted, the server ended the pull),
+// when it returns why.
+func (d *Dispatcher) deliver(ctx, work context.Context, name string, running func()) error {
+	cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, d.failover))
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", deliveryLoopName(name), err)
+	}
 	// One message at a time: what a replica holds when it stops is what it
 	// is sending, not a batch that would wait for AckWait elsewhere.
 	it, err := cons.Messages(jetstream.PullMaxMessages(1), jetstream.PullExpiry(5*time.Second))
 	if err != nil {
-		d.log.Error("delivery loop", "channel", name, "err", err)
-		return
+		return fmt.Errorf("pull %s: %w", deliveryLoopName(name), err)
 	}
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Drain)
 	defer stop()
+	running()
+	var last error
 	for {
 		msg, err := it.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return
+			return last
 		}
 		if err != nil {
+			if consumerGone(ctx, cons) {
+				return fmt.Errorf("consumer %s: %w (pull: %w)", deliveryLoopName(name), jetstream.ErrConsumerNotFound, err)
+			}
+			last = err
 			continue
 		}
 		if work.Err() != nil {
-			return // left unacknowledged: redelivered
+			return nil // left unacknowledged: redelivered
 		}
 		d.handle(work, name, msg)
 	}

@@ -87,7 +87,6 @@ func run(ctx context.Context, cfg Config) error {
 	startErr.Store(&starting)
 	health.AddCheck("startup", func(context.Context) error { return *startErr.Load() })
 	var alertKV, seenKV jetstream.KeyValue
-	var cons jetstream.Consumer
 	err = retry.Do(ctx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
 		if err := bus.Ensure(ctx, js, cfg.Alerts(), notificationsStream(cfg), cfg.DeadLetter()); err != nil {
 			return err
@@ -104,9 +103,6 @@ func run(ctx context.Context, cfg Config) error {
 			Description: "notifier: when each device's newest reading arrived, as its closed windows tell, {site}.{device}",
 			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
 			return fmt.Errorf("bucket %s: %w", BucketLastSeen, err)
-		}
-		if cons, err = js.CreateOrUpdateConsumer(ctx, bus.StreamAggregates, aggregatesConsumer(cfg.Failover)); err != nil {
-			return fmt.Errorf("consumer %s: %w", ConsumerAggregates, err)
 		}
 		return nil
 	}, func(err error, _ time.Duration) {
@@ -146,7 +142,13 @@ func run(ctx context.Context, cfg Config) error {
 	if err := engine.Sweep(work, true); err != nil {
 		log.Warn("sweep at start-up; retried every tick", "err", err)
 	}
-	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover)
+	// The consumer loops: each is restarted when it ends, and the replica
+	// is not ready while one is not running.
+	loops := NewLoops(log, metrics.Restarts)
+	health.AddCheck("loops", loops.Check)
+	reader := &aggregateReader{js: js, engine: engine, metrics: metrics, log: log, failover: cfg.Failover,
+		loops: loops, state: loops.Add(loopAggregates)}
+	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover, loops)
 	dispatcher.Reconcile(ctx, work)
 	startErr.Store(new(error))
 	log.Info("notifier running", "rules", cfg.Rules, "rules_version", watcher.Status().Version)
@@ -163,17 +165,14 @@ func run(ctx context.Context, cfg Config) error {
 			case <-t.C:
 			}
 			dispatcher.Reconcile(ctx, work)
-			if err := engine.Tick(work, caughtUp(work, cons)); err != nil && ctx.Err() == nil {
+			if err := engine.Tick(work, reader.caughtUp(work)); err != nil && ctx.Err() == nil {
 				log.Warn("tick", "err", err)
 			}
 			dispatcher.Observe(work)
 		}
 	})
 
-	reader := &aggregateReader{cons: cons, js: js, engine: engine, metrics: metrics, log: log, failover: cfg.Failover}
-	if err := reader.Run(ctx, work); err != nil {
-		return fmt.Errorf("read %s: %w", bus.StreamAggregates, err)
-	}
+	reader.Run(ctx, work)
 	log.Info("draining", "timeout", cfg.DrainTimeout)
 	tickers.Wait()
 	dispatcher.Wait()

@@ -23,6 +23,7 @@ type Metrics struct {
 	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed
 	Retrying     *prometheus.GaugeVec   // by channel
 	Queued       *prometheus.GaugeVec   // by channel
+	Restarts     *prometheus.CounterVec // by loop: aggregates, deliver-{channel}
 }
 
 // NewMetrics registers the notifier's metrics on reg.
@@ -52,9 +53,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Notifications of the channel that failed at least once and are not delivered yet."}, []string{"channel"}),
 		Queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_queued",
 			Help: "Notifications of the channel not delivered yet (waiting, in flight or retrying)."}, []string{"channel"}),
+		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "loop_restarts_total",
+			Help: "Restarts of a consumer loop that ended on its own (its consumer deleted, its pull ended by the server), by loop: aggregates, deliver-{channel}."}, []string{"loop"}),
 	}
 	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Conflicts,
-		m.Firing, m.Pending, m.Deliveries, m.Retrying, m.Queued)
+		m.Firing, m.Pending, m.Deliveries, m.Retrying, m.Queued, m.Restarts)
 	return m
 }
 
