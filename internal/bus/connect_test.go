@@ -44,7 +44,7 @@ func TestRedact(t *testing.T) {
 		{"nats://token@nats:4222", "nats://***@nats:4222"},
 		{"tls://user:s3cret@nats.example.com:4443", "tls://***@nats.example.com:4443"},
 		{"nats://user:s3cret@nats:4222/path", "nats://***@nats:4222/path"},
-		{"nats://nats:4222/a@b", "nats://nats:4222/a@b"}, // '@' after the host is not userinfo
+		{"nats://nats:4222/a@b", "nats://***@b"}, // could be a password holding '/': hidden (secure.RedactURLs)
 		{"nats://a:4222,nats://b:4222", "nats://a:4222,nats://b:4222"},
 		{"nats://a:4222,nats://user:s3cret@b:4222", "nats://a:4222,nats://***@b:4222"},
 		{"127.0.0.1:4222", "127.0.0.1:4222"},

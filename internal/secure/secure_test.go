@@ -22,7 +22,9 @@ func TestRedactURLs(t *testing.T) {
 		{"nats://token@nats:4222", "nats://***@nats:4222"},
 		{"tls://user:s3cret@nats.example.com:4443", "tls://***@nats.example.com:4443"},
 		{"nats://u:p@ss@n1:4222,nats://u:s3cret@n2:4222", "nats://***@n1:4222,nats://***@n2:4222"},
-		{"nats://nats:4222/a@b", "nats://nats:4222/a@b"},
+		// An '@' in a path cannot be told from one in a password holding
+		// '/': it is hidden too.
+		{"nats://nats:4222/a@b", "nats://***@b"},
 		// MQTT: paho takes the same userinfo form.
 		{"tcp://device:s3cret@mosquitto:1883", "tcp://***@mosquitto:1883"},
 		{"ssl://ingest:s3cret@mosquitto.edgeflow.svc:8883", "ssl://***@mosquitto.edgeflow.svc:8883"},
@@ -40,6 +42,30 @@ func TestRedactURLs(t *testing.T) {
 		}
 		if strings.Contains(got, "s3c") {
 			t.Errorf("RedactURLs(%q) = %q still shows the password", tt.in, got)
+		}
+	}
+}
+
+// A password may hold '#', '?', '/' or ',' (url.Parse and the clients take
+// it up to the last '@' of the entry, and a config error quotes the URL as
+// given): none of it may show.
+func TestRedactURLsHidesPasswordsWithDelimiters(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"nats://edge:s3c#ret@nats:4222", "nats://***@nats:4222"},
+		{"nats://edge:s3c?ret@nats:4222", "nats://***@nats:4222"},
+		{"nats://edge:s3c/ret@nats:4222", "nats://***@nats:4222"},
+		{"nats://edge:s3c,ret@nats:4222", "nats://***@nats:4222"},
+		{"http://admin:s3c/?#,ret@influxdb:8086/api?x=1", "http://***@influxdb:8086/api?x=1"},
+		{"nats://u:s3c,ret@n1:4222,nats://u:s3c#ret@n2:4222", "nats://***@n1:4222,nats://***@n2:4222"},
+		{"edge:s3c/ret@nats:4222", "***@nats:4222"},
+		{"ssl://ingest:s3c@r#et@mosquitto:8883", "ssl://***@mosquitto:8883"},
+	}
+	for _, tt := range tests {
+		got := RedactURLs(tt.in)
+		if strings.Contains(got, "s3c") || strings.Contains(got, "ret@") {
+			t.Errorf("RedactURLs(%q) = %q shows the password", tt.in, got)
+		} else if got != tt.want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", tt.in, got, tt.want)
 		}
 	}
 }
