@@ -85,6 +85,16 @@ func Handler(h *Health, reg *prometheus.Registry) http.Handler {
 	return mux
 }
 
+// IdleTimeout closes a keep-alive connection that has carried no request
+// for this long. Scrapers and browsers reuse theirs well within it; a
+// client that vanished, or many that connect and never ask again, would
+// otherwise hold a socket and a goroutine each for ever. A request in
+// progress (an SSE stream included) is not idle.
+const IdleTimeout = 2 * time.Minute
+
+// idleTimeout is IdleTimeout; tests shorten it (export_test.go).
+var idleTimeout = IdleTimeout
+
 // Serve runs an HTTP server for handler on addr until ctx ends, then shuts it
 // down gracefully. It returns once the listener is closed.
 func Serve(ctx context.Context, log *slog.Logger, addr string, handler http.Handler) error {
@@ -92,7 +102,7 @@ func Serve(ctx context.Context, log *slog.Logger, addr string, handler http.Hand
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: idleTimeout}
 	log.Info("http listening", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

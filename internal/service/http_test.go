@@ -335,6 +335,37 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	}
 }
 
+// An idle keep-alive connection is closed after the idle timeout instead of
+// being held for ever.
+func TestServeClosesIdleConnections(t *testing.T) {
+	service.SetIdleTimeout(t, 300*time.Millisecond)
+	base, _ := serve(t, t.Context(), service.Handler(service.NewHealth(), service.NewRegistry()))
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	r := bufio.NewReader(c)
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	// The connection stays open for keep-alive, then idles.
+	start := time.Now()
+	c.SetReadDeadline(start.Add(5 * time.Second))
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("idle keep-alive connection after %s: read %v, want EOF (closed by the server)", time.Since(start).Round(time.Millisecond), err)
+	}
+	if d := time.Since(start); d < 200*time.Millisecond {
+		t.Fatalf("closed after %s, before the idle timeout", d)
+	}
+}
+
 func TestServeBusyAddress(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
