@@ -209,12 +209,12 @@ func (d *Dashboard) apiEvents(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, r, http.StatusBadRequest, apiError{"view must be overview, device, alerts or pipeline"})
 		return
 	}
-	if d.hub.Clients() >= d.cfg.MaxClients {
+	c, ok := d.hub.TrySubscribe(d.cfg.MaxClients, topics...)
+	if !ok {
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, r, http.StatusServiceUnavailable, apiError{"too many live connections"})
 		return
 	}
-	c := d.hub.Subscribe(topics...)
 	defer d.hub.Unsubscribe(c)
 	if err := d.hub.Stream(r.Context(), w, c); err != nil && !errors.Is(err, live.ErrClosed) {
 		d.log.Debug("live stream ended", "err", err, "dropped", c.Dropped())

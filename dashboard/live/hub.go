@@ -128,9 +128,21 @@ var resyncFrame = Frame("resync", []byte("{}"))
 
 // Subscribe adds a client for topics. Unsubscribe must follow.
 func (h *Hub) Subscribe(topics ...string) *Client {
+	c, _ := h.TrySubscribe(0, topics...)
+	return c
+}
+
+// TrySubscribe adds a client for topics unless limit (> 0) clients are
+// connected already: the count is checked and taken in one step, so
+// clients connecting together cannot exceed it. Unsubscribe must follow a
+// client it returns.
+func (h *Hub) TrySubscribe(limit int, topics ...string) (*Client, bool) {
 	c := &Client{topics: map[string]bool{}, wake: make(chan struct{}, 1), ring: make([][]byte, h.opts.Buffer)}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if limit > 0 && len(h.clients) >= limit {
+		return nil, false
+	}
 	for _, t := range topics {
 		if !c.topics[t] {
 			c.topics[t] = true
@@ -139,7 +151,7 @@ func (h *Hub) Subscribe(topics ...string) *Client {
 	}
 	h.clients[c] = struct{}{}
 	h.metrics.Clients.Inc()
-	return c
+	return c, true
 }
 
 // Unsubscribe removes a client; its buffered frames are released.
