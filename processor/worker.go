@@ -585,8 +585,13 @@ func (w *worker) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.state.UnmarshalBinary(state); err != nil {
+	changed, err := w.state.Load(state)
+	if err != nil {
 		return fmt.Errorf("partition %d checkpoint state: %w", w.p, err)
+	}
+	if changed.Changed() {
+		w.log.Warn("window configuration changed: checkpoint carried over, removed lengths' open windows dropped",
+			"partition", w.p, "change", changed)
 	}
 	w.seq, w.savedSeq = seq, seq
 	w.open = w.state.Open()

@@ -77,8 +77,19 @@ func (b *testBus) publish(t *testing.T, rs ...reading.Reading) {
 }
 
 // windowCounts sums the counts of metric "t" in the windows on AGGREGATES,
-// per window length (each window once, by its message id).
+// per window length.
 func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
+	t.Helper()
+	counts := map[string]int64{}
+	for _, a := range b.aggregates(t) {
+		counts[a.Window] += a.Metrics["t"].Count
+	}
+	return counts
+}
+
+// aggregates returns the windows on AGGREGATES, each once (by its message
+// id, the first published).
+func (b *testBus) aggregates(t *testing.T) []reading.Aggregate {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -87,7 +98,7 @@ func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	counts := map[string]int64{}
+	var out []reading.Aggregate
 	for {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(300*time.Millisecond))
 		if err != nil {
@@ -102,20 +113,21 @@ func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
 			}
 			if !seen[a.MsgID()] {
 				seen[a.MsgID()] = true
-				counts[a.Window] += a.Metrics["t"].Count
+				out = append(out, a)
 			}
 		}
 		if n == 0 {
-			return counts
+			return out
 		}
 	}
 }
 
 // testWorker runs a worker on partition 0 with short windows (1 s and 2 s),
 // 2 s lateness and 1 s idle grace, writing to influxURL, its lease held while
-// held says so (nil: no lease). Unless it ended on its own (the test checks
-// why), it is stopped at cleanup and must return nil.
-func testWorker(t *testing.T, b *testBus, influxURL string, held func() bool) *testRun {
+// held says so (nil: no lease); opts change that configuration. Unless it
+// ended on its own (the test checks why), it is stopped at cleanup and must
+// return nil.
+func testWorker(t *testing.T, b *testBus, influxURL string, held func() bool, opts ...func(*Config)) *testRun {
 	t.Helper()
 	cfg := Config{
 		Influx:        InfluxConfig{Config: influx.Config{URL: influxURL, Org: "edgeflow", Bucket: "w", Timeout: 2 * time.Second}, WriteRaw: true},
@@ -128,12 +140,15 @@ func testWorker(t *testing.T, b *testBus, influxURL string, held func() bool) *t
 		FetchSize:     500,
 		PurgeInterval: time.Second,
 	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	in := NewInflux(cfg.Influx)
 	t.Cleanup(in.Close)
-	r := &testRun{ended: make(chan struct{}), worker: &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, influx: in,
+	stop := make(chan struct{})
+	r := &testRun{ended: make(chan struct{}), stop: stop, worker: &worker{p: 0, cfg: cfg, js: b.js, ckpt: b.ckpt, influx: in,
 		metrics: NewMetrics(prometheus.NewRegistry()), log: slog.New(slog.NewTextHandler(io.Discard, nil)), now: time.Now, held: held}}
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := make(chan struct{})
 	go func() { r.err = r.run(ctx, stop); close(r.ended) }()
 	t.Cleanup(func() {
 		defer cancel()
@@ -158,8 +173,17 @@ func testWorker(t *testing.T, b *testBus, influxURL string, held func() bool) *t
 // testRun is a worker running in the background.
 type testRun struct {
 	*worker
+	stop  chan struct{} // closed to stop it, as SIGTERM does
 	ended chan struct{} // closed when run returned
 	err   error         // what run returned, once ended
+}
+
+// stopped stops the worker as SIGTERM does (it flushes and checkpoints) and
+// waits until it returned nil.
+func (r *testRun) stopped(t *testing.T) {
+	t.Helper()
+	close(r.stop)
+	r.endedWith(t, nil)
 }
 
 // endedWith waits for the worker to end on its own with want.

@@ -13,25 +13,17 @@ import (
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
-// Checkpoint errors, wrapped by UnmarshalBinary.
-var (
-	// ErrCheckpoint means the bytes are not a checkpoint this version
-	// reads, or are damaged.
-	ErrCheckpoint = errors.New("invalid window checkpoint")
-	// ErrCheckpointSizes means the checkpoint was taken with other window
-	// lengths than the State it is loaded into. Its windows cannot be
-	// carried over; the caller decides (start afresh from a later sequence,
-	// or keep the old configuration).
-	ErrCheckpointSizes = errors.New("window checkpoint has other window sizes")
-)
+// ErrCheckpoint, wrapped by every error of Load and UnmarshalBinary, means
+// the bytes are not a checkpoint this version reads, or are damaged.
+var ErrCheckpoint = errors.New("invalid window checkpoint")
 
 // checkpointMagic starts every checkpoint; its last byte is the version,
 // checkpointVersion. UnmarshalBinary reads every version from 1: version 1
 // had no silences (every device loads silent for 0); versions 1 and 2 had
-// no sum exponents.
+// no sum exponents; versions 1 to 3 no since marks.
 const (
-	checkpointMagic   = "EFW\x03"
-	checkpointVersion = 3
+	checkpointMagic   = "EFW\x04"
+	checkpointVersion = 4
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -39,16 +31,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The checkpoint is a compact binary encoding, canonical (the same State
 // always encodes to the same bytes), followed by a CRC-32C of everything
 // before it. Integers are varints (signed ones zig-zag), floats their
-// IEEE-754 bits, so a round trip is exact. Layout, version 3:
+// IEEE-754 bits, so a round trip is exact. Layout, version 4:
 //
-//	magic "EFW\x03"
+//	magic "EFW\x04"
 //	config: n, n × size ms, lateness ms, idle grace ms, forget after ms (uvarints)
 //	floor (varint)
 //	names: n, then n × (len, bytes): site and metric names, sorted, unique
 //	devices: n, then per device, sorted by site and name:
 //	  site (name index), name (len, bytes), newest ts, newest received (varints),
 //	  silence in ms (uvarint; not in version 1)
-//	  per size: closed until (varint), n windows, per window by start:
+//	  per size: closed until (varint),
+//	    since (uvarint: 0 for noSince, else closed until − since + 1; not before version 4),
+//	    n windows, per window by start:
 //	    start (varint), n metrics, per metric by name:
 //	      name index, count (uvarints)
 //	      count = 1: value (8 bytes), ts − start (uvarint)
@@ -67,7 +61,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	for _, d := range s.devices {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
-		size += 3*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(2*binary.MaxVarintLen64)
+		size += 3*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -123,6 +117,11 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		for i := range d.sizes {
 			ss := &d.sizes[i]
 			b = binary.AppendVarint(b, ss.closedUntil)
+			if ss.since == noSince {
+				b = binary.AppendUvarint(b, 0)
+			} else {
+				b = binary.AppendUvarint(b, uint64(ss.closedUntil-ss.since)+1)
+			}
 			b = binary.AppendUvarint(b, uint64(len(ss.open)))
 			for _, w := range ss.open {
 				b = binary.AppendVarint(b, w.start)
@@ -157,36 +156,40 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// UnmarshalBinary replaces the contents of s by the checkpoint data. Into a
-// State made by NewState, the checkpoint's window sizes must be the State's
-// (else ErrCheckpointSizes) and the State keeps its own lateness, idle grace
-// and forgetting horizon; into a zero State, it takes the checkpoint's
-// configuration. On error s is unchanged. Every field is checked, so a
-// damaged or hostile checkpoint yields an error, never a State that breaks
-// later. Every earlier version loads (checkpointMagic).
+// UnmarshalBinary replaces the contents of s by the checkpoint data, as Load
+// does, without reporting a change of configuration.
 func (s *State) UnmarshalBinary(data []byte) error {
+	_, err := s.Load(data)
+	return err
+}
+
+// Load replaces the contents of s by the checkpoint data. Into a State made
+// by NewState, the checkpoint is carried over to the State's configuration
+// (package comment, "Changing the configuration"), and Load reports what
+// that changed; into a zero State, it takes the checkpoint's configuration.
+// On error s is unchanged. Every field is checked, so a damaged or hostile
+// checkpoint yields an error, never a State that breaks later. Every earlier
+// version loads (checkpointMagic).
+func (s *State) Load(data []byte) (Reconfiguration, error) {
 	prefix := len(checkpointMagic) - 1
 	if len(data) < len(checkpointMagic)+4 || string(data[:prefix]) != checkpointMagic[:prefix] ||
 		data[prefix] < 1 || data[prefix] > checkpointVersion {
-		return fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
+		return Reconfiguration{}, fmt.Errorf("window checkpoint: bad header: %w", ErrCheckpoint)
 	}
 	body := data[:len(data)-4]
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(body):]) {
-		return fmt.Errorf("window checkpoint: checksum mismatch: %w", ErrCheckpoint)
+		return Reconfiguration{}, fmt.Errorf("window checkpoint: checksum mismatch: %w", ErrCheckpoint)
 	}
 	next, err := decodeCheckpoint(body[len(checkpointMagic):], data[prefix])
 	if err != nil {
-		return err
+		return Reconfiguration{}, err
 	}
+	var r Reconfiguration
 	if s.sizes != nil {
-		if !slices.Equal(next.sizes, s.sizes) {
-			return fmt.Errorf("window checkpoint sizes %v, state sizes %v: %w",
-				next.cfg.Sizes, s.cfg.Sizes, ErrCheckpointSizes)
-		}
-		next.configure(s.cfg)
+		r = next.reconfigure(s.cfg)
 	}
 	*s = *next
-	return nil
+	return r, nil
 }
 
 // decoder reads a checkpoint body; the first error sticks.
@@ -355,6 +358,10 @@ func decodeCheckpoint(b []byte, version byte) (*State, error) {
 		for i, size := range s.sizes {
 			ss := &dev.sizes[i]
 			ss.closedUntil = d.varint()
+			ss.since = noSince
+			if version >= 4 {
+				ss.since = decodeSince(d, ss.closedUntil, size)
+			}
 			ss.open = make([]*window, d.count("windows", 2))
 			for j := range ss.open {
 				w := decodeWindow(d, size, names, version)
@@ -383,6 +390,25 @@ func decodeCheckpoint(b []byte, version byte) (*State, error) {
 		return nil, d.err
 	}
 	return s, nil
+}
+
+// decodeSince decodes the since mark of a length size whose closed-until
+// mark is closedUntil.
+func decodeSince(d *decoder, closedUntil, size int64) int64 {
+	v := d.uvarint()
+	if d.err != nil || v == 0 {
+		return noSince
+	}
+	lo := windowStart(MinTS, size)
+	if closedUntil < lo || v-1 > uint64(closedUntil-lo) {
+		d.fail("since %d before closed-until %d out of range", v-1, closedUntil)
+		return noSince
+	}
+	since := closedUntil - int64(v-1)
+	if windowStart(since, size) != since {
+		d.fail("since %d not aligned to %d ms", since, size)
+	}
+	return since
 }
 
 // decodeWindow decodes one open window of length size.

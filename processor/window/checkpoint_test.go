@@ -6,6 +6,7 @@ import (
 	"errors"
 	"hash/crc32"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -109,17 +110,24 @@ func TestUnmarshalConfiguration(t *testing.T) {
 			t.Fatalf("lateness %v", s.Config().Lateness)
 		}
 	})
-	t.Run("other sizes: refused, State unchanged", func(t *testing.T) {
+	t.Run("other sizes: carried over", func(t *testing.T) {
 		cfg := testConfig()
 		cfg.Sizes = []time.Duration{10 * time.Second, time.Hour}
 		s := NewState(cfg)
-		s.Add(temp(t0, 1))
-		err := s.UnmarshalBinary(data)
-		if !errors.Is(err, ErrCheckpointSizes) || !strings.Contains(err.Error(), "[10s 1m0s]") {
-			t.Fatalf("err = %v, want ErrCheckpointSizes naming the sizes", err)
+		r, err := s.Load(data)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if s.Devices() != 1 || s.Open() != 2 {
-			t.Fatalf("State changed by a failed load: %d devices, %d windows", s.Devices(), s.Open())
+		if !r.Changed() || !slices.Equal(r.Added, []time.Duration{time.Hour}) || !slices.Equal(r.Removed, []time.Duration{time.Minute}) {
+			t.Fatalf("reported %+v, want 1h added and 1m removed", r)
+		}
+		if !slices.Equal(s.Config().Sizes, cfg.Sizes) {
+			t.Fatalf("sizes %v after loading, want the State's own %v", s.Config().Sizes, cfg.Sizes)
+		}
+	})
+	t.Run("same configuration: no change reported", func(t *testing.T) {
+		if r, err := NewState(testConfig()).Load(data); err != nil || r.Changed() {
+			t.Fatalf("reported %+v, %v", r, err)
 		}
 	})
 }
@@ -139,6 +147,16 @@ func (c *cp) raw(v ...byte) *cp { c.b = append(c.b, v...); return c }
 func (c *cp) bytes() []byte     { return withCRC(c.b) }
 func (c *cp) config() *cp       { return c.u(2).u(10_000).u(60_000).u(5_000).u(5_000).u(86_400_000) }
 func (c *cp) header() *cp       { return c.config().i(math.MinInt64) }
+
+// device starts a device entry: site index, name, newest event and received
+// times, silent for 0.
+func (c *cp) device(site uint64, name string, ts, rx int64) *cp {
+	return c.u(site).s(name).i(ts).i(rx).u(0)
+}
+
+// length starts a length's entry: closed until, no since mark.
+func (c *cp) length(closedUntil int64) *cp { return c.i(closedUntil).u(0) }
+
 func (c *cp) names(n ...string) *cp {
 	c.u(uint64(len(n)))
 	for _, s := range n {
@@ -150,7 +168,7 @@ func (c *cp) names(n ...string) *cp {
 // oneDevice is a valid body up to the first window's metrics: names
 // ["lab", "t"], device lab/d1, a 10s window at t0 and no 1m window.
 func oneDevice() *cp {
-	return newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).i(math.MinInt64).u(1).i(t0)
+	return newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).length(math.MinInt64).u(1).i(t0)
 }
 
 func TestUnmarshalRefuses(t *testing.T) {
@@ -161,7 +179,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		want string
 	}{
 		{"empty", nil, "bad header"},
-		{"next version", append([]byte("EFW\x04"), valid[4:]...), "bad header"},
+		{"next version", append([]byte{'E', 'F', 'W', checkpointVersion + 1}, valid[4:]...), "bad header"},
 		{"version 0", append([]byte("EFW\x00"), valid[4:]...), "bad header"},
 		{"flipped bit", func() []byte { b := bytes.Clone(valid); b[len(b)/2] ^= 4; return b }(), "checksum"},
 		{"truncated", valid[:len(valid)-1], "checksum"},
@@ -173,12 +191,14 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"site index out of range", newCP().header().names("lab").u(1).u(1).s("d1").raw(make([]byte, 8)...).bytes(), "site index 1 out of range"},
 		{"invalid device", newCP().header().names("lab").u(1).u(0).s("d 1").bytes(), "not a valid name"},
 		{"devices not sorted", newCP().header().names("lab").u(2).
-			u(0).s("d2").i(t0).i(0).u(0).i(0).u(0).i(0).u(0).
-			u(0).s("d1").i(t0).i(0).u(0).i(0).u(0).i(0).u(0).bytes(), "not sorted"},
+			device(0, "d2", t0, 0).length(0).u(0).length(0).u(0).
+			device(0, "d1", t0, 0).length(0).u(0).length(0).u(0).bytes(), "not sorted"},
 		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
 		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
 		{"silence out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(1 << 61).bytes(), "silence"},
-		{"window not aligned", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).i(0).u(1).i(t0 + 1).bytes(), "not aligned"},
+		{"window not aligned", newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).length(0).u(1).i(t0 + 1).bytes(), "not aligned"},
+		{"since out of range", newCP().header().names("lab").u(1).device(0, "d1", t0, t0).i(0).u(1 << 62).bytes(), "since"},
+		{"since not aligned", newCP().header().names("lab").u(1).device(0, "d1", t0, t0).i(t0).u(2).bytes(), "since 1732559999999 not aligned"},
 		{"window without metrics", oneDevice().u(0).bytes(), "no metrics"},
 		{"zero count", oneDevice().u(1).u(1).u(0).raw(make([]byte, 16)...).bytes(), "count 0"},
 		{"metric index out of range", oneDevice().u(1).u(2).u(1).f(1).u(0).bytes(), "index 2"},
@@ -190,9 +210,9 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"infinite sum", oneDevice().u(1).u(1).u(2).f(math.Inf(1)).f(1).f(1).f(1).f(1).u(0).u(0).u(0).bytes(), "sum +Inf"},
 		{"sum exponent too large", oneDevice().u(1).u(1).u(2).f(1).f(1).f(1).f(1).f(1).u(0).u(0).u(65).bytes(), "× 2^65 out of range"},
 		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
-		{"window before closed-until", newCP().header().names("lab", "t").u(1).u(0).s("d1").i(t0).i(t0).u(0).
-			i(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
-		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).i(0).u(0).raw(0).bytes(), "trailing"},
+		{"window before closed-until", newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).
+			length(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
+		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).raw(0).bytes(), "trailing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,7 +228,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		})
 	}
 	// The hand-built body is otherwise valid.
-	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).i(0).u(0).bytes()
+	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).bytes()
 	if err := NewState(testConfig()).UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint refused: %v", err)
 	}
@@ -246,8 +266,8 @@ func FuzzStateRoundTrip(f *testing.F) {
 		}
 		s := NewState(testConfig())
 		if err := s.UnmarshalBinary(data); err != nil {
-			if !errors.Is(err, ErrCheckpoint) && !errors.Is(err, ErrCheckpointSizes) {
-				t.Fatalf("error %v wraps neither ErrCheckpoint nor ErrCheckpointSizes", err)
+			if !errors.Is(err, ErrCheckpoint) {
+				t.Fatalf("error %v does not wrap ErrCheckpoint", err)
 			}
 			return
 		}

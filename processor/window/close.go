@@ -25,12 +25,17 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 	nowMs := min(max(now.UnixMilli(), MinTS), MaxTS)
 	var out []reading.Aggregate
 	for key, d := range s.devices {
-		limit := d.maxTS - s.lateness
+		watermark := d.maxTS - s.lateness
+		limit := watermark
 		if caughtUp {
 			limit = max(limit, s.idleLimit(d))
 		}
 		for i, size := range s.sizes {
 			out = s.closeUntil(out, d, i, limit-size)
+			// Past the watermark, since no longer changes anything (Add).
+			if d.sizes[i].since <= watermark {
+				d.sizes[i].since = noSince
+			}
 		}
 		if caughtUp && s.forgettable(d, nowMs) {
 			for i := range d.sizes {

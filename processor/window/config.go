@@ -134,6 +134,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// String renders c as a log line would: "windows [10s 1m0s], lateness 5s,
+// idle grace 5s, forget after 24h0m0s".
+func (c Config) String() string {
+	return fmt.Sprintf("windows %v, lateness %v, idle grace %v, forget after %v", c.Sizes, c.Lateness, c.IdleGrace, c.ForgetAfter)
+}
+
 // clone returns c with its own copy of Sizes, so that a caller changing its
 // slice cannot change a running State.
 func (c Config) clone() Config {

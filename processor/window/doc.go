@@ -81,5 +81,30 @@
 // devices whose clock runs ahead are never forgotten, so they cannot push
 // the floor into the present.
 //
+// # Changing the configuration
+//
+// A checkpoint loads into a State of any configuration (Load), so that a
+// rolling update that changes the window lengths, the lateness, the idle
+// grace or the forgetting horizon takes the partitions over like any
+// takeover. The State's own configuration applies from then on:
+//
+//   - A kept length carries every device's open windows and closed-until
+//     mark over: its results are those of a State that never changed.
+//   - An added length starts, for each device, at its first boundary after
+//     every reading the device's windows hold or held (its newest event
+//     time, the newest reading of each open window, the end of each window
+//     closed). The window the switch fell in would lack the readings folded
+//     before it, so it is never opened: a reading for it, or for an earlier
+//     window, is not counted for that length, and is not late either unless
+//     the watermark makes it late. Every window of an added length holds all
+//     the readings of its span.
+//   - A removed length's open windows are dropped unpublished, and counted
+//     (Reconfiguration.Dropped): closing them early would publish windows
+//     that lack their last readings.
+//
+// While replicas of both configurations run, a partition may move back and
+// forth: each move carries the lengths both have over exactly and restarts
+// the others.
+//
 // A State is not safe for concurrent use: one worker owns one partition.
 package window

@@ -32,6 +32,12 @@ type sizeState struct {
 	// closedUntil: every window of this length ending at or before it is
 	// closed; a reading for one of them is late.
 	closedUntil int64
+	// since is the start of the device's first window of this length, when
+	// the length was added after the device's first reading (package
+	// comment, "Changing the configuration"), noSince otherwise. A reading
+	// of an earlier window that the watermark does not make late is not
+	// counted for this length, and not late either. since <= closedUntil.
+	since int64
 	// open windows, by ascending start.
 	open []*window
 	// spare is a closed window kept for reuse; never checkpointed.
@@ -125,7 +131,9 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 		end := start + size
 		ss := &d.sizes[i]
 		if end <= watermark || end <= ss.closedUntil {
-			lateFor = append(lateFor, s.cfg.Sizes[i])
+			if end <= watermark || end > ss.since {
+				lateFor = append(lateFor, s.cfg.Sizes[i])
+			}
 			continue
 		}
 		targets[i] = s.windowAt(ss, start)
@@ -185,7 +193,7 @@ func (s *State) newDevice(site, name string, ts int64) *device {
 		sizes:   make([]sizeState, len(s.sizes)),
 	}
 	for i := range d.sizes {
-		d.sizes[i].closedUntil = s.floor
+		d.sizes[i] = sizeState{closedUntil: s.floor, since: noSince}
 	}
 	s.devices[deviceKey{d.site, d.name}] = d
 	return d
