@@ -44,9 +44,10 @@ type Object struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name      string            `yaml:"name"`
-		Namespace string            `yaml:"namespace"`
-		Labels    map[string]string `yaml:"labels"`
+		Name        string            `yaml:"name"`
+		Namespace   string            `yaml:"namespace"`
+		Labels      map[string]string `yaml:"labels"`
+		Annotations map[string]string `yaml:"annotations"`
 	} `yaml:"metadata"`
 	Spec struct {
 		Replicas *int `yaml:"replicas"`
@@ -94,10 +95,13 @@ type PodSpec struct {
 	Tolerations  []Toleration      `yaml:"tolerations"`
 	Containers   []Container       `yaml:"containers"`
 	Volumes      []struct {
-		Name     string    `yaml:"name"`
-		EmptyDir *struct{} `yaml:"emptyDir"`
-		HostPath *struct{} `yaml:"hostPath"`
-		Secret   *struct {
+		Name      string    `yaml:"name"`
+		EmptyDir  *struct{} `yaml:"emptyDir"`
+		HostPath  *struct{} `yaml:"hostPath"`
+		ConfigMap *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMap"`
+		Secret *struct {
 			SecretName string `yaml:"secretName"`
 			Items      []struct {
 				Key string `yaml:"key"`
@@ -120,7 +124,12 @@ type Container struct {
 	Name            string `yaml:"name"`
 	Image           string `yaml:"image"`
 	ImagePullPolicy string `yaml:"imagePullPolicy"`
-	Env             []struct {
+	EnvFrom         []struct {
+		ConfigMapRef *struct {
+			Name string `yaml:"name"`
+		} `yaml:"configMapRef"`
+	} `yaml:"envFrom"`
+	Env []struct {
 		Name      string `yaml:"name"`
 		Value     string `yaml:"value"`
 		ValueFrom *struct {
@@ -128,6 +137,9 @@ type Container struct {
 				Name string `yaml:"name"`
 				Key  string `yaml:"key"`
 			} `yaml:"secretKeyRef"`
+			FieldRef *struct {
+				FieldPath string `yaml:"fieldPath"`
+			} `yaml:"fieldRef"`
 		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	Resources struct {
@@ -198,12 +210,16 @@ func TestOverlays(t *testing.T) {
 	for _, overlay := range Overlays {
 		t.Run(overlay, func(t *testing.T) {
 			objs := Render(t, overlay)
-			checkObjects(t, overlay, objs)
+			// The README's lossless default: one ingest, subscribing plainly.
+			if sub := checkObjects(t, overlay, objs); sub != (IngestSubscription{Replicas: 1}) {
+				t.Errorf("ingest %+v; the shipped overlays run the lossless default, one replica subscribing plainly (components/ingest-share-group opts into a share group)", sub)
+			}
 		})
 	}
 }
 
-func checkObjects(t *testing.T, overlay string, objs []Object) {
+// checkObjects checks a rendering and returns how ingest subscribes in it.
+func checkObjects(t *testing.T, overlay string, objs []Object) IngestSubscription {
 	var workloads, pdbs, policies []Object
 	configMaps := map[string]Object{}
 	for _, o := range objs {
@@ -276,6 +292,16 @@ func checkObjects(t *testing.T, overlay string, objs []Object) {
 			}
 		}
 	}
+	var sub IngestSubscription
+	for _, w := range workloads {
+		if w.Metadata.Name == "ingest" {
+			var err error
+			if sub, err = ingestSubscription(w, configMaps); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+	return sub
 }
 
 var placeholder = regexp.MustCompile(`^edgeflow/(ingest|processor|notifier|dashboard)$`)
