@@ -332,6 +332,18 @@ func senmlCases() []decodeCase {
 			}},
 		{name: "same metric same instant last wins", payload: `[{"n":"a","v":1},{"n":"a","v":2}]`,
 			want: now1(m{"a": 2})},
+		// Different names that end in the same metric at one instant: which
+		// one the metric would hold cannot be told, so the pack is refused
+		// rather than one value silently replacing the other.
+		{name: "two sensors collapse to one metric", payload: `[{"bn":"urn:dev:ow:10e2073a01080063:","n":"temp","v":21},` +
+			`{"bn":"urn:dev:ow:10e2073a01080064:","n":"temp","v":22}]`, reason: ReasonNameCollision,
+			detail: `"urn:dev:ow:10e2073a01080064:temp" and "urn:dev:ow:10e2073a01080063:temp" at one instant are both metric "temp"`},
+		{name: "separators collapse to one metric", payload: `[{"n":"a:temp","v":1},{"n":"b/temp","v":2}]`, reason: ReasonNameCollision},
+		{name: "a prefixed name collapses onto a plain one", payload: `[{"n":"temp","v":1},{"n":"dev:temp","v":2}]`, reason: ReasonNameCollision},
+		{name: "same metric at other instants is fine", payload: `[{"n":"a:temp","v":1,"t":-1},{"n":"b:temp","v":2}]`,
+			want: []reading.Reading{rd(nowMs-1000, false, nil, m{"temp": 1}), rd(nowMs, false, nil, m{"temp": 2})}},
+		{name: "base name and name concatenated equal a whole name", payload: `[{"bn":"ab","n":"cd","v":1},{"bn":"","n":"abcd","v":2}]`,
+			want: now1(m{"abcd": 2})},
 		{name: "relative time at past edge", payload: `[{"n":"a","v":1,"t":-604800}]`,
 			want: []reading.Reading{rd(nowMs-week, false, nil, m{"a": 1})}},
 		{name: "relative time before past edge", payload: `[{"n":"a","v":1,"t":-604800.001}]`, reason: ReasonTimestamp},
@@ -540,15 +552,6 @@ func TestDecodeSenMLAbsolute(t *testing.T) {
 			abs(t513, 1320067614000, m{"10e2073a01080063": 98}),
 			abs(t513, 1320067644000, m{"10e2073a01080063": 60.07967}),
 		}},
-		{"RFC 5.1.6 collection of resources", t516, `[
-     {"bn":"2001:db8::2/","bt":1.320078429e+09,
-      "n":"temperature","u":"Cel","v":25.2},
-     {"n":"humidity","u":"%RH","v":30},
-     {"bn":"2001:db8::1/","n":"temperature","u":"Cel","v":12.3},
-     {"n":"humidity","u":"%RH","v":67}
-   ]`, []reading.Reading{
-			abs(t516, 1320078429000, m{"temperature": 12.3, "humidity": 67}),
-		}},
 		{"RFC 5.1.7 lights", t516, `[
      {"bt":1.320078429e+09,"bu":"/","n":"2001:db8::3","v":0.5},
      {"n":"2001:db8::4","v":0.5},
@@ -579,6 +582,24 @@ func TestDecodeSenMLAbsolute(t *testing.T) {
 
 // A pack with many instants switches from a linear search to an index; both
 // must group the same way and keep first-appearance order.
+// RFC 8428 5.1.6, a collection of resources: two devices' temperature and
+// humidity at one instant. Both end in the same metrics, so one device's
+// values would silently replace the other's; the pack is refused instead
+// (one device per topic is what a reading is).
+func TestDecodeSenMLCollectionOfResourcesIsRefused(t *testing.T) {
+	t516 := time.Date(2011, 10, 31, 16, 27, 10, 0, time.UTC)
+	_, err := Decode(devTopic, []byte(`[
+     {"bn":"2001:db8::2/","bt":1.320078429e+09,
+      "n":"temperature","u":"Cel","v":25.2},
+     {"n":"humidity","u":"%RH","v":30},
+     {"bn":"2001:db8::1/","n":"temperature","u":"Cel","v":12.3},
+     {"n":"humidity","u":"%RH","v":67}
+   ]`), t516, DefaultLimits())
+	if ReasonOf(err) != ReasonNameCollision || !strings.Contains(err.Error(), `"2001:db8::1/temperature" and "2001:db8::2/temperature"`) {
+		t.Fatalf("Decode(RFC 5.1.6) = %v, want %s naming both records", err, ReasonNameCollision)
+	}
+}
+
 func TestDecodeSenMLManyInstants(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("[")

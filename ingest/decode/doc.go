@@ -22,7 +22,9 @@
 //     numeric values (v, or the sum s) are accepted; records are grouped by
 //     resolved time, one reading per distinct instant. The metric name is the
 //     last ':'- or '/'-separated segment of bn+n, so URN-style names such as
-//     "urn:dev:ow:10e2073a01080063:temp" yield "temp".
+//     "urn:dev:ow:10e2073a01080063:temp" yield "temp". Two different names
+//     that yield the same metric at one instant (two sensors in one pack)
+//     are refused, ReasonNameCollision, rather than one replacing the other.
 //
 // The JSON is read by a small hand-written scanner (scan.go) rather than
 // encoding/json: ingest decodes every message the fleet sends, the accepted

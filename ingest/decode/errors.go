@@ -45,6 +45,10 @@ const (
 	// object, a field of the wrong type, an unsupported version, an unknown
 	// must-understand field, a named record without a value).
 	ReasonSenML Reason = "bad_senml"
+	// ReasonNameCollision: two records of a SenML pack at one instant have
+	// different names that end in the same metric (urn:…:a:temp and
+	// urn:…:b:temp): one value would silently replace the other.
+	ReasonNameCollision Reason = "name_collision"
 	// ReasonInvalid is what ReasonOf returns for an error that did not come
 	// from this package; Decode itself never returns it.
 	ReasonInvalid Reason = "invalid"
@@ -56,7 +60,7 @@ func Reasons() []Reason {
 	return []Reason{
 		ReasonBadTopic, ReasonBadName, ReasonTooLarge, ReasonEmpty,
 		ReasonInvalidJSON, ReasonWrongType, ReasonNonFinite, ReasonTimestamp,
-		ReasonTooManyMetrics, ReasonBadSeq, ReasonInvalidUTF8, ReasonSenML,
+		ReasonTooManyMetrics, ReasonBadSeq, ReasonInvalidUTF8, ReasonSenML, ReasonNameCollision,
 	}
 }
 

@@ -43,14 +43,29 @@ type instant struct {
 	device bool
 }
 
+// senmlSource is where a metric of a reading came from: the record's
+// resolved name, base name and name apart.
+type senmlSource struct {
+	reading int
+	metric  string
+	bn, n   string
+}
+
 // senml decodes a SenML pack into one reading per distinct resolved time, in
-// the order the times first appear. Only numeric values are accepted.
+// the order the times first appear. Only numeric values are accepted. A
+// record repeating a resolved name at one instant replaces the earlier
+// value; two different names that end in the same metric at one instant
+// are refused (ReasonNameCollision).
 func (d *decoder) senml(s *scanner) ([]reading.Reading, *Error) {
 	var (
 		base  senmlBase
 		out   []reading.Reading
 		keys  []instant
 		index map[instant]int // built once a pack has many instants
+		// sources of the metrics so far, newest last; small packs stay
+		// in srcBuf.
+		srcBuf  [8]senmlSource
+		sources = srcBuf[:0]
 	)
 	s.pos++ // '['
 	s.ws()
@@ -119,6 +134,18 @@ func (d *decoder) senml(s *scanner) ([]reading.Reading, *Error) {
 				}
 			}
 			m := out[j].Metrics
+			if _, again := m[name]; again {
+				for k := len(sources) - 1; k >= 0; k-- {
+					if src := sources[k]; src.reading == j && src.metric == name {
+						if !sameName(src.bn, src.n, base.name, rec.n) {
+							return nil, fail(ReasonNameCollision, "name %s and %s at one instant are both metric %s",
+								quote(base.name+rec.n), quote(src.bn+src.n), quote(name)).within(fmt.Sprintf("SenML record %d", i))
+						}
+						break
+					}
+				}
+			}
+			sources = append(sources, senmlSource{reading: j, metric: name, bn: base.name, n: rec.n})
 			m[name] = value
 			if len(m) > d.lim.MaxMetrics {
 				return nil, fail(ReasonTooManyMetrics, "SenML pack has more than %d metrics at one instant", d.lim.MaxMetrics)
@@ -182,6 +209,19 @@ func (d *decoder) resolve(base *senmlBase, rec *senmlRecord) (string, float64, i
 	}
 	at.ts = ts
 	return name, value, at, nil
+}
+
+// sameName reports whether bn1+n1 == bn2+n2, without concatenating.
+func sameName(bn1, n1, bn2, n2 string) bool {
+	if len(bn1)+len(n1) != len(bn2)+len(n2) {
+		return false
+	}
+	if len(bn1) > len(bn2) {
+		bn1, n1, bn2, n2 = bn2, n2, bn1, n1
+	}
+	// bn1 is the shorter: bn2 = bn1 + the start of n1, and n2 the rest of n1.
+	k := len(bn2) - len(bn1)
+	return bn2[:len(bn1)] == bn1 && bn2[len(bn1):] == n1[:k] && n1[k:] == n2
 }
 
 // metricName is the last ':'- or '/'-separated segment of bn+n, computed
