@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,8 +23,12 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Overlays are every overlay the repository ships.
@@ -32,7 +37,7 @@ var Overlays = []string{"k3s", "k3s-ha", "devcluster", "devcluster-ha"}
 // SecretKeys are the Secrets task deploy creates (scripts/secrets) and their keys: the
 // manifests may refer to nothing else.
 var SecretKeys = map[string][]string{
-	"edgeflow-nats":      {"ingest", "processor", "notifier", "dashboard"},
+	"edgeflow-nats":      {"ingest", "processor", "notifier", "dashboard", "route"},
 	"edgeflow-mqtt":      {"passwd", "ingest-password", "device-password"},
 	"edgeflow-mqtt-tls":  {"ca.crt", "tls.crt", "tls.key"},
 	"edgeflow-influxdb":  {"admin-password", "token", "service-token"},
@@ -580,4 +585,110 @@ func checkHA(t *testing.T, objs []Object) {
 	if !nats || !processor {
 		t.Errorf("k3s-ha: nats %v, processor %v rendered; want both", nats, processor)
 	}
+}
+
+// The routes between the NATS servers of components/nats-cluster log in: the cluster
+// block has an authorization with the password of Secret edgeflow-nats (key route),
+// and every route URL carries it (nats-server sends credentials on a route only then).
+// nats-server itself loads the rendered nats.conf, in the environment the StatefulSet
+// gives it; two servers started from that configuration form a route, and a server
+// without the password is refused.
+func TestNATSClusterRoutesAreAuthenticated(t *testing.T) {
+	var opts *server.Options
+	for _, overlay := range []string{"k3s-ha", "devcluster-ha"} {
+		t.Run(overlay, func(t *testing.T) {
+			o, env := loadNATSConfig(t, Render(t, overlay), "nats-0")
+			pass := env["NATS_ROUTE_PASSWORD"]
+			if o.Cluster.Username == "" || o.Cluster.Password == "" || o.Cluster.Password != pass {
+				t.Fatalf("cluster authorization: user %q, password from the Secret %v; want both, the password edgeflow-nats/route",
+					o.Cluster.Username, o.Cluster.Password != "" && o.Cluster.Password == pass)
+			}
+			if len(o.Routes) != 3 {
+				t.Fatalf("%d routes, want 3", len(o.Routes))
+			}
+			for _, r := range o.Routes {
+				p, ok := r.User.Password()
+				if r.User == nil || r.User.Username() != o.Cluster.Username || !ok || p != pass {
+					t.Errorf("route to %s does not log in as %s with the route password", r.Host, o.Cluster.Username)
+				}
+			}
+			opts = o
+		})
+	}
+	if opts == nil || t.Failed() {
+		return
+	}
+	start := func(name string, routes ...*url.URL) *server.Server {
+		o := opts.Clone()
+		o.ServerName, o.Host, o.Port, o.HTTPPort = name, "127.0.0.1", -1, 0
+		o.JetStream, o.StoreDir = false, ""
+		o.Cluster.Host, o.Cluster.Port, o.Routes = "127.0.0.1", -1, routes
+		o.NoLog, o.NoSigs = true, true
+		s, err := server.NewServer(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("nats-server %s not ready", name)
+		}
+		return s
+	}
+	a := start("a")
+	withPassword := *opts.Routes[0]
+	withPassword.Host = a.ClusterAddr().String()
+	b := start("b", &withPassword)
+	c := start("c", &url.URL{Scheme: "nats", Host: withPassword.Host})
+	deadline := time.Now().Add(10 * time.Second)
+	for b.NumRoutes() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if b.NumRoutes() == 0 {
+		t.Fatal("a server with the route password formed no route")
+	}
+	time.Sleep(time.Second) // c has retried meanwhile
+	if n := c.NumRoutes(); n != 0 {
+		t.Errorf("a server without the route password formed %d routes", n)
+	}
+}
+
+// loadNATSConfig writes the rendered nats-config files to a folder and loads
+// nats.conf with nats-server, in the environment of the nats StatefulSet's pod
+// (secrets made up, $(VAR) expanded as Kubernetes does); it returns the options and
+// that environment.
+func loadNATSConfig(t *testing.T, objs []Object, pod string) (*server.Options, map[string]string) {
+	t.Helper()
+	dir := t.TempDir()
+	env := map[string]string{}
+	expand := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	for _, o := range objs {
+		switch {
+		case o.Kind == "ConfigMap" && strings.HasPrefix(o.Metadata.Name, "nats-config"):
+			for name, content := range o.Data {
+				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		case o.Kind == "StatefulSet" && o.Metadata.Name == "nats":
+			for _, e := range o.Spec.Template.Spec.Containers[0].Env {
+				v := expand.ReplaceAllStringFunc(e.Value, func(ref string) string { return env[ref[2:len(ref)-1]] })
+				if f := e.ValueFrom; f != nil && f.SecretKeyRef != nil {
+					checkSecretKey(t, "nats env "+e.Name, f.SecretKeyRef.Name, f.SecretKeyRef.Key)
+					v = secure.Token()
+				} else if f != nil && f.FieldRef != nil {
+					v = pod
+				}
+				env[e.Name] = v
+			}
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	o, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	if err != nil {
+		t.Fatalf("nats-server cannot load the rendered nats.conf: %v", err)
+	}
+	return o, env
 }

@@ -4,6 +4,7 @@
 //	go run ./scripts/secrets -out .build/secrets [-san mqtt.example.com]... [-influx18]
 //
 //	DIR/edgeflow-nats/{ingest,processor,notifier,dashboard}    NATS passwords
+//	DIR/edgeflow-nats/route                                    the NATS cluster's route password
 //	DIR/edgeflow-mqtt/{passwd,ingest-password,device-password} Mosquitto users
 //	DIR/edgeflow-mqtt-tls/{ca.crt,tls.crt,tls.key}             broker (and NATS) TLS
 //	DIR/edgeflow-influxdb/{admin-password,token,service-token} InfluxDB

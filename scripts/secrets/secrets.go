@@ -34,6 +34,10 @@ const (
 // file each in edgeflow-nats.
 var NATSUsers = []string{"ingest", "processor", "notifier", "dashboard"}
 
+// NATSRoute is the key, in edgeflow-nats, of the password the NATS servers
+// of a cluster (components/nats-cluster) log in to each other's routes with.
+const NATSRoute = "route"
+
 // MQTTUsers are the users of the Mosquitto password file: <user>-password
 // in edgeflow-mqtt holds each password.
 var MQTTUsers = []string{"ingest", "device"}
@@ -75,7 +79,7 @@ func (r *Result) add(path, action string) { r.Files = append(r.Files, File{path,
 func Generate(o Options) (Result, error) {
 	var res Result
 	g := gen{dir: o.Dir, res: &res}
-	for _, u := range NATSUsers {
+	for _, u := range append(slices.Clone(NATSUsers), NATSRoute) {
 		if _, err := g.token(SecretNATS, u); err != nil {
 			return res, err
 		}

@@ -87,7 +87,7 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 	first := generate(t, Options{Dir: dir})
 	files := snapshot(t, dir)
 	want := []string{
-		"edgeflow-nats/ingest", "edgeflow-nats/processor", "edgeflow-nats/notifier", "edgeflow-nats/dashboard",
+		"edgeflow-nats/ingest", "edgeflow-nats/processor", "edgeflow-nats/notifier", "edgeflow-nats/dashboard", "edgeflow-nats/route",
 		"edgeflow-mqtt/passwd", "edgeflow-mqtt/ingest-password", "edgeflow-mqtt/device-password",
 		"edgeflow-mqtt-tls/ca.crt", "edgeflow-mqtt-tls/tls.crt", "edgeflow-mqtt-tls/tls.key", "ca/ca.key",
 		"edgeflow-influxdb/admin-password", "edgeflow-influxdb/token", "edgeflow-influxdb/service-token",
