@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -451,9 +452,11 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 }
 
 // write sends the batch to InfluxDB in requests of at most BatchSize lines,
-// retrying while it is unavailable. Lines it refuses outright (400: a field
-// type conflict, say) are found by halving and dead-lettered, so one bad
-// point cannot stall a partition.
+// retrying while it does not take them for a reason of its own: unavailable,
+// its database or bucket missing (created again), a limit configured on it
+// (the partition stalls until an operator raises it). Lines it refuses as
+// points (a field type conflict, say) are found by halving and
+// dead-lettered, so one bad point cannot stall a partition.
 func (w *worker) write(ctx context.Context) error {
 	for start := 0; start < w.batch.Len(); start += w.cfg.BatchSize {
 		if err := w.writeLines(ctx, start, min(start+w.cfg.BatchSize, w.batch.Len())); err != nil {
@@ -465,14 +468,27 @@ func (w *worker) write(ctx context.Context) error {
 
 func (w *worker) writeLines(ctx context.Context, i, j int) error {
 	body := w.batch.Lines(i, j)
-	var rejected error
+	var refused *WriteError
 	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
 		err := w.influx.Write(ctx, body)
-		if err != nil && Rejected(err) {
-			rejected = err
-			return nil
+		var we *WriteError
+		if !errors.As(err, &we) {
+			return err // written, or InfluxDB did not answer
 		}
-		return err
+		switch {
+		case we.Fault == FaultPoints, we.Fault == FaultTooLarge && j-i > 1:
+			refused = we
+			return nil
+		case we.Fault == FaultMissing:
+			if err := w.influx.Ensure(ctx); err != nil {
+				return fmt.Errorf("%w; creating it: %w", we, err)
+			}
+			w.log.Warn("influxdb database or bucket was missing; created it again", "partition", w.p, "err", we)
+		}
+		// The points are not at fault: written once the server is well
+		// (unavailable, a limit, a missing database just created, or one
+		// line alone larger than it takes).
+		return we
 	}, func(err error, wait time.Duration) {
 		w.retrying("influx_write", err)
 		w.log.Warn("influxdb write failed; retrying, nothing is checkpointed meanwhile", "partition", w.p, "err", err, "wait", wait)
@@ -480,20 +496,45 @@ func (w *worker) writeLines(ctx context.Context, i, j int) error {
 	switch {
 	case err != nil:
 		return err
-	case rejected == nil:
+	case refused == nil:
 		w.metrics.Written.Add(float64(j - i))
 		return nil
-	case j-i == 1:
-		w.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
-		w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected", Detail: rejected.Error(),
-			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(body)}.Msg(w.now()))
+	case refused.Fault == FaultPoints && (j-i == 1 || refused.Dropped >= j-i):
+		// Every point refused, by InfluxDB's own count: splitting would
+		// only cost a request per point.
+		w.rejectLines(body, refused)
 		return nil
+	case refused.Fault == FaultTooLarge:
+		w.log.Warn("influxdb refused a request as too large; splitting it (EDGEFLOW_PROCESSOR_BATCH_SIZE sets the largest)",
+			"partition", w.p, "lines", j-i, "err", refused)
 	}
 	half := i + (j-i)/2
 	if err := w.writeLines(ctx, i, half); err != nil {
 		return err
 	}
 	return w.writeLines(ctx, half, j)
+}
+
+// rejectLines dead-letters lines InfluxDB refused as points, in records of
+// whole lines no larger than a dead letter's body, so none is truncated.
+func (w *worker) rejectLines(lines string, refused error) {
+	for lines != "" {
+		chunk := lines
+		if len(chunk) > bus.MaxDeadLetterBody {
+			end := strings.LastIndexByte(chunk[:bus.MaxDeadLetterBody], '\n')
+			if end < 0 { // one line larger than a record: truncated, its size in a header
+				end = strings.IndexByte(chunk, '\n')
+			}
+			if end >= 0 {
+				chunk = chunk[:end+1]
+			}
+		}
+		lines = lines[len(chunk):]
+		w.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
+		w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected",
+			Detail: fmt.Sprintf("%d points: %v", strings.Count(chunk, "\n"), refused),
+			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(chunk)}.Msg(w.now()))
+	}
 }
 
 // publish sends closed windows on AGGREGATES and the pending dead letters,
