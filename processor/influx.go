@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -116,22 +117,112 @@ func (f *Influx) influxQL(ctx context.Context, q string) error {
 
 // Write sends line-protocol lines in one request. Points are idempotent
 // (same measurement, tags and time overwrite), so a retry after an unclear
-// failure is safe.
+// failure is safe. A request InfluxDB answered without taking it whole
+// fails with a *WriteError that says what to do about it.
 func (f *Influx) Write(ctx context.Context, lines string) error {
 	if lines == "" {
 		return nil
 	}
-	return f.write.WriteRecord(ctx, lines)
+	return classify(f.write.WriteRecord(ctx, lines))
 }
 
-// Rejected reports whether InfluxDB refused the request's content, as
-// opposed to being unavailable: retrying the same points cannot help.
-func Rejected(err error) bool {
+// WriteFault is why InfluxDB did not take a write whole, by what it takes
+// to write the points after all.
+type WriteFault int
+
+const (
+	// FaultUnavailable: the request was not taken for a reason of the
+	// server's (5xx, 429, an authorisation error, a retention policy
+	// missing on 1.8): the same request succeeds once the server is well.
+	FaultUnavailable WriteFault = iota
+	// FaultMissing: the database or bucket does not exist (404): dropped by
+	// an operator, or not created yet. Once it is (Ensure), the same
+	// request succeeds.
+	FaultMissing
+	// FaultLimit: a limit configured on the server refused points
+	// (max-values-per-tag, max-series-per-database): they are refused
+	// whatever they hold, until an operator raises the limit.
+	FaultLimit
+	// FaultTooLarge: the request is larger than the server takes (413):
+	// smaller ones pass.
+	FaultTooLarge
+	// FaultPoints: points refused for what they are (a field type
+	// conflict, a time beyond the retention policy, line protocol the
+	// server cannot parse): retrying them cannot help. The other points of
+	// the request were written (1.8), or none were (2.x parse errors).
+	FaultPoints
+)
+
+// WriteError is a write InfluxDB answered without taking it whole.
+type WriteError struct {
+	Fault WriteFault
+	// Dropped is how many points the server says it refused, from
+	// InfluxDB's "partial write: <reason> dropped=<n>"; -1 when it does
+	// not say.
+	Dropped int
+	Err     *ihttp.Error
+}
+
+func (e *WriteError) Error() string { return e.Err.Error() }
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// Reasons of InfluxDB's partial writes (tsdb.PartialWriteError) that are
+// limits configured on the server, as 1.8's inmem index words them; and a
+// shard being deleted, which passes.
+const (
+	reasonMaxValuesPerTag   = "max-values-per-tag limit exceeded"
+	reasonMaxSeriesPerDB    = "max-series-per-database limit exceeded"
+	reasonShardDeleted      = " is pending deletion"
+	partialWritePrefix      = "partial write: "
+	partialWriteDroppedMark = " dropped="
+)
+
+// classify turns an answer of InfluxDB's that refused a write into a
+// *WriteError, by its status code first: only 400 and 422 refuse points,
+// and then InfluxDB's partial-write text says which and how many. Errors
+// without an answer (connection refused, timeouts) are returned as they
+// are: InfluxDB is unavailable.
+func classify(err error) error {
 	var he *ihttp.Error
-	if errors.As(err, &he) {
-		return he.StatusCode >= 400 && he.StatusCode < 500 &&
-			he.StatusCode != http.StatusTooManyRequests && he.StatusCode != http.StatusRequestTimeout &&
-			he.StatusCode != http.StatusUnauthorized && he.StatusCode != http.StatusForbidden
+	if !errors.As(err, &he) || he.StatusCode == 0 {
+		return err
 	}
-	return false
+	we := &WriteError{Fault: FaultUnavailable, Dropped: -1, Err: he}
+	switch he.StatusCode {
+	case http.StatusNotFound:
+		we.Fault = FaultMissing
+	case http.StatusRequestEntityTooLarge:
+		we.Fault = FaultTooLarge
+	case http.StatusBadRequest, http.StatusUnprocessableEntity:
+		reason, dropped, partial := partialWrite(he.Message)
+		we.Dropped = dropped
+		switch {
+		case partial && (strings.HasPrefix(reason, reasonMaxValuesPerTag) || strings.HasPrefix(reason, reasonMaxSeriesPerDB)):
+			we.Fault = FaultLimit
+		case partial && strings.HasPrefix(reason, "shard ") && strings.HasSuffix(reason, reasonShardDeleted):
+			we.Fault = FaultUnavailable
+		default:
+			we.Fault = FaultPoints
+		}
+	}
+	return we
+}
+
+// partialWrite parses InfluxDB's text of a partial write, "partial write:
+// <reason> dropped=<n>", as 1.8 answers it and 2.x quotes it in its
+// message. dropped is -1 when the text gives no count.
+func partialWrite(msg string) (reason string, dropped int, ok bool) {
+	_, reason, ok = strings.Cut(msg, partialWritePrefix)
+	if !ok {
+		return "", -1, false
+	}
+	i := strings.LastIndex(reason, partialWriteDroppedMark)
+	if i < 0 {
+		return reason, -1, true
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(reason[i+len(partialWriteDroppedMark):]))
+	if err != nil {
+		return reason, -1, true
+	}
+	return reason[:i], n, true
 }

@@ -4,32 +4,70 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 	"github.com/influxdata/influxdb-client-go/v2/api/write"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
-func TestRejectedTellsContentErrorsFromOutages(t *testing.T) {
+// InfluxDB's answers, as influxdb-client-go decodes them: 1.8 puts its
+// error text in Message with the status line as Code; 2.x has a code of its
+// own. Only points refused for what they are may be dead-lettered.
+func TestWriteFaultsTellBadPointsFromTheServers(t *testing.T) {
+	v18 := func(status int, msg string) error {
+		return &ihttp.Error{StatusCode: status, Code: strconv.Itoa(status) + " " + http.StatusText(status), Message: msg}
+	}
+	v2 := func(status int, code, msg string) error {
+		return &ihttp.Error{StatusCode: status, Code: code, Message: msg}
+	}
 	for _, c := range []struct {
-		err  error
-		want bool
+		err     error
+		fault   WriteFault
+		dropped int
 	}{
-		{&ihttp.Error{StatusCode: 400}, true},
-		{&ihttp.Error{StatusCode: 422}, true},
-		{fmt.Errorf("write: %w", &ihttp.Error{StatusCode: 400}), true},
-		{&ihttp.Error{StatusCode: 401}, false}, // a configuration problem: wait, do not drop
-		{&ihttp.Error{StatusCode: 429}, false},
-		{&ihttp.Error{StatusCode: 503}, false},
-		{errors.New("connection refused"), false},
+		{v18(404, `database not found: "w"`), FaultMissing, -1},
+		{v2(404, "not found", `bucket "w" not found`), FaultMissing, -1},
+		{v18(500, `retention policy not found: weekly`), FaultUnavailable, -1},
+		{v18(413, "Request Entity Too Large"), FaultTooLarge, -1},
+		{v2(413, "request too large", "unable to read data: points batch is too large"), FaultTooLarge, -1},
+		{v18(400, `partial write: max-values-per-tag limit exceeded (10/10): measurement="telemetry" tag="device" value="d10" dropped=150`), FaultLimit, 150},
+		{v18(400, `partial write: max-series-per-database limit exceeded: (1000) dropped=2`), FaultLimit, 2},
+		{v18(400, `partial write: shard 5 is pending deletion dropped=10`), FaultUnavailable, 10},
+		{v18(400, `partial write: field type conflict: input field "t" on measurement "telemetry" is type integer, already exists as type float dropped=3`), FaultPoints, 3},
+		{v18(400, `partial write: points beyond retention policy dropped=7`), FaultPoints, 7},
+		{v18(400, `unable to parse 'telemetry t=x 1': invalid boolean`), FaultPoints, -1},
+		{v2(400, "invalid", `unable to parse 'telemetry t=x 1': invalid boolean`), FaultPoints, -1},
+		{v2(422, "unprocessable entity", `failure writing points to database: partial write: field type conflict: input field "count" on measurement "telemetry_1m" is type float, already exists as type integer dropped=1`), FaultPoints, 1},
+		{fmt.Errorf("write: %w", v18(400, "")), FaultPoints, -1},
+		{v18(401, "authorization failed"), FaultUnavailable, -1}, // a configuration problem: wait, do not drop
+		{v18(403, `"u" user is not authorized to write to database "w"`), FaultUnavailable, -1},
+		{v2(429, "too many requests", "exceeded rate limit"), FaultUnavailable, -1},
+		{v18(405, ""), FaultUnavailable, -1}, // not InfluxDB answering: nothing said about the points
+		{v2(503, "unavailable", "service temporarily unavailable"), FaultUnavailable, -1},
 	} {
-		if got := Rejected(c.err); got != c.want {
-			t.Errorf("Rejected(%v) = %v, want %v", c.err, got, c.want)
+		var we *WriteError
+		if !errors.As(classify(c.err), &we) {
+			t.Errorf("%v: not a WriteError", c.err)
+			continue
+		}
+		if we.Fault != c.fault || we.Dropped != c.dropped {
+			t.Errorf("%v: fault %d dropped %d, want %d dropped %d", c.err, we.Fault, we.Dropped, c.fault, c.dropped)
+		}
+	}
+	for _, err := range []error{errors.New("connection refused"), ihttp.NewError(errors.New("dial tcp: connection refused")), nil} {
+		var we *WriteError
+		if errors.As(classify(err), &we) {
+			t.Errorf("%v: a WriteError, want the error as it is (no answer from InfluxDB)", err)
 		}
 	}
 }
@@ -130,5 +168,27 @@ func TestRawReadingsInOneMillisecondAreAllKept(t *testing.T) {
 	}
 	if n := influxQuery(t, p.URL, `SELECT count(temperature) FROM telemetry`); n != 4 {
 		t.Fatalf("%d raw points, want a count of 4", n)
+	}
+}
+
+// Lines dead-lettered together are split into records of whole lines that
+// fit a dead letter's body: none is truncated.
+func TestRejectedLinesKeepEveryLine(t *testing.T) {
+	w := &worker{metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
+	line := "telemetry,device=d,site=lab t=" + strings.Repeat("1", 70) + " 1732560000000000000\n"
+	body := strings.Repeat(line, 2*bus.MaxDeadLetterBody/len(line)+10)
+	w.rejectLines(body, errors.New("refused"))
+	var got strings.Builder
+	for _, m := range w.dead {
+		if len(m.Data) > bus.MaxDeadLetterBody || m.Header.Get(bus.HeaderOriginalSize) != "" || !strings.HasSuffix(string(m.Data), "\n") {
+			t.Fatalf("record of %d bytes, original size %q: not whole lines within a record", len(m.Data), m.Header.Get(bus.HeaderOriginalSize))
+		}
+		got.Write(m.Data)
+	}
+	if len(w.dead) != 3 || got.String() != body {
+		t.Fatalf("%d records holding %d of %d bytes, want 3 holding every line", len(w.dead), got.Len(), len(body))
+	}
+	if n := testutil.ToFloat64(w.metrics.DeadLettered.WithLabelValues("influx_rejected")); n != 3 {
+		t.Fatalf("%v records counted, want 3", n)
 	}
 }

@@ -35,6 +35,10 @@ type InfluxOptions struct {
 	// Database, when set, is created after the start (CREATE DATABASE is
 	// idempotent, so a restart on the same Dir is fine).
 	Database string
+	// Env adds INFLUXDB_* settings to the ones StartInfluxDB sets (later
+	// ones win), such as a limit a test runs into:
+	// INFLUXDB_DATA_MAX_VALUES_PER_TAG=10.
+	Env []string
 }
 
 // InfluxdBinary returns $EDGEFLOW_INFLUXD if set, else <repo>/.bin/influxd,
@@ -92,7 +96,7 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 		Name: "influxd",
 		Bin:  opts.Bin,
 		Args: []string{"run"},
-		Env: []string{
+		Env: append([]string{
 			"INFLUXDB_REPORTING_DISABLED=true",
 			"INFLUXDB_BIND_ADDRESS=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.RPCPort)),
 			"INFLUXDB_META_DIR=" + filepath.Join(dir, "meta"),
@@ -106,7 +110,7 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 			"INFLUXDB_HTTP_LOG_ENABLED=false",
 			"INFLUXDB_HTTP_BIND_ADDRESS=" + addr,
 			"INFLUXDB_HTTP_FLUX_ENABLED=true",
-		},
+		}, opts.Env...),
 		Dir:          dir,
 		Addr:         addr,
 		URL:          baseURL,
