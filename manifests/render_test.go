@@ -1,9 +1,10 @@
 // Package manifests holds no Go code: its test renders every overlay with kustomize
 // (kubectl kustomize) and checks what every cluster relies on, in a few seconds:
 // hardened pods, probes, resources with GOMEMLIMIT inside the memory limit, disruption
-// budgets, the Secrets' keys, the network policies, and that components/edge-agents
-// (PLACEMENT=edge) places every workload. internal/clustertest deploys the devcluster
-// overlay on a real cluster.
+// budgets, the Secrets' keys, the network policies, that components/edge-agents
+// (PLACEMENT=edge) places every workload, how ingest subscribes (ingest_test.go) and
+// that Mosquitto's queues fit its memory limit (mosquitto_test.go).
+// internal/clustertest deploys the devcluster overlay on a real cluster.
 package manifests
 
 import (
@@ -306,6 +307,7 @@ func checkObjects(t *testing.T, overlay string, objs []Object) IngestSubscriptio
 			}
 		}
 	}
+	checkMosquitto(t, workloads, configMaps, sub)
 	return sub
 }
 
