@@ -165,7 +165,7 @@ func logs(ctx context.Context, k *Kube, args []string) error {
 		"--prefix", "--max-log-requests=10", "--all-containers"}, rest...)...)
 }
 
-// scale sets the replicas of workloads: scale processor=4 [ingest=1 ...].
+// scale sets the replicas of workloads: scale processor=4 [notifier=2 ...].
 func scale(ctx context.Context, k *Kube, args []string) error {
 	if len(args) == 0 {
 		return fmt.Errorf("usage: task scale -- NAME=REPLICAS... (e.g. processor=4)")
@@ -182,6 +182,12 @@ func scale(ctx context.Context, k *Kube, args []string) error {
 		}
 		if name == "nats" || name == "mosquitto" || name == "influxdb" {
 			return fmt.Errorf("%s is not scaled this way (NATS: overlays/k3s-ha; the broker and InfluxDB run one replica)", name)
+		}
+		// Ingest's replica count is how it subscribes: a second plain subscriber publishes
+		// every reading again, and a member taken out of a share group leaves the broker
+		// routing its share to a session nobody reads.
+		if name == "ingest" {
+			return fmt.Errorf("ingest is not scaled this way: one replica subscribes plainly (the default), two share a group with components/ingest-share-group; change the overlay (docs/operations.md, \"Ingest and the broker\")")
 		}
 		if err := k.Run(ctx, "-n", Namespace, "scale", kind+"/"+name, "--replicas="+n); err != nil {
 			return err
