@@ -101,14 +101,20 @@ func TestDeployOnDevCluster(t *testing.T) {
 
 	// 2. A rolling update of the processors mid-load (task rollout: rebuild, load, roll),
 	// then of ingest, the pods' memory sampled meanwhile.
+	ingestBefore := c.podsOf("ingest")
+	if len(ingestBefore) != 1 || ingestBefore[0] != "ingest-0" {
+		t.Fatalf("ingest pods %v, want [ingest-0]: one replica subscribing plainly (manifests/base/ingest.yaml)", ingestBefore)
+	}
+	ingestUID := c.podUID("ingest-0")
 	stopSampling, memory := c.sampleMemory(5 * time.Second)
 	rep = c.loadWithFault("lg-b", 1_000_000, []string{"-devices", "40", "-rate", "500", "-duration", "75s"}, 5*time.Second, func() {
 		t2 := time.Now()
 		out := c.run([]string{"OVERLAY=devcluster", "KUBECONFIG=" + c.kubeconfig}, "go", "tool", "task", "rollout", "--", "processor")
 		c.save("rollout.log", out)
 		t.Logf("task rollout -- processor: done in %s, under load", time.Since(t2).Round(100*time.Millisecond))
-		// Then ingest, one pod at a time: each keeps its broker session (its pod name)
-		// and acknowledges MQTT only after JetStream did.
+		// Then ingest: its one pod stops and starts again. Intake pauses meanwhile, the
+		// broker queues for its session (client id ingest-0, its pod name), and ingest
+		// acknowledges MQTT only after JetStream did, so the counts stay exact.
 		t4 := time.Now()
 		c.kubectl("-n", namespace, "rollout", "restart", "statefulset/ingest")
 		c.kubectl("-n", namespace, "rollout", "status", "statefulset/ingest", "--timeout=180s")
@@ -119,6 +125,9 @@ func TestDeployOnDevCluster(t *testing.T) {
 	c.expectCounts("after rolling updates of the processors and of ingest", 90*time.Second)
 	if after := c.podsOf("processor"); len(after) != 2 || contains(after, pods[1]) {
 		t.Errorf("processor pods after the rollout %v, want two new ones (before: %v)", after, pods)
+	}
+	if after := c.podsOf("ingest"); len(after) != 1 || after[0] != "ingest-0" || c.podUID("ingest-0") == ingestUID {
+		t.Errorf("ingest pods after the rollout %v, want a new ingest-0 (the same name, so the same MQTT session)", after)
 	}
 
 	// task footprint's measurement finds every component and every pod; the
@@ -385,6 +394,12 @@ func (c *cluster) podsOf(name string) []string {
 	return pods
 }
 
+// podUID is a pod's UID: a pod replaced under the same name (a StatefulSet's) has a new one.
+func (c *cluster) podUID(name string) string {
+	c.t.Helper()
+	return strings.TrimSpace(c.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.metadata.uid}"))
+}
+
 func contains(list []string, s string) bool {
 	for _, v := range list {
 		if v == s {
@@ -594,7 +609,9 @@ func (c *cluster) checkFootprint() {
 			want = append(want, p.Metadata.Name)
 		}
 	}
-	if len(want) < 1+len(footprint.Components)+9 {
+	// The overlay's 8 pods: nats, mosquitto, influxdb, ingest-0, two processors,
+	// notifier, dashboard.
+	if len(want) < 1+len(footprint.Components)+8 {
 		c.t.Errorf("footprint: only %d components and pods to look for: %v", len(want), want)
 	}
 	for _, w := range want {
