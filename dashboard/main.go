@@ -40,18 +40,18 @@ func run(ctx context.Context, cfg Config) error {
 	defer influx.Close()
 
 	d := &Dashboard{
-		cfg:      cfg,
-		log:      log,
-		nc:       nc,
-		js:       js,
-		metrics:  service.NewPipeline(reg, "dashboard"),
-		devices:  devices.NewRegistry(cfg.MaxDevices),
-		hub:      live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
-		alerts:   alerts.NewBook(10000, cfg.AlertHistory),
-		history:  history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Windows),
-		scraper:  pipeline.NewScraper(cfg.Targets(), 3*time.Second),
-		influxUp: func(ctx context.Context) error { _, err := influx.Ping(ctx); return err },
+		cfg:     cfg,
+		log:     log,
+		nc:      nc,
+		js:      js,
+		metrics: service.NewPipeline(reg, "dashboard"),
+		devices: devices.NewRegistry(cfg.MaxDevices),
+		hub:     live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
+		alerts:  alerts.NewBook(10000, cfg.AlertHistory),
+		history: history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Windows),
+		scraper: pipeline.NewScraper(cfg.Targets(), 3*time.Second),
 	}
+	d.influxUp = d.history.Ready
 
 	sub, err := d.subscribeTelemetry()
 	if err != nil {

@@ -202,6 +202,31 @@ func (r *Reader) Latest(ctx context.Context, fn func(site, device, metric string
 	return nil
 }
 
+// probeTemplate reads nothing (a measurement no one writes, over a second),
+// but fails where a history query would: InfluxDB unreachable, or the
+// bucket missing (1.8: "no database", "invalid retention policy"; 2.x:
+// "could not find bucket").
+const probeTemplate = `from(bucket: %s)
+  |> range(start: -1s)
+  |> filter(fn: (r) => r._measurement == "edgeflow_probe")
+  |> limit(n: 1)`
+
+// Ready reports whether history can be read: InfluxDB answers and the
+// bucket exists. A ping alone says the first only.
+func (r *Reader) Ready(ctx context.Context) error {
+	tables, err := r.q.Query(ctx, fmt.Sprintf(probeTemplate, fluxString(r.bucket)))
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", r.bucket, err)
+	}
+	defer tables.Close()
+	for tables.Next() {
+	}
+	if err := tables.Err(); err != nil {
+		return fmt.Errorf("bucket %s: %w", r.bucket, err)
+	}
+	return nil
+}
+
 func toFloat(v any) (float64, bool) {
 	switch x := v.(type) {
 	case float64:

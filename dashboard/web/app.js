@@ -64,6 +64,14 @@
     const t = d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
     return withDate ? d.toLocaleDateString([], { month: 'short', day: 'numeric' }) + ' ' + t : t;
   }
+  // The pipeline's InfluxDB tile: "ok", or "down" with what fails (unreachable,
+  // or the bucket missing) on hover.
+  function influxStatus(s) {
+    const ok = s === 'ok';
+    const e = el('span', 'value big ' + (ok ? 'ok' : 'bad'), ok ? 'ok' : 'down');
+    if (!ok) e.title = s;
+    return e;
+  }
   function fmtBytes(b) {
     if (b < 1024) return b + ' B';
     if (b < 1 << 20) return (b / 1024).toFixed(1) + ' KiB';
@@ -581,7 +589,7 @@
       const tiles = el('div', 'latest',
         el('div', 'tile', el('span', 'metric-name', 'devices'), el('span', 'value big', String(h.devices))),
         el('div', 'tile', el('span', 'metric-name', 'dead letters'), el('span', 'value big', String(h.deadletter_count))),
-        el('div', 'tile', el('span', 'metric-name', 'InfluxDB'), el('span', 'value big ' + (h.influxdb === 'ok' ? 'ok' : 'bad'), h.influxdb === 'ok' ? 'ok' : 'down')),
+        el('div', 'tile', el('span', 'metric-name', 'InfluxDB'), influxStatus(h.influxdb)),
         el('div', 'tile', el('span', 'metric-name', 'live viewers'), el('span', 'value big', String(h.clients))));
       view().replaceChildren(el('div', 'pipeline',
         el('div', 'page-head', el('h1', null, 'Pipeline'), el('span', 'muted', 'updated ' + fmtTime(h.at))), tiles,
