@@ -52,7 +52,7 @@ func mosquittoBudget(conf string, limit int64, sessions int) (string, error) {
 		// 0 is Mosquitto's "no limit"; unset, its defaults (1000 queued messages, which
 		// drop QoS 1 after a minute of ingest down, and 20 in flight) are not what we want.
 		if settings[k] <= 0 {
-			return "", fmt.Errorf("%s %d: each bound must be set and above 0; the queues' memory has no bound without all three (a queued message costs its payload plus ~%d bytes)", k, settings[k], MosquittoPerMessage)
+			return "", fmt.Errorf("%s %d: each bound must be set and above 0; without all three the queues' memory has no bound (a queued message costs its payload plus about 315 bytes and its topic)", k, settings[k])
 		}
 	}
 	perSession := settings["max_queued_bytes"] + (settings["max_queued_messages"]+settings["max_inflight_messages"])*MosquittoPerMessage
