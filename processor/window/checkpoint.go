@@ -20,10 +20,11 @@ var ErrCheckpoint = errors.New("invalid window checkpoint")
 // checkpointMagic starts every checkpoint; its last byte is the version,
 // checkpointVersion. UnmarshalBinary reads every version from 1: version 1
 // had no silences (every device loads silent for 0); versions 1 and 2 had
-// no sum exponents; versions 1 to 3 no since marks.
+// no sum exponents; versions 1 to 3 no since marks; versions 1 to 4 no
+// clock offsets (every device loads with offset 0).
 const (
-	checkpointMagic   = "EFW\x04"
-	checkpointVersion = 4
+	checkpointMagic   = "EFW\x05"
+	checkpointVersion = 5
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -31,15 +32,16 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The checkpoint is a compact binary encoding, canonical (the same State
 // always encodes to the same bytes), followed by a CRC-32C of everything
 // before it. Integers are varints (signed ones zig-zag), floats their
-// IEEE-754 bits, so a round trip is exact. Layout, version 4:
+// IEEE-754 bits, so a round trip is exact. Layout, version 5:
 //
-//	magic "EFW\x04"
+//	magic "EFW\x05"
 //	config: n, n × size ms, lateness ms, idle grace ms, forget after ms (uvarints)
 //	floor (varint)
 //	names: n, then n × (len, bytes): site and metric names, sorted, unique
 //	devices: n, then per device, sorted by site and name:
 //	  site (name index), name (len, bytes), newest ts, newest received (varints),
-//	  silence in ms (uvarint; not in version 1)
+//	  silence in ms (uvarint; not in version 1),
+//	  clock offset (varint; not before version 5)
 //	  per size: closed until (varint),
 //	    since (uvarint: 0 for noSince, else closed until − since + 1; not before version 4),
 //	    n windows, per window by start:
@@ -61,7 +63,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	for _, d := range s.devices {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
-		size += 3*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64)
+		size += 5*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -114,6 +116,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		b = binary.AppendVarint(b, d.maxTS)
 		b = binary.AppendVarint(b, d.lastRx)
 		b = binary.AppendUvarint(b, uint64(s.silence(d)))
+		b = binary.AppendVarint(b, d.offset)
 		for i := range d.sizes {
 			ss := &d.sizes[i]
 			b = binary.AppendVarint(b, ss.closedUntil)
@@ -353,6 +356,9 @@ func decodeCheckpoint(b []byte, version byte) (*State, error) {
 				d.fail("device %s/%s: silence %d ms out of range", dev.site, dev.name, silence)
 			}
 			dev.heardAt = -int64(silence)
+		}
+		if version >= 5 {
+			dev.offset = d.inRange("clock offset", MinTS-MaxTS, MaxTS)
 		}
 		dev.sizes = make([]sizeState, len(s.sizes))
 		for i, size := range s.sizes {

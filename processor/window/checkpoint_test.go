@@ -149,9 +149,9 @@ func (c *cp) config() *cp       { return c.u(2).u(10_000).u(60_000).u(5_000).u(5
 func (c *cp) header() *cp       { return c.config().i(math.MinInt64) }
 
 // device starts a device entry: site index, name, newest event and received
-// times, silent for 0.
+// times, silent for 0, clock offset 0.
 func (c *cp) device(site uint64, name string, ts, rx int64) *cp {
-	return c.u(site).s(name).i(ts).i(rx).u(0)
+	return c.u(site).s(name).i(ts).i(rx).u(0).i(0)
 }
 
 // length starts a length's entry: closed until, no since mark.
@@ -196,6 +196,7 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
 		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
 		{"silence out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(1 << 61).bytes(), "silence"},
+		{"clock offset out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(0).i(MaxTS + 1).bytes(), "clock offset"},
 		{"window not aligned", newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).length(0).u(1).i(t0 + 1).bytes(), "not aligned"},
 		{"since out of range", newCP().header().names("lab").u(1).device(0, "d1", t0, t0).i(0).u(1 << 62).bytes(), "since"},
 		{"since not aligned", newCP().header().names("lab").u(1).device(0, "d1", t0, t0).i(t0).u(2).bytes(), "since 1732559999999 not aligned"},
@@ -348,5 +349,37 @@ func TestUnmarshalVersion2(t *testing.T) {
 	}
 	if again, _ := s.MarshalBinary(); string(again[:len(checkpointMagic)]) != checkpointMagic {
 		t.Fatalf("saved with header %q, want %q", again[:len(checkpointMagic)], checkpointMagic)
+	}
+}
+
+// Checkpoints of versions 3 (before since marks) and 4 (before clock
+// offsets) still load: no since mark, clock offset 0.
+func TestUnmarshalVersions3And4(t *testing.T) {
+	for _, version := range []byte{3, 4} {
+		c := &cp{b: []byte{'E', 'F', 'W', version}}
+		// lab/d1, newest reading at t0+3s, one 10s window at t0 holding t=1.
+		c.header().names("lab", "t").u(1).u(0).s("d1").i(t0 + 3_000).i(t0 + 3_000).u(0)
+		for _, start := range []int64{t0, -1} {
+			c.i(math.MinInt64)
+			if version >= 4 {
+				c.u(0) // no since mark
+			}
+			if start < 0 {
+				c.u(0)
+				continue
+			}
+			c.u(1).i(start).u(1).u(1).u(1).f(1).u(3_000)
+		}
+		s := NewState(testConfig())
+		if err := s.UnmarshalBinary(c.bytes()); err != nil {
+			t.Fatalf("version %d: %v", version, err)
+		}
+		d := s.devices[deviceKey{"lab", "d1"}]
+		if s.Open() != 1 || d.offset != 0 || d.sizes[0].since != noSince || d.sizes[1].since != noSince {
+			t.Fatalf("version %d: %d windows, offset %d, since %d, %d", version, s.Open(), d.offset, d.sizes[0].since, d.sizes[1].since)
+		}
+		if got := flushAll(s); len(got) != 1 || got[0].Metrics["t"].Count != 1 {
+			t.Fatalf("version %d: closed:\n%s", version, fingerprint(got))
+		}
 	}
 }

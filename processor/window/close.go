@@ -49,8 +49,8 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 }
 
 // idleLimit returns the latest window end that silence closes for d: had d
-// kept sending, its clock would read its newest event time plus the time
-// it has been silent while the worker listened.
+// kept sending, its time would read what it reads now plus the time it has
+// been silent while the worker listened.
 func (s *State) idleLimit(d *device) int64 {
 	return d.maxTS + s.silence(d) - s.lateness - s.idleGrace
 }

@@ -62,7 +62,8 @@ type Config struct {
 	// whole milliseconds, between MinSize and MaxSize, unique, ascending.
 	Sizes []time.Duration
 	// Lateness is the allowed lateness: a window closes once the device's
-	// newest event time is Lateness past the window's end.
+	// time (package comment, "Device clocks") is Lateness past the window's
+	// end.
 	Lateness time.Duration
 	// IdleGrace is the extra silence, beyond Lateness, before the windows
 	// of a silent device are closed (package comment, "Closing").

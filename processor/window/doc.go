@@ -23,8 +23,9 @@
 //
 // For each length, a reading with event time ts belongs to the window
 // [ts − ts mod size, … + size), aligned to the Unix epoch. Each device has a
-// watermark: its newest event time so far minus Lateness. For one length,
-// a reading is late, and changes nothing for that length, when its window
+// watermark: its time (the newest event time its readings vouch for, see
+// "Device clocks") minus Lateness. For one length, a reading is late, and
+// changes nothing for that length, when its window
 //
 //   - ends at or before the device's watermark (the window is due, closed or
 //     not yet emitted), or
@@ -42,13 +43,38 @@
 // divided by the count while the sum is in range, and within rounding of the
 // exact mean beyond it (the sum is then kept scaled by a power of two).
 //
+// # Device clocks
+//
+// A device's time follows its readings' event times, but a reading vouches
+// for its event time only as far as its arrival supports it: it moves the
+// device's time to at most
+//
+//	Received + min(its clock offset, the previous reading's clock offset)
+//
+// where a reading's clock offset is its event time minus its Received (ingest's
+// receive time), and the previous reading's is 0 for a device's first
+// reading. A device whose clock runs ahead or behind by a steady amount
+// confirms its offset with every reading: its time follows its event times
+// (behind them by at most the jitter of its network delay), and its windows
+// close on its own clock. A single reading dated in the future (a glitching
+// clock, or a message forged with the device's credential; ingest accepts up
+// to MAX_FUTURE ahead) is not confirmed by the one before: it moves the
+// device's time no further than its arrival time, so the readings after it
+// are not late. It still counts, in its own window, which closes once the
+// device's time reaches it. A clock that jumps ahead is followed from its
+// second reading on; two readings in a row dated in the future move the
+// device's time like a clock that jumped. A reading without Received (0,
+// from before ingest recorded it) vouches for its event time. Everything
+// comes from the readings, so a replay reproduces it; the previous offset
+// is part of the checkpoint.
+//
 // # Closing
 //
 // CloseDue closes a window when its end is at or before the device's
 // watermark, and, when the worker is caught up with its partition, when the
 // device has been silent long enough:
 //
-//	end + Lateness + IdleGrace <= newest event time + silence
+//	end + Lateness + IdleGrace <= device's time + silence
 //
 // where silence is how long the worker has listened to the partition
 // (Listen) since the device's newest reading was added: time during which
@@ -65,15 +91,14 @@
 //
 // # Forgetting
 //
-// A device entry (newest event time, newest Received, closed-until marks)
-// is small but would grow with device churn forever. CloseDue with
-// caughtUp drops a device when it has no open window and its newest event
-// time, its newest Received and all its closed-until marks are at or before
-// now − ForgetAfter. Dropping the closed-until marks must not let a very late
-// reading reopen a window that was already published (its rewrite would
-// replace the full aggregate in InfluxDB by a partial one), so the State
-// keeps one partition-wide forget floor: the largest closed-until mark of
-// any forgotten device. A device entry created afterwards starts with every
+// A device entry (its time, newest Received, closed-until marks) is small
+// but would grow with device churn forever. CloseDue with caughtUp drops a
+// device when it has no open window and its time, its newest Received and
+// all its closed-until marks are at or before now − ForgetAfter. Dropping
+// the closed-until marks must not let a very late reading reopen a window
+// that was already published (its rewrite would replace the full aggregate
+// in InfluxDB by a partial one), so the State keeps one partition-wide
+// forget floor: the largest closed-until mark of any forgotten device. A device entry created afterwards starts with every
 // closed-until mark at the floor: its readings whose window ends at or
 // before the floor are late. Since the floor never exceeds
 // (the wall time of a forgetting) − ForgetAfter, this only refuses data
@@ -91,9 +116,8 @@
 //   - A kept length carries every device's open windows and closed-until
 //     mark over: its results are those of a State that never changed.
 //   - An added length starts, for each device, at its first boundary after
-//     every reading the device's windows hold or held (its newest event
-//     time, the newest reading of each open window, the end of each window
-//     closed). The window the switch fell in would lack the readings folded
+//     every reading the device's windows hold or held (its time, the
+//     newest reading of each open window, the end of each window closed). The window the switch fell in would lack the readings folded
 //     before it, so it is never opened: a reading for it, or for an earlier
 //     window, is not counted for that length, and is not late either unless
 //     the watermark makes it late. Every window of an added length holds all

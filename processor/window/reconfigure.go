@@ -92,8 +92,8 @@ func (s *State) reconfigure(cfg Config) Reconfiguration {
 }
 
 // newestHeld returns the newest event time of a reading d's windows hold or
-// held: its newest event time, the newest reading of each open window, and
-// the last millisecond of each window closed.
+// held: its time, the newest reading of each open window (which may be ahead
+// of it, "Device clocks"), and the last millisecond of each window closed.
 func (d *device) newestHeld() int64 {
 	n := d.maxTS
 	for i := range d.sizes {

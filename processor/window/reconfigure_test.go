@@ -190,3 +190,33 @@ func TestReconfigureOtherSettings(t *testing.T) {
 		t.Fatalf("%d windows, lateness %d ms, config %+v", loaded.Open(), loaded.lateness, loaded.Config())
 	}
 }
+
+// A reading dated in the future sits in an open window past the device's
+// time (package comment, "Device clocks"): a length added then starts after
+// it too, or its window there would lack it.
+func TestReconfigureAfterAFutureReading(t *testing.T) {
+	before := NewState(testConfig())
+	for sec := range int64(31) {
+		before.Add(temp(t0+sec*1_000, 1))
+	}
+	future := temp(t0+310_000, 1) // 4 min 50 s ahead of its arrival
+	future.Received = t0 + 20_000
+	before.Add(future)
+	data, _ := before.MarshalBinary()
+	cfg := testConfig()
+	cfg.Sizes = []time.Duration{10 * time.Second, 5 * time.Minute}
+	after := NewState(cfg)
+	if _, err := after.Load(data); err != nil {
+		t.Fatal(err)
+	}
+	for sec := int64(31); sec <= 700; sec++ {
+		if late := after.Add(temp(t0+sec*1_000, 1)); late != nil {
+			t.Fatalf("reading at t0+%ds late for %v", sec, late)
+		}
+	}
+	for _, a := range flushAll(after) {
+		if a.Window == "5m" && a.Start < t0+600_000 {
+			t.Errorf("5m window at t0+%s opened: it lacks the reading at t0+5m10s folded before the switch", dur(a.Start-t0))
+		}
+	}
+}

@@ -16,10 +16,15 @@ type deviceKey struct{ site, device string }
 // device is the windowing state of one device.
 type device struct {
 	site, name string
-	// maxTS is the newest event time seen (watermark = maxTS − lateness).
+	// maxTS is the device's time, the newest event time its readings vouch
+	// for (package comment, "Device clocks"): watermark = maxTS − lateness.
 	maxTS int64
 	// lastRx is the newest Received seen, 0 when no reading carried one.
 	lastRx int64
+	// offset is the clock offset (event time − Received) of the device's
+	// latest reading that carried a Received, 0 before one did: the offset
+	// the next reading's must confirm.
+	offset int64
 	// heardAt is State.listened when the device's newest reading was added:
 	// its silence is State.listened − heardAt.
 	heardAt int64
@@ -122,7 +127,7 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 	}
 	d := s.devices[deviceKey{r.Site, r.Device}]
 	if d == nil {
-		d = s.newDevice(r.Site, r.Device, r.TS)
+		d = s.newDevice(r.Site, r.Device)
 	}
 	watermark := d.maxTS - s.lateness
 	var targets [MaxSizes]*window
@@ -147,11 +152,17 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 			}
 		}
 	}
-	if r.TS > d.maxTS {
-		d.maxTS = r.TS
+	// The device's time moves to r.TS only as far as r's arrival, with the
+	// smaller of r's clock offset and the previous reading's, supports it.
+	vouched := r.TS
+	if r.Received > 0 && r.Received <= MaxTS {
+		offset := r.TS - r.Received
+		vouched = r.Received + min(offset, d.offset)
+		d.offset = offset
+		d.lastRx = max(d.lastRx, r.Received)
 	}
-	if r.Received > d.lastRx && r.Received <= MaxTS {
-		d.lastRx = r.Received
+	if vouched > d.maxTS {
+		d.maxTS = vouched
 	}
 	d.heardAt = s.listened
 	return lateFor
@@ -181,14 +192,14 @@ func (s *State) silence(d *device) int64 {
 	return min(s.listened-d.heardAt, maxListened)
 }
 
-// newDevice adds a device, seen first at event time ts. Its closed-until
-// marks start at the forget floor, so that it cannot reopen a window it had
-// published before it was forgotten.
-func (s *State) newDevice(site, name string, ts int64) *device {
+// newDevice adds a device; its time starts at MinTS, until Add sets it.
+// Its closed-until marks start at the forget floor, so that it cannot reopen
+// a window it had published before it was forgotten.
+func (s *State) newDevice(site, name string) *device {
 	d := &device{
 		site:    strings.Clone(site),
 		name:    strings.Clone(name),
-		maxTS:   ts,
+		maxTS:   MinTS,
 		heardAt: s.listened,
 		sizes:   make([]sizeState, len(s.sizes)),
 	}

@@ -501,9 +501,11 @@ func TestDeviceWithClockAheadIsNotForgotten(t *testing.T) {
 	cfg := testConfig()
 	cfg.ForgetAfter = time.Hour
 	s := NewState(cfg)
-	r := temp(t0+48*3_600_000, 1) // clock two days ahead
-	r.Received = t0
-	s.Add(r)
+	for i := range int64(2) { // clock two days ahead, confirmed by the second reading
+		r := temp(t0+48*3_600_000+i*1_000, 1)
+		r.Received = t0 + i*1_000
+		s.Add(r)
+	}
 	s.Listen(3 * time.Hour)
 	s.CloseDue(wall(t0+3*3_600_000), true) // silent three hours: windows close
 	if s.Open() != 0 {
