@@ -631,8 +631,7 @@ func (w *worker) load(ctx context.Context) error {
 		return fmt.Errorf("partition %d checkpoint state: %w", w.p, err)
 	}
 	if changed.Changed() {
-		w.log.Warn("window configuration changed: checkpoint carried over, removed lengths' open windows dropped",
-			"partition", w.p, "change", changed)
+		w.log.Warn("window configuration changed: checkpoint carried over to it", "partition", w.p, "change", changed)
 	}
 	w.seq, w.savedSeq = seq, seq
 	w.open = w.state.Open()
