@@ -25,7 +25,7 @@ type Config struct {
 	OfflineAfter   time.Duration `envconfig:"DASHBOARD_OFFLINE_AFTER" default:"30s" desc:"a device not heard from for this long shows as offline"`
 	LiveInterval   time.Duration `envconfig:"DASHBOARD_LIVE_INTERVAL" default:"1s" desc:"live updates are coalesced and sent at most once per device per interval, in one batch"`
 	ScrapeInterval time.Duration `envconfig:"DASHBOARD_SCRAPE_INTERVAL" default:"5s" desc:"how often the pipeline view scrapes the services and reads the streams"`
-	MaxDevices     int           `envconfig:"DASHBOARD_MAX_DEVICES" default:"10000" desc:"most devices kept in memory; readings of further devices are counted and ignored"`
+	DeviceMemory   int           `envconfig:"DASHBOARD_DEVICE_MEMORY_MIB" default:"40" desc:"heap the devices' latest values and 2-minute histories may take (MiB); past it the devices heard from least recently are forgotten (edgeflow_dashboard_devices_evicted_total) until they send again. A device with 8 metrics takes about 17 kB"`
 	MaxClients     int           `envconfig:"DASHBOARD_MAX_CLIENTS" default:"500" desc:"most simultaneous live (SSE) connections; more are refused with 503"`
 	SSEBuffer      int           `envconfig:"DASHBOARD_SSE_BUFFER" default:"64" desc:"live frames queued per browser; a slow one loses the oldest (edgeflow_dashboard_sse_dropped_total) and reloads"`
 	DeadLetters    int           `envconfig:"DASHBOARD_DEADLETTERS" default:"50" desc:"latest dead-lettered messages shown"`
@@ -73,8 +73,8 @@ func (c Config) Validate() error {
 	if c.ScrapeInterval < 500*time.Millisecond || c.ScrapeInterval > 10*time.Minute {
 		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL must be 500ms..10m"))
 	}
-	if c.MaxDevices < 1 || c.MaxDevices > 1_000_000 {
-		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_MAX_DEVICES must be 1..1000000"))
+	if c.DeviceMemory < 1 || c.DeviceMemory > 1<<20 {
+		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_DEVICE_MEMORY_MIB must be 1..1048576"))
 	}
 	if c.MaxClients < 1 || c.MaxClients > 100_000 {
 		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_MAX_CLIENTS must be 1..100000"))

@@ -62,9 +62,7 @@ func (d *Dashboard) subscribeTelemetry() (*nats.Subscription, error) {
 			d.metrics.Dropped.WithLabelValues("invalid").Inc()
 			return
 		}
-		if !d.devices.Update(&r, time.Now()) {
-			d.metrics.Dropped.WithLabelValues("too_many_devices").Inc()
-		}
+		d.devices.Update(&r, time.Now())
 	})
 	if err != nil {
 		return nil, err

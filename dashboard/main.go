@@ -11,6 +11,7 @@ import (
 	"time"
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeflow/edgeflow/dashboard/alerts"
 	"github.com/edgeflow/edgeflow/dashboard/devices"
@@ -45,13 +46,23 @@ func run(ctx context.Context, cfg Config) error {
 		nc:      nc,
 		js:      js,
 		metrics: service.NewPipeline(reg, "dashboard"),
-		devices: devices.NewRegistry(cfg.MaxDevices),
+		devices: devices.NewRegistry(int64(cfg.DeviceMemory) << 20),
 		hub:     live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
 		alerts:  alerts.NewBook(10000, cfg.AlertHistory),
 		history: history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Windows),
 		scraper: pipeline.NewScraper(cfg.Targets(), 3*time.Second),
 	}
 	d.influxUp = d.history.Ready
+	reg.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeflow_dashboard_devices",
+			Help: "Devices kept in memory."}, func() float64 { return float64(d.devices.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeflow_dashboard_device_bytes",
+			Help: "Heap the devices kept are charged (EDGEFLOW_DASHBOARD_DEVICE_MEMORY_MIB bounds it)."},
+			func() float64 { return float64(d.devices.Bytes()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "edgeflow_dashboard_devices_evicted_total",
+			Help: "Devices forgotten, least recently heard first, to stay within EDGEFLOW_DASHBOARD_DEVICE_MEMORY_MIB."},
+			func() float64 { return float64(d.devices.Evicted()) }),
+	)
 
 	sub, err := d.subscribeTelemetry()
 	if err != nil {

@@ -2,9 +2,17 @@
 // was last seen, the latest value of each metric and a short recent history
 // for sparklines and the live chart, coalesced to one point per metric per
 // second so that a chatty device costs no more than a quiet one.
+//
+// Memory is bounded in bytes, not devices: every device is charged what it
+// holds (DeviceBytes, SeriesBytes and its names), and when the total passes
+// the budget the devices heard from least recently are forgotten. A new
+// device is never refused, so devices that sent once (or never existed)
+// cannot lock real ones out; a forgotten device comes back when it next
+// sends.
 package devices
 
 import (
+	"container/heap"
 	"sort"
 	"sync"
 	"time"
@@ -24,6 +32,16 @@ const (
 	MaxMetrics = 32
 	// resolution is the coalescing step of the rings (ms).
 	resolution = 1000
+)
+
+// What the registry charges for what it holds, in bytes of heap, besides
+// the bytes of the names: a device (its struct, its map of series, its
+// entries in the registry's map and heap) and a series (its ring, 1.9 kB,
+// allocated in Go's 2048-byte size class, and its map entry).
+// TestAccountingMatchesHeap checks them against runtime.MemStats.
+const (
+	DeviceBytes = 448
+	SeriesBytes = 2048 + 64
 )
 
 // Point is one value at a device time (Unix ms).
@@ -91,54 +109,48 @@ type device struct {
 	seen       int64 // wall clock of the last reading, Unix ms
 	metrics    map[string]*series
 	changed    bool
+	bytes      int64 // charged for this device
+	index      int   // in Registry.bySeen
 }
 
 // Registry is safe for concurrent use.
 type Registry struct {
-	max int
+	budget int64
 
 	mu      sync.Mutex
 	devices map[key]*device
-	// refused counts readings of new devices beyond max.
-	refused int64
+	bySeen  bySeen // least recently heard first
+	bytes   int64  // charged for every device
+	evicted int64
 }
 
 type key struct{ site, device string }
 
-// NewRegistry tracks up to maxDevices devices; readings of further devices
-// are refused (and counted) rather than growing memory without bound.
-func NewRegistry(maxDevices int) *Registry {
-	return &Registry{max: maxDevices, devices: map[key]*device{}}
+// NewRegistry keeps devices within budget bytes of heap (what they are
+// charged, see DeviceBytes), forgetting those heard from least recently to
+// make room.
+func NewRegistry(budget int64) *Registry {
+	return &Registry{budget: budget, devices: map[key]*device{}}
 }
 
-// Update records a validated reading received at now. It reports false
-// when the reading was refused because the registry is full.
-func (g *Registry) Update(r *reading.Reading, now time.Time) bool {
+// Update records a validated reading received at now. A device not known
+// yet is always taken, others forgotten if need be.
+func (g *Registry) Update(r *reading.Reading, now time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	d := g.device(r.Site, r.Device)
-	if d == nil {
-		g.refused++
-		return false
-	}
-	d.seen = max(d.seen, now.UnixMilli())
 	for name, v := range r.Metrics {
-		s := d.metrics[name]
-		if s == nil {
-			if len(d.metrics) >= MaxMetrics {
-				continue
-			}
-			s = &series{}
-			d.metrics[name] = s
+		if s := g.series(d, name); s != nil {
+			s.add(Point{T: r.TS, V: v})
 		}
-		s.add(Point{T: r.TS, V: v})
 	}
 	d.changed = true
-	return true
+	g.heard(d, now.UnixMilli())
 }
 
 // Seed records a value known from history (InfluxDB) at start-up: seen is
-// when the device was last heard of. Names must be valid.
+// when the device was last heard of. Names must be valid. A device is
+// seeded only as far as the budget holds it beside those heard since.
 func (g *Registry) Seed(site, dev, metric string, p Point, seen int64) {
 	if !reading.ValidName(site) || !reading.ValidName(dev) || !reading.ValidName(metric) {
 		return
@@ -146,39 +158,71 @@ func (g *Registry) Seed(site, dev, metric string, p Point, seen int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	d := g.device(site, dev)
-	if d == nil {
-		return
+	if s := g.series(d, metric); s != nil {
+		s.add(p)
 	}
-	d.seen = max(d.seen, seen)
-	s := d.metrics[metric]
-	if s == nil {
-		if len(d.metrics) >= MaxMetrics {
-			return
-		}
-		s = &series{}
-		d.metrics[metric] = s
-	}
-	s.add(p)
+	g.heard(d, seen)
 }
 
+// device returns the device, new ones charged and first in line to be
+// forgotten until heard says when they were heard.
 func (g *Registry) device(site, name string) *device {
 	k := key{site, name}
 	d := g.devices[k]
 	if d == nil {
-		if len(g.devices) >= g.max {
-			return nil
-		}
-		d = &device{site: site, name: name, metrics: map[string]*series{}}
+		d = &device{site: site, name: name, metrics: map[string]*series{},
+			bytes: DeviceBytes + int64(len(site)+len(name))}
 		g.devices[k] = d
+		g.bytes += d.bytes
+		heap.Push(&g.bySeen, d)
 	}
 	return d
 }
 
-// Refused is the number of readings refused because the registry was full.
-func (g *Registry) Refused() int64 {
+// series returns the device's series of metric, made (and charged) if
+// need be; nil beyond MaxMetrics.
+func (g *Registry) series(d *device, metric string) *series {
+	s := d.metrics[metric]
+	if s == nil {
+		if len(d.metrics) >= MaxMetrics {
+			return nil
+		}
+		s = &series{}
+		d.metrics[metric] = s
+		cost := SeriesBytes + int64(len(metric))
+		d.bytes += cost
+		g.bytes += cost
+	}
+	return s
+}
+
+// heard moves d to when it was last heard of, then forgets the devices
+// heard from least recently while over budget: d too, if it is older than
+// every other (a seeded device the budget has no room for).
+func (g *Registry) heard(d *device, seen int64) {
+	d.seen = max(d.seen, seen)
+	heap.Fix(&g.bySeen, d.index)
+	for g.bytes > g.budget && len(g.bySeen) > 1 {
+		old := heap.Pop(&g.bySeen).(*device)
+		delete(g.devices, key{old.site, old.name})
+		g.bytes -= old.bytes
+		g.evicted++
+	}
+}
+
+// Evicted is the number of devices forgotten to stay within the budget.
+func (g *Registry) Evicted() int64 {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.refused
+	return g.evicted
+}
+
+// Bytes is what the devices kept are charged, at most the budget (but for
+// one device larger than the whole budget).
+func (g *Registry) Bytes() int64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.bytes
 }
 
 // Len is the number of devices known.
@@ -186,6 +230,28 @@ func (g *Registry) Len() int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return len(g.devices)
+}
+
+// bySeen is a min-heap of devices by when they were last heard of.
+type bySeen []*device
+
+func (h bySeen) Len() int           { return len(h) }
+func (h bySeen) Less(i, j int) bool { return h[i].seen < h[j].seen }
+func (h bySeen) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *bySeen) Push(x any) {
+	d := x.(*device)
+	d.index = len(*h)
+	*h = append(*h, d)
+}
+func (h *bySeen) Pop() any {
+	old := *h
+	d := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return d
 }
 
 // Update is one device's change since the previous tick: its last-seen

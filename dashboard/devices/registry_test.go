@@ -16,7 +16,7 @@ func rd(site, dev string, ts int64, v float64) *reading.Reading {
 // Readings in the same second coalesce into one point; the live tick gets
 // one update per changed device, with the newest value.
 func TestCoalescing(t *testing.T) {
-	g := NewRegistry(10)
+	g := newTestRegistry(10)
 	now := time.UnixMilli(1_000_000)
 	for i := range 10 {
 		g.Update(rd("lab", "t1", 1_000_000+int64(i)*50, float64(i)), now) // 10 readings within 0.5 s
@@ -41,15 +41,15 @@ func TestCoalescing(t *testing.T) {
 }
 
 func TestBounded(t *testing.T) {
-	g := NewRegistry(3)
+	g := newTestRegistry(3)
 	for i := range 5 {
-		g.Update(rd("lab", fmt.Sprintf("d%d", i), int64(i)*1000, 1), time.Now())
+		g.Update(rd("lab", fmt.Sprintf("d%d", 4-i), int64(i)*1000, 1), time.UnixMilli(int64(i)))
 	}
-	if g.Len() != 3 || g.Refused() != 2 {
-		t.Fatalf("len %d refused %d", g.Len(), g.Refused())
+	if g.Len() != 3 || g.Evicted() != 2 {
+		t.Fatalf("len %d evicted %d", g.Len(), g.Evicted())
 	}
 	for i := range RingLen * 2 {
-		g.Update(rd("lab", "d0", int64(i+10)*1000, float64(i)), time.Now())
+		g.Update(rd("lab", "d0", int64(i+10)*1000, float64(i)), time.UnixMilli(10))
 	}
 	d, _ := g.Device("lab", "d0")
 	if n := len(d.Metrics["temperature"].Points); n != RingLen {
