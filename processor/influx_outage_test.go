@@ -149,7 +149,8 @@ func TestDroppedDatabaseIsCreatedAgain(t *testing.T) {
 }
 
 // startLimitedInflux starts InfluxDB with database w allowing 10 values per
-// tag (devices, here) in a measurement.
+// tag (devices, here) in a measurement. Only the in-memory index enforces
+// the limit.
 func startLimitedInflux(t *testing.T, dir string, port int) *devenv.Process {
 	t.Helper()
 	_, err := devenv.InfluxdBinary()
@@ -157,7 +158,7 @@ func startLimitedInflux(t *testing.T, dir string, port int) *devenv.Process {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	p, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: dir, Port: port, Database: "w",
-		Env: []string{"INFLUXDB_DATA_MAX_VALUES_PER_TAG=10"}})
+		Env: []string{"INFLUXDB_DATA_INDEX_VERSION=inmem", "INFLUXDB_DATA_MAX_VALUES_PER_TAG=10"}})
 	if err != nil {
 		t.Fatal(err)
 	}
