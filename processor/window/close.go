@@ -33,8 +33,8 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 		for i, size := range s.sizes {
 			out = s.closeUntil(out, d, i, limit-size)
 			// Past the watermark, since no longer changes anything (Add).
-			if d.sizes[i].since <= watermark {
-				d.sizes[i].since = noSince
+			if ss := &d.sizes[i]; ss.since != noSince && ss.since <= watermark {
+				ss.since = noSince
 			}
 		}
 		if caughtUp && s.forgettable(d, nowMs) {
