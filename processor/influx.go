@@ -1,7 +1,9 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +30,7 @@ const (
 type Influx struct {
 	client influxdb2.Client
 	write  api.WriteAPIBlocking
+	raw    api.WriteAPIBlocking // nil: raw readings go with the windows
 	cfg    InfluxConfig
 	http   *http.Client
 }
@@ -39,35 +42,82 @@ func NewInflux(cfg InfluxConfig) *Influx {
 		SetHTTPRequestTimeout(uint(cfg.Timeout / time.Second)).
 		SetUseGZip(cfg.Gzip)
 	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
-	return &Influx{client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), cfg: cfg, http: &http.Client{Timeout: cfg.Timeout}}
+	f := &Influx{client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), cfg: cfg, http: &http.Client{Timeout: cfg.Timeout}}
+	if cfg.RawBucket != "" && cfg.RawBucket != cfg.Bucket {
+		f.raw = c.WriteAPIBlocking(cfg.Org, cfg.RawBucket)
+	}
+	return f
+}
+
+// buckets are the buckets written.
+func (f *Influx) buckets() []string {
+	if f.raw == nil {
+		return []string{f.cfg.Bucket}
+	}
+	return []string{f.cfg.Bucket, f.cfg.RawBucket}
 }
 
 // Close releases the client.
 func (f *Influx) Close() { f.client.Close() }
 
-// Ensure creates the database (1.8) or bucket (2.x) if it does not exist.
-// 1.8 has no bucket API: its /ping names the version, and InfluxQL's CREATE
-// DATABASE is idempotent.
+// Ensure checks that every bucket may be written with this credential,
+// which needs no more than the write privilege: the buckets, their
+// retention and the users are set up by the holder of the admin credential
+// (influxadmin: task up, task deploy). Missing, they are an outage to wait
+// for. Only a 1.8 database missing is created here, when the credential is
+// the admin's (one credential for everything); a write-only user is refused
+// that.
 func (f *Influx) Ensure(ctx context.Context) error {
 	version, err := f.version(ctx)
 	if err != nil {
 		return err
 	}
-	if strings.HasPrefix(version, "1.") {
-		db, _, _ := strings.Cut(f.cfg.Bucket, "/")
-		return f.influxQL(ctx, fmt.Sprintf("CREATE DATABASE %q", db))
-	}
-	if _, err := f.client.BucketsAPI().FindBucketByName(ctx, f.cfg.Bucket); err == nil {
-		return nil
-	}
-	org, err := f.client.OrganizationsAPI().FindOrganizationByName(ctx, f.cfg.Org)
-	if err != nil {
-		return fmt.Errorf("influxdb organisation %q: %w", f.cfg.Org, err)
-	}
-	if _, err := f.client.BucketsAPI().CreateBucketWithName(ctx, org, f.cfg.Bucket); err != nil {
-		return fmt.Errorf("create influxdb bucket %q: %w", f.cfg.Bucket, err)
+	for _, bucket := range f.buckets() {
+		err := f.probe(ctx, bucket)
+		var we *WriteError
+		if errors.As(err, &we) && we.Fault == FaultMissing && strings.HasPrefix(version, "1.") {
+			db, _, _ := strings.Cut(bucket, "/")
+			if cerr := f.influxQL(ctx, fmt.Sprintf("CREATE DATABASE %q", db)); cerr != nil {
+				return fmt.Errorf("influxdb bucket %q: %w (the admin creates it: %w)", bucket, we, cerr)
+			}
+			err = f.probe(ctx, bucket)
+		}
+		if err != nil {
+			return fmt.Errorf("influxdb bucket %q: %w", bucket, err)
+		}
 	}
 	return nil
+}
+
+// probe writes no points to bucket: InfluxDB looks the bucket up (1.8: its
+// database and retention policy) and checks the credential may write it
+// before it reads the body. 1.8 answers 204; 2.x may refuse the empty body
+// (400), which it reads only past those checks.
+func (f *Influx) probe(ctx context.Context, bucket string) error {
+	q := url.Values{"org": {f.cfg.Org}, "bucket": {bucket}, "precision": {"ns"}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(f.cfg.URL, "/")+"/api/v2/write?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	if f.cfg.Token != "" {
+		req.Header.Set("Authorization", "Token "+f.cfg.Token)
+	}
+	resp, err := f.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("influxdb write: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode/100 == 2 || resp.StatusCode == http.StatusBadRequest {
+		return nil
+	}
+	var msg struct{ Error, Message string }
+	_ = json.Unmarshal(body, &msg)
+	he := &ihttp.Error{StatusCode: resp.StatusCode, Code: resp.Status, Message: msg.Error + msg.Message}
+	if he.Message == "" {
+		he.Message = strings.TrimSpace(string(body))
+	}
+	return classify(he)
 }
 
 // Ready reports whether InfluxDB answers.
@@ -115,15 +165,48 @@ func (f *Influx) influxQL(ctx context.Context, q string) error {
 	return nil
 }
 
-// Write sends line-protocol lines in one request. Points are idempotent
-// (same measurement, tags and time overwrite), so a retry after an unclear
-// failure is safe. A request InfluxDB answered without taking it whole
-// fails with a *WriteError that says what to do about it.
+// Write sends line-protocol lines in one request, or two when raw readings
+// have a bucket of their own (raw lines to it, windows to the other).
+// Points are idempotent (same measurement, tags and time overwrite), so a
+// retry after an unclear failure is safe. A request InfluxDB answered
+// without taking it whole fails with a *WriteError that says what to do
+// about it; of two, an outage is reported before refused points.
 func (f *Influx) Write(ctx context.Context, lines string) error {
 	if lines == "" {
 		return nil
 	}
-	return classify(f.write.WriteRecord(ctx, lines))
+	if f.raw == nil {
+		return classify(f.write.WriteRecord(ctx, lines))
+	}
+	raw, windows := splitRaw(lines)
+	var errs [2]error
+	if windows != "" {
+		errs[0] = classify(f.write.WriteRecord(ctx, windows))
+	}
+	if raw != "" {
+		errs[1] = classify(f.raw.WriteRecord(ctx, raw))
+	}
+	for _, err := range errs {
+		var we *WriteError
+		if err != nil && (!errors.As(err, &we) || we.Fault != FaultPoints) {
+			return err
+		}
+	}
+	return cmp.Or(errs[0], errs[1])
+}
+
+// splitRaw parts lines into the raw readings' (measurement MeasurementRaw)
+// and the others, each in order.
+func splitRaw(lines string) (raw, windows string) {
+	var r, w strings.Builder
+	for line := range strings.Lines(lines) {
+		if strings.HasPrefix(line, MeasurementRaw+",") || strings.HasPrefix(line, MeasurementRaw+" ") {
+			r.WriteString(line)
+		} else {
+			w.WriteString(line)
+		}
+	}
+	return r.String(), w.String()
 }
 
 // WriteFault is why InfluxDB did not take a write whole, by what it takes
