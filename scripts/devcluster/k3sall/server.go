@@ -49,7 +49,7 @@ func runServer(argv []string) int {
 	dataDir := fs.String("data-dir", "", "state directory (K3s: /var/lib/rancher/k3s); required")
 	argsDir := fs.String("args-dir", "", "component flag files, one flag a line (default DATA-DIR/server/args)")
 	kubeconfig := fs.String("kubeconfig", "", "admin kubeconfig for the readiness check and the deploy controller (default DATA-DIR/server/cred/admin.kubeconfig)")
-	grace := fs.Duration("shutdown-grace", 10*time.Second, "how long the components get to stop after SIGTERM")
+	grace := fs.Duration("shutdown-grace", 5*time.Second, "how long the components get to stop after SIGTERM")
 	interval := fs.Duration("manifests-interval", 5*time.Second, "how often the manifests folder is checked for changes")
 	if err := fs.Parse(argv); err != nil {
 		return 2
