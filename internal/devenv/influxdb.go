@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/influxadmin"
 )
 
 // InfluxReadyTimeout bounds InfluxDB's start. It is ready in 3-4 s (Flux
@@ -35,6 +37,14 @@ type InfluxOptions struct {
 	// Database, when set, is created after the start (CREATE DATABASE is
 	// idempotent, so a restart on the same Dir is fine).
 	Database string
+	// AdminUser and AdminPassword, when set, turn authentication on; the
+	// admin user is created at the first start.
+	AdminUser, AdminPassword string
+	// Plan, when set, is applied after the start as the admin
+	// (influxadmin.Apply): the database, its retention policies with their
+	// durations, the services' users. It runs at every start, so a changed
+	// duration is applied on restart.
+	Plan *influxadmin.Plan
 	// Env adds INFLUXDB_* settings to the ones StartInfluxDB sets (later
 	// ones win), such as a limit a test runs into:
 	// INFLUXDB_DATA_MAX_VALUES_PER_TAG=10.
@@ -86,6 +96,9 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 			opts.RPCPort = ports[1]
 		}
 	}
+	if opts.AdminUser != "" {
+		opts.Env = append([]string{"INFLUXDB_HTTP_AUTH_ENABLED=true"}, opts.Env...)
+	}
 	dir, err := filepath.Abs(opts.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("start influxdb: %w", err)
@@ -120,6 +133,12 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.AdminUser != "" || opts.Plan != nil {
+		if err := setupInflux(ctx, baseURL, opts); err != nil {
+			_ = p.Stop(context.Background())
+			return nil, fmt.Errorf("start influxdb: %w", err)
+		}
+	}
 	if opts.Database != "" {
 		if err := CreateInfluxDatabase(ctx, baseURL, opts.Database); err != nil {
 			_ = p.Stop(context.Background())
@@ -127,6 +146,20 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 		}
 	}
 	return p, nil
+}
+
+// setupInflux creates the admin user and applies the plan.
+func setupInflux(ctx context.Context, baseURL string, opts InfluxOptions) error {
+	admin := influxadmin.Admin{URL: baseURL, User: opts.AdminUser, Password: opts.AdminPassword}
+	if opts.AdminUser != "" {
+		if err := influxadmin.CreateAdmin(ctx, admin); err != nil {
+			return err
+		}
+	}
+	if opts.Plan == nil {
+		return nil
+	}
+	return influxadmin.Apply(ctx, admin, *opts.Plan)
 }
 
 // CreateInfluxDatabase creates database db on the InfluxDB 1.x server at

@@ -1,0 +1,300 @@
+// Package influxadmin is what the holder of InfluxDB 1.8's admin credential
+// sets up for the services, since they hold less: the database, one
+// retention policy per bucket with the durations operators choose, and the
+// services' users with a privilege each (the processor writes, the
+// dashboard reads). `task up` (scripts/devstack, through internal/devenv)
+// and `task deploy` (the dev cluster's InfluxDB 1.8) apply it at every
+// start; it is idempotent and brings a changed duration or password to what
+// is asked.
+package influxadmin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Retention is how long InfluxDB keeps what the processor writes. The
+// defaults keep a 10 Gi volume under half full at 10,000 devices of three
+// metrics every 10 s (docs/operations.md, "InfluxDB retention").
+type Retention struct {
+	RawDays    int `envconfig:"INFLUX_RAW_RETENTION_DAYS" default:"7" desc:"days raw readings (measurement telemetry, bucket EDGEFLOW_INFLUX_RAW_BUCKET) are kept; applied at every start of InfluxDB's setup (task up, task deploy)"`
+	WindowDays int `envconfig:"INFLUX_WINDOW_RETENTION_DAYS" default:"400" desc:"days window aggregates (telemetry_{window}, bucket EDGEFLOW_INFLUX_BUCKET) are kept; applied like the raw retention"`
+}
+
+// Validate reports every problem at once.
+func (r Retention) Validate() error {
+	var errs []error
+	if r.RawDays < 1 || r.RawDays > 3650 {
+		errs = append(errs, errors.New("EDGEFLOW_INFLUX_RAW_RETENTION_DAYS must be 1..3650"))
+	}
+	if r.WindowDays < 1 || r.WindowDays > 36500 {
+		errs = append(errs, errors.New("EDGEFLOW_INFLUX_WINDOW_RETENTION_DAYS must be 1..36500"))
+	}
+	return errors.Join(errs...)
+}
+
+// Privilege of a user on the database.
+type Privilege string
+
+// The privileges the services need.
+const (
+	Write Privilege = "WRITE" // the processor
+	Read  Privilege = "READ"  // the dashboard
+)
+
+// User is a service's InfluxDB 1.8 user: never an admin, one privilege on
+// the database.
+type User struct {
+	Name, Password string
+	Privilege      Privilege
+}
+
+// Token is the user as EDGEFLOW_INFLUX_TOKEN holds it for 1.8.
+func (u User) Token() string { return u.Name + ":" + u.Password }
+
+// Policy is a retention policy; Name "" is the database's default one
+// (autogen on a new database), which a bucket naming no policy writes to
+// and reads from.
+type Policy struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Plan is what Apply sets up.
+type Plan struct {
+	Database string
+	Policies []Policy
+	Users    []User
+}
+
+// NewPlan is the setup of the two buckets the processor writes, "db" or
+// "db/rp" each: windows kept r.WindowDays, raw readings r.RawDays. They
+// must be in one database (users' privileges are per database) and apart.
+func NewPlan(windowBucket, rawBucket string, r Retention, users ...User) (Plan, error) {
+	if err := r.Validate(); err != nil {
+		return Plan{}, err
+	}
+	wdb, wrp, _ := strings.Cut(windowBucket, "/")
+	rdb, rrp, _ := strings.Cut(rawBucket, "/")
+	switch {
+	case wdb == "":
+		return Plan{}, fmt.Errorf("window bucket %q names no database", windowBucket)
+	case wdb != rdb:
+		return Plan{}, fmt.Errorf("raw bucket %q and window bucket %q must be in one database", rawBucket, windowBucket)
+	case wrp == rrp:
+		return Plan{}, fmt.Errorf("raw bucket %q and window bucket %q must be different retention policies", rawBucket, windowBucket)
+	}
+	day := 24 * time.Hour
+	return Plan{Database: wdb, Users: users, Policies: []Policy{
+		{Name: wrp, Duration: time.Duration(r.WindowDays) * day},
+		{Name: rrp, Duration: time.Duration(r.RawDays) * day},
+	}}, nil
+}
+
+// Admin is where InfluxDB 1.8 is and its admin user; User "" when
+// authentication is off.
+type Admin struct {
+	URL, User, Password string
+	Client              *http.Client // nil: a client with a 30 s timeout
+}
+
+// CreateAdmin makes the admin user of an InfluxDB 1.8 with authentication
+// on. 1.8 accepts exactly this statement without credentials while it has
+// no admin; once the user exists, the same statement with its credentials
+// changes nothing.
+func CreateAdmin(ctx context.Context, a Admin) error {
+	return a.exec(ctx, "CREATE USER "+ident(a.User)+" WITH PASSWORD "+literal(a.Password)+" WITH ALL PRIVILEGES")
+}
+
+// Apply creates what p names and brings what exists to it: the database,
+// each policy's duration (CREATE or ALTER RETENTION POLICY), each user's
+// password and privilege (never admin). Points older than a shortened
+// duration go at InfluxDB's next retention check (30 min by default).
+func Apply(ctx context.Context, a Admin, p Plan) error {
+	if err := a.exec(ctx, "CREATE DATABASE "+ident(p.Database)); err != nil {
+		return err
+	}
+	existing, err := a.policies(ctx, p.Database)
+	if err != nil {
+		return err
+	}
+	for _, want := range p.Policies {
+		name, have, found := want.Name, time.Duration(0), false
+		for _, e := range existing {
+			if e.name == want.Name || want.Name == "" && e.isDefault {
+				name, have, found = e.name, e.duration, true
+			}
+		}
+		switch {
+		case !found:
+			err = a.exec(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s ON %s DURATION %s REPLICATION 1",
+				ident(name), ident(p.Database), duration(want.Duration)))
+		case have != want.Duration:
+			err = a.exec(ctx, fmt.Sprintf("ALTER RETENTION POLICY %s ON %s DURATION %s",
+				ident(name), ident(p.Database), duration(want.Duration)))
+		}
+		if err != nil {
+			return err
+		}
+	}
+	users, err := a.users(ctx)
+	if err != nil {
+		return err
+	}
+	for _, u := range p.Users {
+		if u.Privilege != Read && u.Privilege != Write {
+			return fmt.Errorf("influxdb user %s: privilege %q", u.Name, u.Privilege)
+		}
+		admin, exists := users[u.Name]
+		stmts := []string{"CREATE USER " + ident(u.Name) + " WITH PASSWORD " + literal(u.Password)}
+		if exists {
+			stmts = []string{"SET PASSWORD FOR " + ident(u.Name) + " = " + literal(u.Password)}
+			if admin {
+				stmts = append(stmts, "REVOKE ALL PRIVILEGES FROM "+ident(u.Name))
+			}
+		}
+		// GRANT sets the user's privilege on the database, whatever it was.
+		stmts = append(stmts, fmt.Sprintf("GRANT %s ON %s TO %s", u.Privilege, ident(p.Database), ident(u.Name)))
+		for _, s := range stmts {
+			if err := a.exec(ctx, s); err != nil {
+				return fmt.Errorf("influxdb user %s: %w", u.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+type policy struct {
+	name      string
+	duration  time.Duration
+	isDefault bool
+}
+
+func (a Admin) policies(ctx context.Context, db string) ([]policy, error) {
+	res, err := a.query(ctx, "SHOW RETENTION POLICIES ON "+ident(db))
+	if err != nil {
+		return nil, err
+	}
+	var out []policy
+	for _, s := range res {
+		col := columns(s.Columns)
+		for _, v := range s.Values {
+			name, _ := v[col["name"]].(string)
+			d, _ := v[col["duration"]].(string)
+			def, _ := v[col["default"]].(bool)
+			dur, err := time.ParseDuration(d)
+			if err != nil {
+				return nil, fmt.Errorf("retention policy %s: duration %q: %w", name, d, err)
+			}
+			out = append(out, policy{name: name, duration: dur, isDefault: def})
+		}
+	}
+	return out, nil
+}
+
+// users returns every user and whether it is an admin.
+func (a Admin) users(ctx context.Context) (map[string]bool, error) {
+	res, err := a.query(ctx, "SHOW USERS")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, s := range res {
+		col := columns(s.Columns)
+		for _, v := range s.Values {
+			name, _ := v[col["user"]].(string)
+			admin, _ := v[col["admin"]].(bool)
+			out[name] = admin
+		}
+	}
+	return out, nil
+}
+
+func columns(cols []string) map[string]int {
+	m := make(map[string]int, len(cols))
+	for i, c := range cols {
+		m[c] = i
+	}
+	return m
+}
+
+type series struct {
+	Columns []string `json:"columns"`
+	Values  [][]any  `json:"values"`
+}
+
+func (a Admin) exec(ctx context.Context, q string) error {
+	_, err := a.query(ctx, q)
+	return err
+}
+
+// query runs one InfluxQL statement as the admin. InfluxQL reports a
+// statement's error with 200 OK, in the body.
+func (a Admin) query(ctx context.Context, q string) ([]series, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.URL, "/")+"/query",
+		strings.NewReader(url.Values{"q": {q}}.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if a.User != "" {
+		req.SetBasicAuth(a.User, a.Password)
+	}
+	c := a.Client
+	if c == nil {
+		c = &http.Client{Timeout: 30 * time.Second}
+	}
+	// Statements carry passwords: errors name the statement's verb only.
+	verb, _, _ := strings.Cut(q, " ")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("influxql %s: %w", verb, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("influxql %s: %w", verb, err)
+	}
+	var out struct {
+		Error   string `json:"error"`
+		Results []struct {
+			Error  string   `json:"error"`
+			Series []series `json:"series"`
+		} `json:"results"`
+	}
+	if jerr := json.Unmarshal(body, &out); jerr != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("influxql %s: %s: %s", verb, resp.Status, strings.TrimSpace(string(body)))
+	}
+	if out.Error != "" {
+		return nil, fmt.Errorf("influxql %s: %s", verb, out.Error)
+	}
+	if len(out.Results) == 0 {
+		return nil, nil
+	}
+	if out.Results[0].Error != "" {
+		return nil, fmt.Errorf("influxql %s: %s", verb, out.Results[0].Error)
+	}
+	return out.Results[0].Series, nil
+}
+
+// ident quotes an InfluxQL identifier, so any name is taken literally.
+func ident(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// literal quotes an InfluxQL string (a password).
+func literal(s string) string {
+	return `'` + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + `'`
+}
+
+// duration is d in InfluxQL's whole hours (every duration here is days).
+func duration(d time.Duration) string {
+	return fmt.Sprintf("%dh", int64(d/time.Hour))
+}
