@@ -40,17 +40,3 @@ func TestAssignCoversEveryPartitionOnce(t *testing.T) {
 		t.Fatalf("a non-member got %v", got)
 	}
 }
-
-func TestCheckpointRoundTripAndCorruption(t *testing.T) {
-	state := []byte("open windows of a partition, repeated repeated repeated repeated")
-	v := encodeCheckpoint(123456789, state)
-	seq, got, err := decodeCheckpoint(v)
-	if err != nil || seq != 123456789 || string(got) != string(state) {
-		t.Fatalf("round trip: seq=%d state=%q err=%v", seq, got, err)
-	}
-	for _, bad := range [][]byte{nil, []byte("junk"), v[:len(v)/2]} {
-		if _, _, err := decodeCheckpoint(bad); err == nil {
-			t.Fatalf("decodeCheckpoint(%q) accepted corrupt input", bad)
-		}
-	}
-}

@@ -137,11 +137,11 @@ func checkpointSeq(t *testing.T, b *testBus) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seq, _, err := decodeCheckpoint(e.Value())
+	c, err := decodeCheckpoint(e.Value())
 	if err != nil {
 		t.Fatal(err)
 	}
-	return seq
+	return c.seq
 }
 
 // influxWindowCount is the readings of metric t counted in InfluxDB's

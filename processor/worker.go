@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +35,7 @@ type Metrics struct {
 	*service.Pipeline
 	Late         prometheus.Counter
 	OpenWindows  prometheus.Gauge
+	Devices      prometheus.Gauge
 	FlushLatency prometheus.Histogram
 	CloseDelay   prometheus.Histogram
 	Written      prometheus.Counter
@@ -51,6 +50,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Readings that arrived after their window closed (written raw, dead-lettered, not aggregated)."}),
 		OpenWindows: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_open_windows",
 			Help: "Windows open in the partitions this replica owns."}),
+		Devices: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_devices",
+			Help: "Devices in the window state of the partitions this replica owns, as of their last checkpoint (memory grows with them)."}),
 		FlushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeflow_processor_window_latency_seconds",
 			Help:    "From a window's end to its aggregate written in InfluxDB.",
 			Buckets: prometheus.ExponentialBuckets(0.05, 2, 12)}),
@@ -64,7 +65,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Points written to InfluxDB (raw and window)."}),
 		Stalls: NewStalls(reg),
 	}
-	reg.MustRegister(m.Late, m.OpenWindows, m.FlushLatency, m.CloseDelay, m.Written)
+	reg.MustRegister(m.Late, m.OpenWindows, m.Devices, m.FlushLatency, m.CloseDelay, m.Written)
 	return m
 }
 
@@ -97,6 +98,16 @@ type worker struct {
 	lastPurge time.Time
 	pending   int64 // messages left in the partition at the last fetch
 	open      int   // open windows at the last flush
+	devices   int   // devices in the state at the last checkpoint
+	// manifest is the checkpoint record last written or claimed; nextFull
+	// is when the next checkpoint may be written in full (checkpoint);
+	// oldChunks: chunks of checkpoints before ours may still be stored
+	// (purgeChunks); ckptStream is the bucket's stream, once needed.
+	manifest   []byte
+	nextFull   time.Time
+	oldChunks  bool
+	ckptStream jetstream.Stream
+	stopping   bool // the last flush: its checkpoint is written in full
 
 	fetched []fetched // the last fetch's messages, before they are folded
 	// cseq is the consumer sequence of the last message of this fetch, zero
@@ -128,6 +139,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 	defer func() {
 		w.metrics.OpenWindows.Sub(float64(w.open))
+		w.metrics.Devices.Sub(float64(w.devices))
 		w.metrics.Backlog.Sub(float64(w.pending))
 	}()
 	cons, err := w.consumer(ctx)
@@ -138,6 +150,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 	for {
 		select {
 		case <-stop:
+			w.stopping = true
 			return w.flush(ctx, false)
 		default:
 		}
@@ -597,7 +610,9 @@ func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error 
 // written back by compare-and-set (created empty on a first run). A previous
 // owner still running, its lease lapsed while it stalled, then fails its next
 // checkpoint and stops, and cannot purge readings this worker has yet to read:
-// whatever it purged is at or before the checkpoint claimed here.
+// whatever it purged is at or before the checkpoint claimed here. The chunks
+// of a large checkpoint are read after the claim, when no writer removes them
+// any more (checkpoint_store.go).
 func (w *worker) load(ctx context.Context) error {
 	w.state = window.NewState(w.cfg.Window())
 	key := checkpointKey(w.p)
@@ -610,13 +625,24 @@ func (w *worker) load(ctx context.Context) error {
 			if state, err = w.state.MarshalBinary(); err != nil {
 				return retry.Permanent(fmt.Errorf("partition %d: encode state: %w", w.p, err))
 			}
-			seq = 0
-			w.rev, err = w.ckpt.Create(ctx, key, encodeCheckpoint(seq, state))
+			seq, w.manifest = 0, encodeCheckpoint(0, state)
+			w.rev, err = w.ckpt.Create(ctx, key, w.manifest)
 		case err == nil:
-			if seq, state, err = decodeCheckpoint(entry.Value()); err != nil {
+			c, derr := decodeCheckpoint(entry.Value())
+			if derr != nil {
+				return retry.Permanent(fmt.Errorf("partition %d checkpoint: %w", w.p, derr))
+			}
+			if w.rev, err = w.ckpt.Update(ctx, key, entry.Value(), entry.Revision()); err != nil {
+				break
+			}
+			// Claimed: from now on no writer removes the chunks it names.
+			// Others may be left over (a write that lost its compare-and-set,
+			// a replica that died before its manifest): the next checkpoint
+			// removes them.
+			seq, w.manifest, w.oldChunks = c.seq, entry.Value(), true
+			if state, err = readState(ctx, w.ckpt, w.p, c); errors.Is(err, errCheckpointDamaged) {
 				return retry.Permanent(fmt.Errorf("partition %d checkpoint: %w", w.p, err))
 			}
-			w.rev, err = w.ckpt.Update(ctx, key, entry.Value(), entry.Revision())
 		}
 		return err // a conflict too: the checkpoint was written meanwhile, read it again
 	}, func(err error, _ time.Duration) {
@@ -640,29 +666,6 @@ func (w *worker) load(ctx context.Context) error {
 	return nil
 }
 
-// checkpoint saves seq and the open windows with compare-and-set: if another
-// replica wrote the checkpoint since we read it, it owns the partition now.
-func (w *worker) checkpoint(ctx context.Context) error {
-	state, err := w.state.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("partition %d: encode state: %w", w.p, err)
-	}
-	value := encodeCheckpoint(w.seq, state)
-	return retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		rev, err := w.ckpt.Update(ctx, checkpointKey(w.p), value, w.rev)
-		if err != nil && isConflict(err) {
-			return retry.Permanent(errLostOwnership)
-		}
-		if err == nil {
-			w.rev, w.savedSeq = rev, w.seq
-		}
-		return err
-	}, func(err error, _ time.Duration) {
-		w.retrying("checkpoint", err)
-		w.log.Warn("checkpoint failed; retrying", "partition", w.p, "err", err)
-	})
-}
-
 // purge removes the partition's checkpointed readings from TELEMETRY, so the
 // stream's byte limit bounds only what is not yet processed.
 func (w *worker) purge(ctx context.Context) {
@@ -673,26 +676,4 @@ func (w *worker) purge(ctx context.Context) {
 	if err != nil && ctx.Err() == nil {
 		w.log.Warn("purge processed readings", "partition", w.p, "err", err)
 	}
-}
-
-func checkpointKey(p int) string { return "partition." + strconv.Itoa(p) }
-
-// A checkpoint is the stream sequence (8 bytes, big-endian) followed by the
-// window state, S2-compressed: open windows of a busy partition compress
-// several-fold and a KV value must stay under NATS's max payload.
-func encodeCheckpoint(seq uint64, state []byte) []byte {
-	buf := make([]byte, 8, 8+len(state))
-	binary.BigEndian.PutUint64(buf, seq)
-	return s2.Encode(nil, append(buf, state...))
-}
-
-func decodeCheckpoint(v []byte) (uint64, []byte, error) {
-	raw, err := s2.Decode(nil, v)
-	if err != nil {
-		return 0, nil, err
-	}
-	if len(raw) < 8 {
-		return 0, nil, errors.New("checkpoint shorter than its sequence")
-	}
-	return binary.BigEndian.Uint64(raw), raw[8:], nil
 }
