@@ -29,6 +29,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/edgeflow/edgeflow/internal/devenv"
 	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
@@ -693,4 +694,38 @@ func loadNATSConfig(t *testing.T, objs []Object, pod string) (*server.Options, m
 		t.Fatalf("nats-server cannot load the rendered nats.conf: %v", err)
 	}
 	return o, env
+}
+
+// InfluxDB 1.8 (the dev cluster's) takes as many devices as the pipeline
+// carries, configured as task up and the tests run it
+// (devenv.InfluxCardinalityEnv): by default it refuses the 100,001st device
+// of a measurement and the 1,000,001st series. InfluxDB 2.x (the K3s
+// overlays) has neither limit.
+func TestInfluxDBTakesEveryDevice(t *testing.T) {
+	checked := 0
+	for _, overlay := range Overlays {
+		for _, o := range Render(t, overlay) {
+			if o.Kind != "StatefulSet" || o.Metadata.Name != "influxdb" {
+				continue
+			}
+			c := o.Spec.Template.Spec.Containers[0]
+			if !strings.Contains(c.Image, "influxdb:1.") {
+				continue
+			}
+			checked++
+			env := map[string]string{}
+			for _, e := range c.Env {
+				env[e.Name] = e.Value
+			}
+			for _, kv := range devenv.InfluxCardinalityEnv {
+				name, value, _ := strings.Cut(kv, "=")
+				if got, ok := env[name]; !ok || got != value {
+					t.Errorf("%s: influxdb %s: %s=%q, want %q", overlay, c.Image, name, got, value)
+				}
+			}
+		}
+	}
+	if checked == 0 {
+		t.Fatal("no overlay runs InfluxDB 1.x: the check checked nothing")
+	}
 }

@@ -22,6 +22,20 @@ import (
 // test run.
 const InfluxReadyTimeout = 60 * time.Second
 
+// InfluxCardinalityEnv configures InfluxDB 1.8 for as many devices as the
+// pipeline carries. By default 1.8 keeps its index in memory and refuses a
+// point whose tag value would be a measurement's 100,001st (the device tag
+// past 100,000 devices) or whose series would be a database's 1,000,001st
+// (about 140,000 devices of three metrics, with raw points and two window
+// lengths). tsi1 keeps the index on disk and enforces neither limit; the
+// limits are lifted too for shards created before, which keep their
+// in-memory index. The dev cluster's image and manifests set the same.
+var InfluxCardinalityEnv = []string{
+	"INFLUXDB_DATA_INDEX_VERSION=tsi1",
+	"INFLUXDB_DATA_MAX_VALUES_PER_TAG=0",
+	"INFLUXDB_DATA_MAX_SERIES_PER_DATABASE=0",
+}
+
 // InfluxOptions describe an InfluxDB 1.8.3 server for StartInfluxDB.
 type InfluxOptions struct {
 	// Bin is the influxd executable; empty means InfluxdBinary().
@@ -109,7 +123,7 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 		Name: "influxd",
 		Bin:  opts.Bin,
 		Args: []string{"run"},
-		Env: append([]string{
+		Env: append(append([]string{
 			"INFLUXDB_REPORTING_DISABLED=true",
 			"INFLUXDB_BIND_ADDRESS=" + net.JoinHostPort("127.0.0.1", strconv.Itoa(opts.RPCPort)),
 			"INFLUXDB_META_DIR=" + filepath.Join(dir, "meta"),
@@ -123,7 +137,7 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 			"INFLUXDB_HTTP_LOG_ENABLED=false",
 			"INFLUXDB_HTTP_BIND_ADDRESS=" + addr,
 			"INFLUXDB_HTTP_FLUX_ENABLED=true",
-		}, opts.Env...),
+		}, InfluxCardinalityEnv...), opts.Env...),
 		Dir:          dir,
 		Addr:         addr,
 		URL:          baseURL,

@@ -76,6 +76,11 @@ func thirdPartySpec(ctx context.Context, log *slog.Logger, root, cache, repo, im
 				"INFLUXDB_DATA_WAL_DIR=/var/lib/influxdb/wal",
 				// edgeflow reads InfluxDB with Flux: refused with 403 otherwise.
 				"INFLUXDB_HTTP_FLUX_ENABLED=true",
+				// A device is a tag value: no limit on devices, an index on
+				// disk (devenv.InfluxCardinalityEnv says why).
+				"INFLUXDB_DATA_INDEX_VERSION=tsi1",
+				"INFLUXDB_DATA_MAX_VALUES_PER_TAG=0",
+				"INFLUXDB_DATA_MAX_SERIES_PER_DATABASE=0",
 			},
 			Ports:     []string{"8086/tcp"},
 			Labels:    upstreamLabels("https://github.com/influxdata/influxdb", influxdbVersion),
