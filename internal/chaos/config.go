@@ -60,6 +60,12 @@ type Config struct {
 	// SettleTimeout bounds the wait for the counts, the notifications and
 	// readiness after the load.
 	SettleTimeout time.Duration
+	// Burst is the number of new devices the device burst publishes one
+	// reading each for (an input fault, inputs.go); FutureSkew how far ahead
+	// the future-dated reading is dated (ingest accepts up to 5 min). A
+	// negative value leaves that input fault out.
+	Burst      int
+	FutureSkew time.Duration
 	// Race tells the summary the services were built with -race.
 	Race bool
 	// Log receives the run's progress (the fault log); nil discards it.
@@ -80,7 +86,11 @@ const (
 	DefaultIdleGrace = 30 * time.Second
 	// DefaultMaxDown keeps every outage far inside the TELEMETRY duplicate
 	// window (2 min) and inside LATENESS + IDLE_GRACE.
-	DefaultMaxDown     = 5 * time.Second
+	DefaultMaxDown = 5 * time.Second
+	// DefaultBurst is ten times the devices one checkpoint value could hold
+	// before checkpoints were stored in chunks.
+	DefaultBurst       = 20_000
+	DefaultFutureSkew  = 4 * time.Minute
 	DefaultFreshWithin = 5 * time.Second
 )
 
@@ -137,6 +147,12 @@ func (c *Config) defaults() {
 	if c.SettleTimeout <= 0 {
 		c.SettleTimeout = 4 * time.Minute
 	}
+	if c.Burst == 0 {
+		c.Burst = DefaultBurst
+	}
+	if c.FutureSkew == 0 {
+		c.FutureSkew = DefaultFutureSkew
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -166,6 +182,9 @@ func (c *Config) validate() error {
 	if outage := c.MaxDown + 15*time.Second; c.Lateness+c.IdleGrace < outage {
 		errs = append(errs, fmt.Errorf("lateness %s + idle grace %s must exceed the longest outage (max down %s + 15 s to start again)",
 			c.Lateness, c.IdleGrace, c.MaxDown))
+	}
+	if c.FutureSkew >= 5*time.Minute {
+		errs = append(errs, fmt.Errorf("future skew %s: ingest refuses readings 5 min or more ahead", c.FutureSkew))
 	}
 	if c.MaxDown > time.Minute {
 		errs = append(errs, fmt.Errorf("max down %s: keep outages well inside the 2 min duplicate window", c.MaxDown))

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"time"
 )
 
@@ -194,6 +195,16 @@ func (r *runner) inject(ctx context.Context, p plan, loadStart time.Time) Fault 
 	f.ready = time.Now()
 	f.ReadyAfter = f.ready.Sub(f.injected)
 	return f
+}
+
+// mergeFaults orders the process and input faults by injection time and
+// numbers them.
+func mergeFaults(a, b []Fault) []Fault {
+	all := slices.SortedStableFunc(slices.Values(append(a, b...)), func(x, y Fault) int { return x.injected.Compare(y.injected) })
+	for i := range all {
+		all[i].N = i + 1
+	}
+	return all
 }
 
 func sleepUntil(ctx context.Context, t time.Time) bool {

@@ -27,7 +27,7 @@ func number(v any) float64 {
 // sumCounts is the sum of the window counts of metric in one window
 // measurement, in all and by device.
 func sumCounts(ctx context.Context, base, window, metric string) (int64, map[string]int64, error) {
-	ss, err := influxQL(ctx, base, fmt.Sprintf(`SELECT sum("count") FROM "telemetry_%s" WHERE "metric" = '%s' GROUP BY "device"`, window, metric))
+	ss, err := influxQL(ctx, base, fmt.Sprintf(`SELECT sum("count") FROM "telemetry_%s" WHERE "metric" = '%s' GROUP BY "site", "device"`, window, metric))
 	if err != nil {
 		return 0, nil, err
 	}
@@ -38,7 +38,7 @@ func sumCounts(ctx context.Context, base, window, metric string) (int64, map[str
 			continue
 		}
 		n := int64(number(s.Values[0][1]))
-		byDevice[s.Tags["device"]] += n
+		byDevice[s.Tags["site"]+"/"+s.Tags["device"]] += n
 		total += n
 	}
 	return total, byDevice, nil

@@ -53,6 +53,8 @@ type RunConfig struct {
 	Targets     []string `json:"targets,omitempty"`
 	Kinds       []string `json:"kinds,omitempty"`
 	FreshWithin string   `json:"fresh_within"`
+	Burst       int      `json:"burst"`
+	FutureSkew  string   `json:"future_skew"`
 	Race        bool     `json:"race"`
 }
 
@@ -60,7 +62,7 @@ func summaryConfig(c *Config) RunConfig {
 	return RunConfig{Duration: c.Duration.String(), Devices: c.Devices, Rate: c.Rate, Processors: c.Processors,
 		NATSServers: c.NATSServers, Windows: c.Windows, Lateness: c.Lateness.String(), IdleGrace: c.IdleGrace.String(),
 		MaxDown: c.MaxDown.String(), Gap: c.MinGap.String() + "-" + c.MaxGap.String(), Targets: c.Targets, Kinds: c.Kinds,
-		FreshWithin: c.FreshWithin.String(), Race: c.Race}
+		FreshWithin: c.FreshWithin.String(), Burst: c.Burst, FutureSkew: c.FutureSkew.String(), Race: c.Race}
 }
 
 // AlertSummary is what the webhook receiver saw against ALERTS.

@@ -2,11 +2,7 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -86,7 +82,18 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 	freshDone := make(chan struct{})
 	go func() { defer close(freshDone); fresh.run(freshCtx) }()
 
+	type inputResult struct {
+		faults []Fault
+		burst  loadReport
+	}
+	inputsDone := make(chan inputResult, 1)
+	go func() {
+		faults, burst := r.inputFaults(ctx, loadStart)
+		inputsDone <- inputResult{faults, burst}
+	}()
 	faults := r.faultLoop(ctx, loadStart)
+	in := <-inputsDone
+	faults = mergeFaults(faults, in.faults)
 	r.logf("%d faults injected; waiting for the load generator", len(faults))
 	lr := <-loadDone
 	// Samples only mean something while readings keep coming.
@@ -108,6 +115,7 @@ func Run(ctx context.Context, cfg Config) (*Summary, error) {
 			sum.Problems = append(sum.Problems, fmt.Sprintf("fault %d (%s %s): %s", f.N, f.Kind, f.Target, f.Err))
 		}
 	}
+	lr.rep.add(in.burst)
 	sum.Load = lr.rep.Totals
 	sum.LoadSeconds = lr.rep.ElapsedSeconds
 	r.logf("load done: attempted %d, acknowledged %d, failed %d in %.1fs",
@@ -122,6 +130,7 @@ type loadReport struct {
 	ElapsedSeconds float64    `json:"elapsed_seconds"`
 	Totals         LoadTotals `json:"totals"`
 	Devices        []struct {
+		Site   string `json:"site"`
 		Device string `json:"device"`
 		Acked  int64  `json:"acked"`
 		Failed int64  `json:"failed"`
@@ -141,35 +150,7 @@ type LoadTotals struct {
 // resends them; the drain timeout leaves room for a recovery at the end.
 func (r *runner) loadgen(ctx context.Context) (loadReport, error) {
 	cfg := r.cfg
-	dir := filepath.Join(cfg.Dir, "loadgen")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return loadReport{}, err
-	}
-	report := filepath.Join(dir, "report.json")
-	args := []string{"-broker", r.stack.mqtt.URL, "-devices", strconv.Itoa(cfg.Devices),
+	return r.runLoadgen(ctx, "loadgen", "-devices", strconv.Itoa(cfg.Devices),
 		"-rate", strconv.FormatFloat(cfg.Rate, 'f', -1, 64), "-duration", cfg.Duration.String(),
-		"-client-prefix", "chaos", "-drain-timeout", "2m", "-report", report}
-	cmd := exec.CommandContext(ctx, filepath.Join(cfg.Bin, "loadgen"), args...)
-	out, err := os.Create(filepath.Join(dir, "loadgen.log"))
-	if err != nil {
-		return loadReport{}, err
-	}
-	defer out.Close()
-	cmd.Stdout, cmd.Stderr = out, out
-	err = cmd.Run()
-	var exit *exec.ExitError
-	// Exit status 1 is "some messages not acknowledged": the report says
-	// which, and the verdict judges it.
-	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {
-		return loadReport{}, fmt.Errorf("loadgen %v: %w (log %s)", args, err, out.Name())
-	}
-	data, rerr := os.ReadFile(report)
-	if rerr != nil {
-		return loadReport{}, fmt.Errorf("loadgen report: %w (loadgen: %v; log %s)", rerr, err, out.Name())
-	}
-	var rep loadReport
-	if err := json.Unmarshal(data, &rep); err != nil {
-		return loadReport{}, fmt.Errorf("loadgen report %s: %w", report, err)
-	}
-	return rep, nil
+		"-client-prefix", "chaos", "-drain-timeout", "2m")
 }

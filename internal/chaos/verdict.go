@@ -260,8 +260,8 @@ func readStream(ctx context.Context, js jetstream.JetStream, stream string) ([]j
 func deviceDiff(rep loadReport, byDevice map[string]int64) string {
 	var diffs []string
 	for _, d := range rep.Devices {
-		if got := byDevice[d.Device]; got != d.Acked {
-			diffs = append(diffs, fmt.Sprintf("%s %d/%d", d.Device, got, d.Acked))
+		if got := byDevice[d.Site+"/"+d.Device]; got != d.Acked {
+			diffs = append(diffs, fmt.Sprintf("%s/%s %d/%d", d.Site, d.Device, got, d.Acked))
 		}
 	}
 	if len(diffs) == 0 {

@@ -17,7 +17,9 @@ import (
 // The suite's chaos run (docs/chaos.md; `go tool task chaos` is the long
 // one): a minute of load through the whole pipeline, built with -race, while
 // a seeded fault loop SIGKILLs, gracefully restarts and pauses (SIGSTOP) its
-// processes, NATS, Mosquitto (graceful restarts only) and InfluxDB included.
+// processes, NATS, Mosquitto (graceful restarts only) and InfluxDB included,
+// and a device sends a reading dated 4 minutes ahead and 20,000 new devices
+// send one reading each.
 // Afterwards every acknowledged reading is counted exactly once in both
 // window sizes, none is late, every alert change is notified exactly once
 // and every process is ready again. The seed is random and logged;
@@ -78,8 +80,11 @@ func runChaos(t *testing.T, natsServers int) {
 		// outage (a restart on a busy machine), as docs/decisions.md says.
 		Windows: []string{"2s", "10s"}, Lateness: 2 * time.Second, IdleGrace: 20 * time.Second,
 		SettleTimeout: 3 * time.Minute,
-		Race:          true,
-		Log:           testLog{t},
+		// The input faults take their defaults: a reading dated 4 min
+		// ahead, and 20,000 new devices at once (about 2,500 a partition,
+		// past what one checkpoint value held before chunks).
+		Race: true,
+		Log:  testLog{t},
 	})
 	if err != nil {
 		saveLogs(t, dir)

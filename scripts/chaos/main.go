@@ -56,6 +56,8 @@ func run() int {
 	flag.DurationVar(&cfg.MaxDown, "max-down", chaos.DefaultMaxDown, "longest a target stays down or paused (each fault draws from a quarter of it to all of it)")
 	flag.DurationVar(&cfg.Lateness, "lateness", chaos.DefaultLateness, "EDGEFLOW_PROCESSOR_LATENESS")
 	flag.DurationVar(&cfg.IdleGrace, "idle-grace", chaos.DefaultIdleGrace, "EDGEFLOW_PROCESSOR_IDLE_GRACE (must cover the longest outage)")
+	flag.IntVar(&cfg.Burst, "burst", chaos.DefaultBurst, "new devices the device burst publishes one reading each for (an input fault; -1: none)")
+	flag.DurationVar(&cfg.FutureSkew, "future-skew", chaos.DefaultFutureSkew, "how far ahead the future-dated reading is dated (an input fault; -1s: none)")
 	flag.DurationVar(&cfg.FreshWithin, "fresh-within", chaos.DefaultFreshWithin, "the backlog counts as drained when every device's newest reading in InfluxDB is this fresh")
 	flag.Parse()
 	if flag.NArg() > 0 {

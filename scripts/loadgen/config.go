@@ -32,6 +32,8 @@ const (
 	DefaultPublishers = 4
 	// DefaultClientPrefix names the MQTT client ids (prefix-0, prefix-1, ...).
 	DefaultClientPrefix = "loadgen"
+	// DefaultSitePrefix names the sites (site-0, site-1, ...).
+	DefaultSitePrefix = "site"
 	// DefaultSeqStart is the first seq of every device.
 	DefaultSeqStart = 1
 	// DefaultMaxInFlight bounds the unacknowledged messages of one connection:
@@ -53,6 +55,9 @@ type Config struct {
 	Devices int
 	// Sites is the number of sites site-0, site-1, ...; device i is at site i mod Sites.
 	Sites int
+	// SitePrefix names the sites: prefix-0, prefix-1, ... A second run with
+	// another prefix publishes devices distinct from the first's.
+	SitePrefix string
 	// Rate is the total number of PUBLISH packets per second over all
 	// connections, duplicates included; 0 publishes as fast as PUBACKs return.
 	Rate float64
@@ -99,6 +104,7 @@ func DefaultConfig() Config {
 		Broker:       DefaultBroker,
 		Devices:      DefaultDevices,
 		Sites:        DefaultSites,
+		SitePrefix:   DefaultSitePrefix,
 		Rate:         DefaultRate,
 		Metrics:      DefaultMetrics,
 		QoS:          DefaultQoS,
@@ -156,6 +162,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("-duplicates %v: must be a fraction 0..1", c.Duplicates))
 	}
 	// The prefix plus "-NNN" must stay a client id every broker accepts.
+	if len(c.SitePrefix) > 40 || !reading.ValidName(c.SitePrefix) {
+		errs = append(errs, fmt.Errorf("-site-prefix %q: must be 1..40 of [A-Za-z0-9_-]", c.SitePrefix))
+	}
 	if len(c.ClientPrefix) > 40 || !reading.ValidName(c.ClientPrefix) {
 		errs = append(errs, fmt.Errorf("-client-prefix %q: must be 1..40 of [A-Za-z0-9_-]", c.ClientPrefix))
 	}
@@ -196,7 +205,9 @@ func (c Config) TLS() (*tls.Config, error) {
 func DeviceName(i int) string { return fmt.Sprintf("dev-%04d", i) }
 
 // SiteName is the name of the site of device i.
-func (c Config) SiteName(device int) string { return fmt.Sprintf("site-%d", device%c.Sites) }
+func (c Config) SiteName(device int) string {
+	return fmt.Sprintf("%s-%d", c.SitePrefix, device%c.Sites)
+}
 
 // Topic is the MQTT topic device i publishes on.
 func (c Config) Topic(device int) string {

@@ -43,6 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker, "MQTT broker URL")
 	fs.IntVar(&cfg.Devices, "devices", cfg.Devices, "number of devices (dev-0000, dev-0001, ...)")
 	fs.IntVar(&cfg.Sites, "sites", cfg.Sites, "number of sites (site-0, ...); device i is at site i mod sites")
+	fs.StringVar(&cfg.SitePrefix, "site-prefix", cfg.SitePrefix, "site name prefix (sites are prefix-0, prefix-1, ...)")
 	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "total PUBLISH packets per second, duplicates included (0 = as fast as possible)")
 	fs.Int64Var(&cfg.Count, "count", 0, "total distinct messages (0 = no limit; -count or -duration is required)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "stop after this long (0 = no limit); the run stops at whichever of -count and -duration comes first")
