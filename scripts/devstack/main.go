@@ -22,6 +22,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/influxadmin"
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
@@ -40,6 +41,13 @@ type Config struct {
 	ProcessorPort int           `envconfig:"DEV_PROCESSOR_PORT" default:"8082" desc:"first processor's /metrics port (the next replicas take the following ports)"`
 	DashboardPort int           `envconfig:"DEV_DASHBOARD_PORT" default:"8080" desc:"the dashboard's port: open http://127.0.0.1:8080 in a browser"`
 	NotifierPort  int           `envconfig:"DEV_NOTIFIER_PORT" default:"8090" desc:"the notifier's /alerts, /metrics, /healthz, /readyz port (above the processors' 8082...)"`
+
+	// InfluxDB is set up as task deploy sets it up (influxadmin), at every
+	// start: the processor's buckets (the same variables and defaults as
+	// its own) with their retention.
+	influxadmin.Retention
+	Bucket    string `envconfig:"INFLUX_BUCKET" default:"edgeflow" desc:"the processor's, above: set up with the window retention"`
+	RawBucket string `envconfig:"INFLUX_RAW_BUCKET" default:"edgeflow/raw" desc:"the processor's, above: set up with the raw retention"`
 }
 
 func main() {
@@ -92,10 +100,15 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	defer func() { ns.Shutdown(); ns.WaitForShutdown(); log.Info("nats stopped") }()
 	natsURL := ns.ClientURL()
 
-	influx, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(data, "influxdb"), Port: cfg.InfluxPort})
+	plan, err := influxadmin.NewPlan(cfg.Bucket, cfg.RawBucket, cfg.Retention)
+	if err != nil {
+		return fmt.Errorf("EDGEFLOW_INFLUX_BUCKET, _RAW_BUCKET, _RAW_RETENTION_DAYS, _WINDOW_RETENTION_DAYS: %w", err)
+	}
+	influx, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(data, "influxdb"), Port: cfg.InfluxPort, Plan: &plan})
 	if err != nil {
 		return err
 	}
+	log.Info("influxdb retention", "windows", cfg.Bucket, "window_days", cfg.WindowDays, "raw", cfg.RawBucket, "raw_days", cfg.RawDays)
 	// Stopped in this order: the simulation, then ingest (its queue drains
 	// into JetStream), then the processors (their last flush reaches
 	// InfluxDB), then InfluxDB; NATS last of all.
