@@ -49,7 +49,7 @@ func run(ctx context.Context, cfg Config) error {
 		devices: devices.NewRegistry(int64(cfg.DeviceMemory) << 20),
 		hub:     live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
 		alerts:  alerts.NewBook(10000, cfg.AlertHistory),
-		history: history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Windows),
+		history: history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Influx.RawBucket, cfg.Windows),
 		scraper: pipeline.NewScraper(cfg.Targets(), 3*time.Second),
 	}
 	d.influxUp = d.history.Ready

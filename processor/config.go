@@ -41,9 +41,8 @@ type InfluxConfig struct {
 	influx.Config
 	Gzip     bool `envconfig:"GZIP" default:"false" desc:"gzip write requests (saves network, costs CPU)"`
 	WriteRaw bool `envconfig:"WRITE_RAW" default:"true" desc:"also write every raw reading to the telemetry measurement"`
-	// RawBucket apart from Bucket gives raw readings, the bulk of the disk,
-	// a retention of their own.
-	RawBucket string `envconfig:"RAW_BUCKET" default:"edgeflow/raw" desc:"InfluxDB bucket of the raw readings (1.8: database/retention-policy, in EDGEFLOW_INFLUX_BUCKET's database), kept EDGEFLOW_INFLUX_RAW_RETENTION_DAYS; empty: EDGEFLOW_INFLUX_BUCKET"`
+	// short are the window lengths written to RawBucket (LoadConfig).
+	short []time.Duration
 }
 
 // LoadConfig reads and validates the environment.
@@ -55,6 +54,7 @@ func LoadConfig() (Config, error) {
 	if c.ID == "" {
 		c.ID, _ = os.Hostname()
 	}
+	c.Influx.short = influx.ShortLived(c.Windows)
 	return c, c.Validate()
 }
 

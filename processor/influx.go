@@ -16,6 +16,8 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
 // Measurements of the InfluxDB schema in ../shared/ARCHITECTURE.md.
@@ -31,6 +33,7 @@ type Influx struct {
 	client influxdb2.Client
 	write  api.WriteAPIBlocking
 	raw    api.WriteAPIBlocking // nil: raw readings go with the windows
+	short  map[string]bool      // measurements written to raw
 	cfg    InfluxConfig
 	http   *http.Client
 }
@@ -45,6 +48,10 @@ func NewInflux(cfg InfluxConfig) *Influx {
 	f := &Influx{client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), cfg: cfg, http: &http.Client{Timeout: cfg.Timeout}}
 	if cfg.RawBucket != "" && cfg.RawBucket != cfg.Bucket {
 		f.raw = c.WriteAPIBlocking(cfg.Org, cfg.RawBucket)
+		f.short = map[string]bool{MeasurementRaw: true}
+		for _, w := range cfg.short {
+			f.short[MeasurementWindowPrefix+reading.WindowName(w)] = true
+		}
 	}
 	return f
 }
@@ -166,7 +173,8 @@ func (f *Influx) influxQL(ctx context.Context, q string) error {
 }
 
 // Write sends line-protocol lines in one request, or two when raw readings
-// have a bucket of their own (raw lines to it, windows to the other).
+// have a bucket of their own (raw lines and the short-lived windows to it,
+// the coarsest windows to the other).
 // Points are idempotent (same measurement, tags and time overwrite), so a
 // retry after an unclear failure is safe. A request InfluxDB answered
 // without taking it whole fails with a *WriteError that says what to do
@@ -178,7 +186,7 @@ func (f *Influx) Write(ctx context.Context, lines string) error {
 	if f.raw == nil {
 		return classify(f.write.WriteRecord(ctx, lines))
 	}
-	raw, windows := splitRaw(lines)
+	raw, windows := f.split(lines)
 	var errs [2]error
 	if windows != "" {
 		errs[0] = classify(f.write.WriteRecord(ctx, windows))
@@ -195,12 +203,14 @@ func (f *Influx) Write(ctx context.Context, lines string) error {
 	return cmp.Or(errs[0], errs[1])
 }
 
-// splitRaw parts lines into the raw readings' (measurement MeasurementRaw)
-// and the others, each in order.
-func splitRaw(lines string) (raw, windows string) {
+// split parts lines into those of the raw bucket's measurements and the
+// others, each in order. Measurement names need no escaping (telemetry,
+// telemetry_{window}): a line's measurement ends at its first comma.
+func (f *Influx) split(lines string) (raw, windows string) {
 	var r, w strings.Builder
 	for line := range strings.Lines(lines) {
-		if strings.HasPrefix(line, MeasurementRaw+",") || strings.HasPrefix(line, MeasurementRaw+" ") {
+		m, _, _ := strings.Cut(line, ",")
+		if f.short[m] {
 			r.WriteString(line)
 		} else {
 			w.WriteString(line)

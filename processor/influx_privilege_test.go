@@ -12,6 +12,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -53,8 +54,9 @@ func startAuthInflux(t *testing.T) (*devenv.Process, devenv.InfluxDB) {
 
 // The processor works with a user that may only write the database (the
 // admin created it): Ensure does not need to create anything, raw readings
-// go to the raw bucket's retention policy and windows to the other, and the
-// user can read nothing back. (Before, Ensure ran CREATE DATABASE, which
+// and the windows but the coarsest go to the raw bucket's retention policy
+// and the coarsest windows to the other, and the user can read nothing
+// back. (Before, Ensure ran CREATE DATABASE, which
 // only an admin may, so the processor never started with less than the
 // admin's credential; and raw points had no bucket of their own.)
 func TestWriteOnlyUserWritesRawAndWindowsApart(t *testing.T) {
@@ -69,6 +71,7 @@ func TestWriteOnlyUserWritesRawAndWindowsApart(t *testing.T) {
 	if err := envconfig.Process("edgeflow_influx", &cfg); err != nil {
 		t.Fatal(err)
 	}
+	cfg.short = influx.ShortLived([]time.Duration{10 * time.Second, time.Minute})
 	f := NewInflux(cfg)
 	defer f.Close()
 	if err := f.Ensure(ctx); err != nil {
@@ -78,17 +81,22 @@ func TestWriteOnlyUserWritesRawAndWindowsApart(t *testing.T) {
 	r := reading.Reading{Site: "lab", Device: "t1", TS: now, DeviceTime: true, Metrics: map[string]float64{"temperature": 21.5}}
 	a := reading.Aggregate{Site: "lab", Device: "t1", Window: "10s", Start: now - 10_000, End: now,
 		Metrics: map[string]reading.Stats{"temperature": {Count: 1, Sum: 21.5, Min: 21.5, Max: 21.5, Mean: 21.5, First: 21.5, Last: 21.5}}}
+	a1m := a
+	a1m.Window, a1m.Start = "1m", now-60_000
 	var b Batch
 	b.AddReading(&r)
 	b.AddAggregate(&a)
+	b.AddAggregate(&a1m)
 	if err := f.Write(ctx, b.Lines(0, b.Len())); err != nil {
 		t.Fatal(err)
 	}
 	for q, want := range map[string]float64{
 		`SELECT count(temperature) FROM "w"."raw"."telemetry"`:     1,
 		`SELECT count(temperature) FROM "w"."autogen"."telemetry"`: 0,
-		`SELECT count("count") FROM "w"."autogen"."telemetry_10s"`: 1,
-		`SELECT count("count") FROM "w"."raw"."telemetry_10s"`:     0,
+		`SELECT count("count") FROM "w"."autogen"."telemetry_10s"`: 0,
+		`SELECT count("count") FROM "w"."raw"."telemetry_10s"`:     1,
+		`SELECT count("count") FROM "w"."autogen"."telemetry_1m"`:  1,
+		`SELECT count("count") FROM "w"."raw"."telemetry_1m"`:      0,
 	} {
 		if got, err := admin.Scalar(ctx, q); err != nil || got != want {
 			t.Errorf("%s: %v (%v), want %v", q, got, err, want)

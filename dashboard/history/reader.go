@@ -9,6 +9,7 @@ import (
 
 	"github.com/influxdata/influxdb-client-go/v2/api"
 
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -25,16 +26,22 @@ type Querier interface {
 // Reader runs the history templates.
 type Reader struct {
 	q       Querier
-	bucket  string
+	buckets influx.Config // Bucket and RawBucket
 	windows []time.Duration
 	sem     chan struct{}
 }
 
-// NewReader reads from bucket; windows are the window lengths the
-// processors write (telemetry_{window}).
-func NewReader(q Querier, bucket string, windows []time.Duration) *Reader {
-	return &Reader{q: q, bucket: bucket, windows: windows, sem: make(chan struct{}, MaxConcurrent)}
+// NewReader reads each window measurement from the bucket the processors
+// write it to: the coarsest from bucket, the others from rawBucket (kept
+// with the raw readings) unless it is empty. windows are the window
+// lengths the processors write (telemetry_{window}).
+func NewReader(q Querier, bucket, rawBucket string, windows []time.Duration) *Reader {
+	return &Reader{q: q, buckets: influx.Config{Bucket: bucket, RawBucket: rawBucket}, windows: windows,
+		sem: make(chan struct{}, MaxConcurrent)}
 }
+
+// bucket is where the windows of length w are.
+func (r *Reader) bucket(w time.Duration) string { return r.buckets.BucketOf(w, r.windows) }
 
 // Band is one chart point: the min/max band and the count-weighted mean of
 // every window in [T, T+step).
@@ -90,7 +97,7 @@ func (r *Reader) Device(ctx context.Context, rangeName, site, device string) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	q, err := plan.Flux(r.bucket, site, device)
+	q, err := plan.Flux(r.bucket(plan.Window), site, device)
 	if err != nil {
 		return Result{}, err
 	}
@@ -180,7 +187,7 @@ func (r *Reader) Latest(ctx context.Context, fn func(site, device, metric string
 		return err
 	}
 	defer func() { <-r.sem }()
-	tables, err := r.q.Query(ctx, fmt.Sprintf(latestTemplate, fluxString(r.bucket), fluxString("telemetry_"+reading.WindowName(w))))
+	tables, err := r.q.Query(ctx, fmt.Sprintf(latestTemplate, fluxString(r.bucket(w)), fluxString("telemetry_"+reading.WindowName(w))))
 	if err != nil {
 		return fmt.Errorf("latest values: %w", err)
 	}
@@ -212,19 +219,29 @@ const probeTemplate = `from(bucket: %s)
   |> limit(n: 1)`
 
 // Ready reports whether history can be read: InfluxDB answers and the
-// bucket exists. A ping alone says the first only.
+// buckets exist. A ping alone says the first only.
 func (r *Reader) Ready(ctx context.Context) error {
-	tables, err := r.q.Query(ctx, fmt.Sprintf(probeTemplate, fluxString(r.bucket)))
+	buckets := []string{r.buckets.Bucket}
+	if r.buckets.RawBucket != "" && r.buckets.RawBucket != r.buckets.Bucket && len(influx.ShortLived(r.windows)) > 0 {
+		buckets = append(buckets, r.buckets.RawBucket)
+	}
+	for _, b := range buckets {
+		if err := r.probe(ctx, b); err != nil {
+			return fmt.Errorf("bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+func (r *Reader) probe(ctx context.Context, bucket string) error {
+	tables, err := r.q.Query(ctx, fmt.Sprintf(probeTemplate, fluxString(bucket)))
 	if err != nil {
-		return fmt.Errorf("bucket %s: %w", r.bucket, err)
+		return err
 	}
 	defer tables.Close()
 	for tables.Next() {
 	}
-	if err := tables.Err(); err != nil {
-		return fmt.Errorf("bucket %s: %w", r.bucket, err)
-	}
-	return nil
+	return tables.Err()
 }
 
 func toFloat(v any) (float64, bool) {

@@ -34,3 +34,22 @@ func TestValidateNamesEveryProblem(t *testing.T) {
 		}
 	}
 }
+
+// Every window length but the coarsest is kept with the raw readings;
+// without a raw bucket, everything is in the one bucket.
+func TestBucketOfWindows(t *testing.T) {
+	ws := []time.Duration{time.Minute, 10 * time.Second, time.Hour}
+	c := Config{Bucket: "edgeflow", RawBucket: "edgeflow/raw"}
+	for w, want := range map[time.Duration]string{10 * time.Second: "edgeflow/raw", time.Minute: "edgeflow/raw", time.Hour: "edgeflow"} {
+		if got := c.BucketOf(w, ws); got != want {
+			t.Errorf("%s windows in %s, want %s", w, got, want)
+		}
+	}
+	if got := c.BucketOf(time.Minute, []time.Duration{time.Minute}); got != "edgeflow" {
+		t.Errorf("the only window length in %s, want edgeflow", got)
+	}
+	c.RawBucket = ""
+	if got := c.BucketOf(10*time.Second, ws); got != "edgeflow" {
+		t.Errorf("no raw bucket: 10s windows in %s", got)
+	}
+}

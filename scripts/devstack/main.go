@@ -43,11 +43,11 @@ type Config struct {
 	NotifierPort  int           `envconfig:"DEV_NOTIFIER_PORT" default:"8090" desc:"the notifier's /alerts, /metrics, /healthz, /readyz port (above the processors' 8082...)"`
 
 	// InfluxDB is set up as task deploy sets it up (influxadmin), at every
-	// start: the processor's buckets (the same variables and defaults as
-	// its own) with their retention.
+	// start: the services' buckets, passed on to them, with their
+	// retention.
 	influxadmin.Retention
-	Bucket    string `envconfig:"INFLUX_BUCKET" default:"edgeflow" desc:"the processor's, above: set up with the window retention"`
-	RawBucket string `envconfig:"INFLUX_RAW_BUCKET" default:"edgeflow/raw" desc:"the processor's, above: set up with the raw retention"`
+	Bucket    string `envconfig:"INFLUX_BUCKET" default:"edgeflow" desc:"passed to the services; set up with the window retention"`
+	RawBucket string `envconfig:"INFLUX_RAW_BUCKET" default:"edgeflow/raw" desc:"passed to the services (task up's default: edgeflow/raw); set up with the raw retention"`
 }
 
 func main() {
@@ -136,6 +136,8 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	env := []string{
 		"EDGEFLOW_NATS_URL=" + natsURL,
 		"EDGEFLOW_INFLUX_URL=" + influx.URL,
+		"EDGEFLOW_INFLUX_BUCKET=" + cfg.Bucket,
+		"EDGEFLOW_INFLUX_RAW_BUCKET=" + cfg.RawBucket,
 		"EDGEFLOW_MQTT_URL=tcp://" + net(cfg.Host, cfg.MQTTPort),
 		// NATS's MQTT listener has no shared subscriptions; one ingest runs.
 		"EDGEFLOW_INGEST_SHARE_GROUP=",
