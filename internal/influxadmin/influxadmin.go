@@ -21,11 +21,11 @@ import (
 )
 
 // Retention is how long InfluxDB keeps what the processor writes. The
-// defaults keep a 10 Gi volume under half full at 10,000 devices of three
-// metrics every 10 s (docs/operations.md, "InfluxDB retention").
+// defaults keep a 10 Gi volume half full at 100 devices of three metrics
+// reading once a second (docs/operations.md, "InfluxDB retention").
 type Retention struct {
-	RawDays    int `envconfig:"INFLUX_RAW_RETENTION_DAYS" default:"7" desc:"days raw readings (measurement telemetry, bucket EDGEFLOW_INFLUX_RAW_BUCKET) are kept; applied at every start of InfluxDB's setup (task up, task deploy)"`
-	WindowDays int `envconfig:"INFLUX_WINDOW_RETENTION_DAYS" default:"400" desc:"days window aggregates (telemetry_{window}, bucket EDGEFLOW_INFLUX_BUCKET) are kept; applied like the raw retention"`
+	RawDays    int `envconfig:"INFLUX_RAW_RETENTION_DAYS" default:"7" desc:"days the raw readings and the windows but the coarsest (bucket EDGEFLOW_INFLUX_RAW_BUCKET) are kept; applied at every start of InfluxDB's setup (task up, task deploy)"`
+	WindowDays int `envconfig:"INFLUX_WINDOW_RETENTION_DAYS" default:"180" desc:"days the coarsest windows (telemetry_1m by default, bucket EDGEFLOW_INFLUX_BUCKET) are kept; applied like the raw retention"`
 }
 
 // Validate reports every problem at once.
