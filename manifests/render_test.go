@@ -42,7 +42,7 @@ var SecretKeys = map[string][]string{
 	"edgeflow-nats":      {"ingest", "processor", "notifier", "dashboard", "route"},
 	"edgeflow-mqtt":      {"passwd", "ingest-password", "device-password"},
 	"edgeflow-mqtt-tls":  {"ca.crt", "tls.crt", "tls.key"},
-	"edgeflow-influxdb":  {"admin-password", "token", "service-token"},
+	"edgeflow-influxdb":  {"admin-password", "token", "processor-password", "dashboard-password", "processor-token", "dashboard-token"},
 	"edgeflow-dashboard": {"token"},
 }
 

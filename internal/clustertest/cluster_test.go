@@ -256,12 +256,8 @@ func (c *cluster) serverDryRun(overlay string) {
 // setup reads the generated credentials and finds InfluxDB and the load generator.
 func (c *cluster) setup() {
 	c.t.Helper()
-	token := strings.TrimSpace(c.readSecret("edgeflow-influxdb", "service-token"))
-	user, pass, ok := strings.Cut(token, ":")
-	if !ok {
-		c.t.Fatalf("service-token for InfluxDB 1.8 is not user:password")
-	}
-	c.influxUser, c.influxPass = user, pass
+	// The admin reads what the processor wrote: its own user may only write.
+	c.influxUser, c.influxPass = "admin", strings.TrimSpace(c.readSecret("edgeflow-influxdb", "admin-password"))
 	ip := strings.TrimSpace(c.kubectl("-n", namespace, "get", "service", "influxdb", "-o", "jsonpath={.spec.clusterIP}"))
 	c.influxURL = "http://" + ip + ":8086"
 	c.loadgen = filepath.Join(c.t.TempDir(), "loadgen")
@@ -342,12 +338,12 @@ func (c *cluster) expectCounts(when string, within time.Duration) {
 	counts := func() map[string][2]int64 {
 		m := map[string][2]int64{}
 		for _, metric := range metrics {
-			w, err := c.influxQL(fmt.Sprintf(`SELECT sum("count") FROM "telemetry_10s" WHERE "metric" = '%s'`, metric))
+			w, err := c.influxQL(fmt.Sprintf(`SELECT sum("count") FROM "raw"."telemetry_10s" WHERE "metric" = '%s'`, metric))
 			if err != nil && err.Error() != lastErr {
 				lastErr = err.Error()
 				c.t.Logf("query: %v", err)
 			}
-			r, _ := c.influxQL(fmt.Sprintf(`SELECT count(%q) FROM "telemetry"`, metric))
+			r, _ := c.influxQL(fmt.Sprintf(`SELECT count(%q) FROM "raw"."telemetry"`, metric))
 			m[metric] = [2]int64{int64(w), int64(r)}
 		}
 		return m

@@ -105,7 +105,7 @@ func generateSecrets(t *testing.T, dir string) clusterSecrets {
 	for _, u := range []string{"ingest", "device"} {
 		s.mqtt[u] = read("edgeflow-mqtt", u+"-password")
 	}
-	s.influx = read("edgeflow-influxdb", "service-token")
+	s.influx = read("edgeflow-influxdb", "processor-token")
 	s.dash = read("edgeflow-dashboard", "token")
 	s.ca = filepath.Join(s.tlsDir, "ca.crt")
 	return s

@@ -4,9 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,13 +57,13 @@ func up(ctx context.Context, k *Kube) error {
 	if err := k.Run(ctx, "apply", "-k", dir); err != nil {
 		return err
 	}
-	if k.DevCluster() {
-		if err := k.WaitRollouts(ctx, []string{"influxdb"}, k.Timeout); err != nil {
-			return err
-		}
-		if err := bootstrapInflux18(ctx, k); err != nil {
-			return err
-		}
+	// The processor and the dashboard start once InfluxDB has their credentials (on 2.x,
+	// their Secret keys are written only now).
+	if err := k.WaitRollouts(ctx, []string{"influxdb"}, k.Timeout); err != nil {
+		return err
+	}
+	if err := setupInflux(ctx, k); err != nil {
+		return err
 	}
 	if err := k.WaitRollouts(ctx, Workloads, k.Timeout-time.Since(tApply)); err != nil {
 		return err
@@ -267,12 +264,7 @@ func secrets(ctx context.Context, k *Kube, nodes []Node) error {
 		if !e.IsDir() || !strings.HasPrefix(e.Name(), "edgeflow-") {
 			continue
 		}
-		yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", e.Name(),
-			"--from-file="+filepath.Join(dir, e.Name()), "--dry-run=client", "-o", "yaml")
-		if err != nil {
-			return err
-		}
-		if _, err := k.OutputStdin(ctx, []byte(yaml), "apply", "-f", "-"); err != nil {
+		if err := applySecret(ctx, k, dir, e.Name()); err != nil {
 			return err
 		}
 		names = append(names, e.Name())
@@ -346,41 +338,15 @@ func mergeImages(old, rebuilt []Image) []Image {
 	return out
 }
 
-// bootstrapInflux18 creates InfluxDB 1.8's admin user (dev cluster). With
-// authentication on and no admin yet, 1.8 accepts exactly this statement without
-// credentials; once the user exists the same statement with its credentials is a no-op.
-func bootstrapInflux18(ctx context.Context, k *Kube) error {
-	pw, err := os.ReadFile(k.buildDir("secrets", k.Cluster, "edgeflow-influxdb", "admin-password"))
+// applySecret creates or updates Secret name from the files of dir/name.
+func applySecret(ctx context.Context, k *Kube, dir, name string) error {
+	yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", name,
+		"--from-file="+filepath.Join(dir, name), "--dry-run=client", "-o", "yaml")
 	if err != nil {
 		return err
 	}
-	password := strings.TrimSpace(string(pw))
-	port, stop, err := k.PortForward(ctx, "pod/influxdb-0", 0, 8086)
-	if err != nil {
-		return err
-	}
-	defer stop()
-	quoted := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(password)
-	form := url.Values{"q": {fmt.Sprintf("CREATE USER admin WITH PASSWORD '%s' WITH ALL PRIVILEGES", quoted)}}
-	var last error
-	for i := 0; i < 30; i++ {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/query", port), strings.NewReader(form.Encode()))
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.SetBasicAuth("admin", password)
-		resp, err := http.DefaultClient.Do(req)
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && !strings.Contains(string(body), `"error"`) {
-				logf("influxdb: admin user in place")
-				return nil
-			}
-			err = fmt.Errorf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
-		}
-		last = err
-		time.Sleep(time.Second)
-	}
-	return fmt.Errorf("influxdb 1.8 admin user: %w", last)
+	_, err = k.OutputStdin(ctx, []byte(yaml), "apply", "-f", "-")
+	return err
 }
 
 // endpoints prints where the dashboard and MQTT answer and where the credentials are.

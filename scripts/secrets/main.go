@@ -7,13 +7,14 @@
 //	DIR/edgeflow-nats/route                                    the NATS cluster's route password
 //	DIR/edgeflow-mqtt/{passwd,ingest-password,device-password} Mosquitto users
 //	DIR/edgeflow-mqtt-tls/{ca.crt,tls.crt,tls.key}             broker (and NATS) TLS
-//	DIR/edgeflow-influxdb/{admin-password,token,service-token} InfluxDB
+//	DIR/edgeflow-influxdb/{admin-password,token}               InfluxDB's admin (only InfluxDB and task deploy use it)
+//	DIR/edgeflow-influxdb/{processor,dashboard}-{password,token} the services' own (1.8; 2.x tokens from task deploy)
 //	DIR/edgeflow-dashboard/token                               dashboard access
 //	DIR/ca/ca.key                                              the CA's key: keep it here, never in a Secret
 //
 // It is idempotent: files that exist are kept, missing ones are made, and
-// what derives from others (the password file, the server certificate,
-// service-token) is remade only when it no longer matches them. Delete a
+// what derives from others (the password file, the server certificate, the
+// 1.8 <user>-token files) is remade only when it no longer matches them. Delete a
 // file to rotate it (docs/security.md). Every file is 0600, every folder
 // 0700; values are random (crypto/rand, URL-safe) and never printed.
 package main
@@ -48,7 +49,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var sans sanList
 	fs.StringVar(&opts.Dir, "out", "", "directory to write the secrets to (required; e.g. .build/secrets, which git ignores)")
 	fs.Var(&sans, "san", "extra name or IP address of the broker's certificate (repeatable, or comma-separated), e.g. the address devices use")
-	fs.BoolVar(&opts.Influx18, "influx18", false, "InfluxDB 1.8: service-token is admin:<admin-password> instead of the 2.x token")
+	fs.BoolVar(&opts.Influx18, "influx18", false, "InfluxDB 1.8: <user>-token is <user>:<user>-password for the processor and dashboard users (2.x: task deploy writes the tokens of their authorizations)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: go run ./scripts/secrets -out DIR [-san NAME]... [-influx18]")
 		fs.PrintDefaults()

@@ -38,6 +38,13 @@ var NATSUsers = []string{"ingest", "processor", "notifier", "dashboard"}
 // of a cluster (components/nats-cluster) log in to each other's routes with.
 const NATSRoute = "route"
 
+// InfluxUsers are the services' InfluxDB users: <user>-token in
+// edgeflow-influxdb is what each gets as EDGEFLOW_INFLUX_TOKEN, never the
+// admin's. The processor may only write the buckets, the dashboard only
+// read them (task deploy sets them up: influxadmin on 1.8, authorizations
+// on 2.x).
+var InfluxUsers = []string{"processor", "dashboard"}
+
 // MQTTUsers are the users of the Mosquitto password file: <user>-password
 // in edgeflow-mqtt holds each password.
 var MQTTUsers = []string{"ingest", "device"}
@@ -58,8 +65,8 @@ type Options struct {
 	Dir string
 	// SANs are added to DefaultSANs.
 	SANs []string
-	// Influx18 makes service-token admin:<admin-password> (InfluxDB 1.8's
-	// token form) instead of the 2.x token.
+	// Influx18 makes <user>-token <user>:<user>-password for InfluxDB 1.8's
+	// users; for 2.x, task deploy writes the tokens InfluxDB makes.
 	Influx18 bool
 }
 
@@ -98,19 +105,25 @@ func Generate(o Options) (Result, error) {
 	if err := g.tls(append(slices.Clone(DefaultSANs), o.SANs...)); err != nil {
 		return res, err
 	}
-	admin, err := g.token(SecretInflux, "admin-password")
-	if err != nil {
+	if _, err := g.token(SecretInflux, "admin-password"); err != nil {
 		return res, err
 	}
-	token, err := g.token(SecretInflux, "token")
-	if err != nil {
+	if _, err := g.token(SecretInflux, "token"); err != nil {
 		return res, err
 	}
-	service := token
-	if o.Influx18 {
-		service = "admin:" + admin
+	for _, u := range InfluxUsers {
+		pw, err := g.token(SecretInflux, u+"-password")
+		if err != nil {
+			return res, err
+		}
+		if o.Influx18 {
+			if err := g.derived(SecretInflux, u+"-token", []byte(u+":"+pw)); err != nil {
+				return res, err
+			}
+		}
 	}
-	if err := g.derived(SecretInflux, "service-token", []byte(service)); err != nil {
+	// service-token was the admin's credential, which every service got.
+	if err := g.remove(SecretInflux, "service-token"); err != nil {
 		return res, err
 	}
 	if _, err := g.token(SecretDashboard, "token"); err != nil {
@@ -181,6 +194,18 @@ func (g gen) token(secret, key string) (string, error) {
 	}
 	g.res.add(g.path(secret, key), "created")
 	return v, nil
+}
+
+// remove deletes a file that is no longer made.
+func (g gen) remove(secret, key string) error {
+	err := os.Remove(g.path(secret, key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err == nil {
+		g.res.add(g.path(secret, key), "removed")
+	}
+	return err
 }
 
 // derived writes b unless the file already holds exactly b.

@@ -90,7 +90,8 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 		"edgeflow-nats/ingest", "edgeflow-nats/processor", "edgeflow-nats/notifier", "edgeflow-nats/dashboard", "edgeflow-nats/route",
 		"edgeflow-mqtt/passwd", "edgeflow-mqtt/ingest-password", "edgeflow-mqtt/device-password",
 		"edgeflow-mqtt-tls/ca.crt", "edgeflow-mqtt-tls/tls.crt", "edgeflow-mqtt-tls/tls.key", "ca/ca.key",
-		"edgeflow-influxdb/admin-password", "edgeflow-influxdb/token", "edgeflow-influxdb/service-token",
+		"edgeflow-influxdb/admin-password", "edgeflow-influxdb/token",
+		"edgeflow-influxdb/processor-password", "edgeflow-influxdb/dashboard-password",
 		"edgeflow-dashboard/token",
 	}
 	if len(files) != len(want) {
@@ -106,8 +107,7 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 		if actions(first, dir)[f] != "created" {
 			t.Errorf("%s: %s, want created", f, actions(first, dir)[f])
 		}
-		if strings.Contains(f, "/") && !strings.Contains(f, "tls") && !strings.Contains(f, "ca") && !strings.HasSuffix(f, "passwd") &&
-			!strings.HasSuffix(f, "service-token") {
+		if strings.Contains(f, "/") && !strings.Contains(f, "tls") && !strings.Contains(f, "ca") && !strings.HasSuffix(f, "passwd") {
 			v := string(b)
 			if len(v) != 43 || strings.ContainsAny(v, "\n+/=") {
 				t.Errorf("%s = %d bytes, want a 43-character URL-safe token without newline", f, len(v))
@@ -117,9 +117,6 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 			}
 			seen[v] = f
 		}
-	}
-	if !bytes.Equal(files["edgeflow-influxdb/service-token"], files["edgeflow-influxdb/token"]) {
-		t.Error("service-token is not the 2.x token")
 	}
 	for _, u := range MQTTUsers {
 		if !passwdHas(files["edgeflow-mqtt/passwd"], u, string(files["edgeflow-mqtt/"+u+"-password"])) {
@@ -195,11 +192,12 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 		}
 	}
 
-	// InfluxDB 1.8: service-token is admin:<admin-password>.
+	// InfluxDB 1.8: each service's token is its own user's
+	// (TestServicesGetTheirOwnInfluxCredentials).
 	generate(t, Options{Dir: dir, Influx18: true})
 	now = snapshot(t, dir)
-	if got, want := string(now["edgeflow-influxdb/service-token"]), "admin:"+string(now["edgeflow-influxdb/admin-password"]); got != want {
-		t.Errorf("-influx18 service-token %q, want admin:<admin-password>", got)
+	if got, want := string(now["edgeflow-influxdb/processor-token"]), "processor:"+string(now["edgeflow-influxdb/processor-password"]); got != want {
+		t.Errorf("-influx18 processor-token %q, want processor:<processor-password>", got)
 	}
 }
 

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/domain"
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/edgeflow/edgeflow/internal/influxadmin"
+)
+
+// The buckets of manifests/base's edgeflow-influx ConfigMap (EDGEFLOW_INFLUX_BUCKET,
+// _RAW_BUCKET; manifests' TestServicesGetTheirOwnInfluxCredentials checks the second) and
+// the organisation influxdb.yaml sets up.
+const (
+	influxOrg       = "edgeflow"
+	influxBucket    = "edgeflow"
+	influxRawBucket = "edgeflow/raw"
+)
+
+// influxUsers are the services' users and what each may do on the buckets.
+var influxUsers = []struct {
+	name      string
+	privilege influxadmin.Privilege
+}{{"processor", influxadmin.Write}, {"dashboard", influxadmin.Read}}
+
+// setupInflux does what needs InfluxDB's admin credential, through a port-forward, at
+// every deploy: the buckets with the retention of EDGEFLOW_INFLUX_RAW_RETENTION_DAYS and
+// _WINDOW_RETENTION_DAYS, and the services' credentials. 1.8 (dev cluster): the admin
+// user, the database, its retention policies and the services' users (influxadmin). 2.x:
+// the buckets' retention rules and, once, an authorization per service whose token goes
+// into the edgeflow-influxdb Secret.
+func setupInflux(ctx context.Context, k *Kube) error {
+	var r influxadmin.Retention
+	if err := envconfig.Process("edgeflow", &r); err != nil {
+		return err
+	}
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	dir := k.buildDir("secrets", k.Cluster, "edgeflow-influxdb")
+	read := func(key string) (string, error) {
+		b, err := os.ReadFile(filepath.Join(dir, key))
+		return strings.TrimSpace(string(b)), err
+	}
+	port, stop, err := k.PortForward(ctx, "pod/influxdb-0", 0, 8086)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	if k.DevCluster() {
+		password, err := read("admin-password")
+		if err != nil {
+			return err
+		}
+		var users []influxadmin.User
+		for _, u := range influxUsers {
+			pw, err := read(u.name + "-password")
+			if err != nil {
+				return err
+			}
+			users = append(users, influxadmin.User{Name: u.name, Password: pw, Privilege: u.privilege})
+		}
+		plan, err := influxadmin.NewPlan(influxBucket, influxRawBucket, r, users...)
+		if err != nil {
+			return err
+		}
+		admin := influxadmin.Admin{URL: url, User: "admin", Password: password}
+		if err := influxadmin.CreateAdmin(ctx, admin); err != nil {
+			return fmt.Errorf("influxdb 1.8 admin user: %w", err)
+		}
+		if err := influxadmin.Apply(ctx, admin, plan); err != nil {
+			return fmt.Errorf("influxdb 1.8 setup: %w", err)
+		}
+		logf("influxdb: raw readings kept %d days, windows %d days; users processor (write), dashboard (read)", r.RawDays, r.WindowDays)
+		return nil
+	}
+	token, err := read("token")
+	if err != nil {
+		return err
+	}
+	made, err := setupInflux2(ctx, url, token, r, func(key string) bool {
+		_, err := os.Stat(filepath.Join(dir, key))
+		return err == nil
+	}, func(key, value string) error {
+		return os.WriteFile(filepath.Join(dir, key), []byte(value), 0o600)
+	})
+	if err != nil {
+		return fmt.Errorf("influxdb 2.x setup: %w", err)
+	}
+	logf("influxdb: raw readings kept %d days, windows %d days", r.RawDays, r.WindowDays)
+	if made {
+		return applySecret(ctx, k, k.buildDir("secrets", k.Cluster), "edgeflow-influxdb")
+	}
+	return nil
+}
+
+// setupInflux2 sets the buckets' retention on InfluxDB 2.x (creating the raw bucket) and
+// makes an authorization per service whose <user>-token is not stored yet: write on both
+// buckets for the processor, read for the dashboard. It reports whether it stored a token.
+// Not run by any test: InfluxDB 2.x does not build here.
+func setupInflux2(ctx context.Context, url, token string, r influxadmin.Retention,
+	stored func(key string) bool, store func(key, value string) error) (bool, error) {
+	c := influxdb2.NewClient(url, token)
+	defer c.Close()
+	org, err := c.OrganizationsAPI().FindOrganizationByName(ctx, influxOrg)
+	if err != nil {
+		return false, fmt.Errorf("organisation %s: %w", influxOrg, err)
+	}
+	days := map[string]int{influxBucket: r.WindowDays, influxRawBucket: r.RawDays}
+	var ids []string
+	for _, name := range []string{influxBucket, influxRawBucket} {
+		rule := domain.RetentionRule{EverySeconds: int64(days[name]) * 86400}
+		b, err := c.BucketsAPI().FindBucketByName(ctx, name)
+		switch {
+		case err != nil:
+			if b, err = c.BucketsAPI().CreateBucketWithName(ctx, org, name, rule); err != nil {
+				return false, fmt.Errorf("create bucket %s: %w", name, err)
+			}
+		case len(b.RetentionRules) != 1 || b.RetentionRules[0].EverySeconds != rule.EverySeconds:
+			b.RetentionRules = domain.RetentionRules{rule}
+			if b, err = c.BucketsAPI().UpdateBucket(ctx, b); err != nil {
+				return false, fmt.Errorf("bucket %s retention: %w", name, err)
+			}
+		}
+		if b.Id == nil {
+			return false, errors.New("bucket " + name + " has no id")
+		}
+		ids = append(ids, *b.Id)
+	}
+	made := false
+	for _, u := range influxUsers {
+		key := u.name + "-token"
+		if stored(key) {
+			continue
+		}
+		action := domain.PermissionActionRead
+		if u.privilege == influxadmin.Write {
+			action = domain.PermissionActionWrite
+		}
+		var perms []domain.Permission
+		for _, id := range ids {
+			perms = append(perms, domain.Permission{Action: action,
+				Resource: domain.Resource{Type: domain.ResourceTypeBuckets, Id: &id, OrgID: org.Id}})
+		}
+		desc := "edgeflow " + u.name
+		a, err := c.AuthorizationsAPI().CreateAuthorization(ctx, &domain.Authorization{
+			AuthorizationUpdateRequest: domain.AuthorizationUpdateRequest{Description: &desc},
+			OrgID:                      org.Id, Permissions: &perms})
+		if err != nil {
+			return made, fmt.Errorf("authorization of %s: %w", u.name, err)
+		}
+		if a.Token == nil {
+			return made, fmt.Errorf("authorization of %s: no token", u.name)
+		}
+		if err := store(key, *a.Token); err != nil {
+			return made, err
+		}
+		made = true
+	}
+	return made, nil
+}
