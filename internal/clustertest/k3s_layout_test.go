@@ -173,7 +173,12 @@ spec:
 	}
 	t.Logf("a pod was Ready %s after it was created (IP %s)", time.Since(t1).Round(100*time.Millisecond), ip)
 
-	// 6. The manifests folder: a new file is applied, a changed one applied again.
+	// 6. The packaged add-ons: a claim on the default StorageClass local-path bound and
+	// mounted, its directory removed with it; kubectl top through metrics-server.
+	k.checkLocalPath()
+	k.checkMetrics()
+
+	// 7. The manifests folder: a new file is applied, a changed one applied again.
 	mf := filepath.Join(k.set["MANIFESTS"], "k3s-layout-test.yaml")
 	cm := func(v string) string {
 		return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: k3s-layout-auto, namespace: default}\ndata: {v: \"" + v + "\"}\n"
@@ -190,11 +195,11 @@ spec:
 		t.Logf("manifests folder: ConfigMap with v=%s applied %s after the file was written", v, time.Since(t2).Round(100*time.Millisecond))
 	}
 
-	// 7. Stop and start again: everything comes back from the SQLite file.
+	// 8. Stop and start again: everything comes back from the SQLite file.
 	t3 := time.Now()
 	k.script("down.sh")
 	t.Logf("down.sh (state kept) in %s", time.Since(t3).Round(100*time.Millisecond))
-	if _, err := os.Stat(filepath.Join("/proc", fmt.Sprint(pids["k3s-server"]))); err == nil {
+	if alive(pids["k3s-server"]) {
 		t.Errorf("k3s-server (pid %d) still runs after down.sh", pids["k3s-server"])
 	}
 	t4 := time.Now()
@@ -205,8 +210,73 @@ spec:
 	}
 	k.checkDNS()
 
-	// 8. Idle footprint of the server process, containerd and its shims, CoreDNS.
+	// 9. Idle footprint of the server process, containerd and its shims, CoreDNS.
 	k.measureIdle(idle)
+}
+
+// checkLocalPath binds a claim without a storage class (so the default one, K3s's
+// local-path) to a pod, then deletes both and waits for the volume's directory to go.
+func (k *k3sLayout) checkLocalPath() {
+	k.t.Helper()
+	if v := k.kubectl("get", "storageclass", "local-path", "-o", `jsonpath={.metadata.annotations.storageclass\.kubernetes\.io/is-default-class}`); v != "true" {
+		k.t.Errorf("StorageClass local-path is not the default (%q)", v)
+	}
+	t0 := time.Now()
+	k.apply(`apiVersion: v1
+kind: PersistentVolumeClaim
+metadata: {name: k3s-layout-claim, namespace: default}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources: {requests: {storage: 16Mi}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: k3s-layout-volume, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: sh
+    image: ` + k.set["BUSYBOX_IMAGE"] + `
+    imagePullPolicy: Never
+    command: [/bin/sh, -c, "echo local-path > /data/probe && sleep 3600"]
+    volumeMounts: [{name: data, mountPath: /data}]
+  volumes: [{name: data, persistentVolumeClaim: {claimName: k3s-layout-claim}}]
+`)
+	k.kubectl("wait", "--for=condition=Ready", "pod/k3s-layout-volume", "--timeout=120s")
+	pv := k.kubectl("get", "pvc", "k3s-layout-claim", "-o", "jsonpath={.spec.volumeName}")
+	path := k.kubectl("get", "pv", pv, "-o", "jsonpath={.spec.hostPath.path}")
+	storage := filepath.Join(k.set["K3S_DATA"], "storage") + "/"
+	if !strings.HasPrefix(path, storage) {
+		k.t.Errorf("volume %s at %q, want under %s", pv, path, storage)
+	}
+	k.waitFor(10*time.Second, "the pod's write in "+path, func() bool {
+		b, err := os.ReadFile(filepath.Join(path, "probe"))
+		return err == nil && string(b) == "local-path\n"
+	})
+	k.t.Logf("local-path: claim bound to %s at %s and written by its pod %s after they were created", pv, path, time.Since(t0).Round(100*time.Millisecond))
+	k.kubectl("delete", "pod", "k3s-layout-volume", "--wait=true", "--timeout=60s")
+	k.kubectl("delete", "pvc", "k3s-layout-claim", "--wait=true", "--timeout=60s")
+	k.waitFor(60*time.Second, "local-path to delete "+path, func() bool {
+		_, err := os.Stat(path)
+		return os.IsNotExist(err)
+	})
+}
+
+// checkMetrics waits for kubectl top (metrics-server behind the aggregation layer).
+func (k *k3sLayout) checkMetrics() {
+	k.t.Helper()
+	t0 := time.Now()
+	var out string
+	k.waitFor(150*time.Second, "kubectl top node (metrics-server)", func() bool {
+		var err error
+		out, err = k.kubectlErr("top", "node", "--no-headers")
+		return err == nil && strings.HasPrefix(out, "edgeflow-node")
+	})
+	k.t.Logf("kubectl top node (%s after the check began): %s", time.Since(t0).Round(time.Second), strings.Join(strings.Fields(out), " "))
+	k.waitFor(60*time.Second, "kubectl top pod -n kube-system to show CoreDNS", func() bool {
+		out, err := k.kubectlErr("top", "pod", "-n", "kube-system", "--no-headers")
+		return err == nil && strings.Contains(out, "coredns")
+	})
 }
 
 // settings reads env.sh's resolved settings for the layout.
@@ -219,7 +289,7 @@ func (k *k3sLayout) settings() map[string]string {
 			m[key] = v
 		}
 	}
-	for _, key := range []string{"DEVCLUSTER_DIR", "K3S_DB", "KINE_SOCK", "MANIFESTS", "ADMIN_KUBECONFIG", "KUBECONFIG_OUT", "DNS_IP", "SVC_IP", "PAUSE_IMAGE", "DEVCLUSTER_POD_CIDR"} {
+	for _, key := range []string{"DEVCLUSTER_DIR", "K3S_DB", "KINE_SOCK", "MANIFESTS", "ADMIN_KUBECONFIG", "KUBECONFIG_OUT", "DNS_IP", "SVC_IP", "PAUSE_IMAGE", "BUSYBOX_IMAGE", "K3S_DATA", "DEVCLUSTER_POD_CIDR"} {
 		if m[key] == "" {
 			k.t.Fatalf("env.sh (DEVCLUSTER_LAYOUT=k3s) prints no %s:\n%s", key, out)
 		}
@@ -482,4 +552,14 @@ func procStart(t *testing.T, pid int) time.Time {
 		}
 	}
 	return time.Unix(boot, 0).Add(time.Duration(ticks) * 10 * time.Millisecond)
+}
+
+// alive says whether a process runs: a zombie (ended, not yet reaped by PID 1) does not.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
