@@ -126,19 +126,21 @@ func Apply(ctx context.Context, a Admin, p Plan) error {
 		return err
 	}
 	for _, want := range p.Policies {
-		name, have, found := want.Name, time.Duration(0), false
+		var have policy
+		found := false
 		for _, e := range existing {
 			if e.name == want.Name || want.Name == "" && e.isDefault {
-				name, have, found = e.name, e.duration, true
+				have, found = e, true
 			}
 		}
+		shard := ShardDuration(want.Duration)
 		switch {
 		case !found:
-			err = a.exec(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s ON %s DURATION %s REPLICATION 1",
-				ident(name), ident(p.Database), duration(want.Duration)))
-		case have != want.Duration:
-			err = a.exec(ctx, fmt.Sprintf("ALTER RETENTION POLICY %s ON %s DURATION %s",
-				ident(name), ident(p.Database), duration(want.Duration)))
+			err = a.exec(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s ON %s DURATION %s REPLICATION 1 SHARD DURATION %s",
+				ident(want.Name), ident(p.Database), duration(want.Duration), duration(shard)))
+		case have.duration != want.Duration || have.shard != shard:
+			err = a.exec(ctx, fmt.Sprintf("ALTER RETENTION POLICY %s ON %s DURATION %s SHARD DURATION %s",
+				ident(have.name), ident(p.Database), duration(want.Duration), duration(shard)))
 		}
 		if err != nil {
 			return err
@@ -172,9 +174,24 @@ func Apply(ctx context.Context, a Admin, p Plan) error {
 }
 
 type policy struct {
-	name      string
-	duration  time.Duration
-	isDefault bool
+	name            string
+	duration, shard time.Duration
+	isDefault       bool
+}
+
+// ShardDuration is the shard group duration InfluxDB 1.8 gives a new policy
+// of duration d: 1 h below 2 days, 1 day up to 6 months, 7 days beyond. It is
+// set on an altered policy too (autogen's is 7 days, for ever), since
+// InfluxDB drops a shard group only once all of it is past the duration:
+// the disk holds up to the duration plus one shard group.
+func ShardDuration(d time.Duration) time.Duration {
+	switch {
+	case d < 48*time.Hour:
+		return time.Hour
+	case d <= 180*24*time.Hour:
+		return 24 * time.Hour
+	}
+	return 7 * 24 * time.Hour
 }
 
 func (a Admin) policies(ctx context.Context, db string) ([]policy, error) {
@@ -188,12 +205,17 @@ func (a Admin) policies(ctx context.Context, db string) ([]policy, error) {
 		for _, v := range s.Values {
 			name, _ := v[col["name"]].(string)
 			d, _ := v[col["duration"]].(string)
+			sg, _ := v[col["shardGroupDuration"]].(string)
 			def, _ := v[col["default"]].(bool)
 			dur, err := time.ParseDuration(d)
 			if err != nil {
 				return nil, fmt.Errorf("retention policy %s: duration %q: %w", name, d, err)
 			}
-			out = append(out, policy{name: name, duration: dur, isDefault: def})
+			shard, err := time.ParseDuration(sg)
+			if err != nil {
+				return nil, fmt.Errorf("retention policy %s: shard group duration %q: %w", name, sg, err)
+			}
+			out = append(out, policy{name: name, duration: dur, shard: shard, isDefault: def})
 		}
 	}
 	return out, nil

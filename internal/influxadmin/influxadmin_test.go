@@ -40,8 +40,8 @@ func start(t *testing.T, dir string, port int, r influxadmin.Retention) *devenv.
 	return p
 }
 
-// policies returns every retention policy of edgeflow as name=duration,
-// the default marked with *.
+// policies returns every retention policy of edgeflow as
+// name=duration/shard-group-duration, the default marked with *.
 func policies(t *testing.T, db devenv.InfluxDB) string {
 	t.Helper()
 	ss, err := db.Query(context.Background(), `SHOW RETENTION POLICIES ON edgeflow`)
@@ -55,7 +55,7 @@ func policies(t *testing.T, db devenv.InfluxDB) string {
 			if v[4] == true {
 				mark = "*"
 			}
-			out = append(out, fmt.Sprintf("%v%s=%v", v[0], mark, v[1]))
+			out = append(out, fmt.Sprintf("%v%s=%v/%v", v[0], mark, v[1], v[2]))
 		}
 	}
 	return strings.Join(out, " ")
@@ -89,7 +89,7 @@ func TestApplyOnInfluxDB18(t *testing.T) {
 	}
 	p := start(t, dir, ports[0], influxadmin.Retention{RawDays: 7, WindowDays: 400})
 	admin := devenv.InfluxDB{URL: p.URL, Database: "edgeflow", User: "admin", Password: "adm"}
-	if got, want := policies(t, admin), "autogen*=9600h0m0s raw=168h0m0s"; got != want {
+	if got, want := policies(t, admin), "autogen*=9600h0m0s/168h0m0s raw=168h0m0s/24h0m0s"; got != want {
 		t.Fatalf("retention policies %s, want %s", got, want)
 	}
 
@@ -137,7 +137,7 @@ func TestApplyOnInfluxDB18(t *testing.T) {
 	}
 	users[0].Password = "rotated"
 	p = start(t, dir, ports[0], influxadmin.Retention{RawDays: 3, WindowDays: 30})
-	if got, want := policies(t, admin), "autogen*=720h0m0s raw=72h0m0s"; got != want {
+	if got, want := policies(t, admin), "autogen*=720h0m0s/24h0m0s raw=72h0m0s/24h0m0s"; got != want {
 		t.Fatalf("after a restart with 3 and 30 days: retention policies %s, want %s", got, want)
 	}
 	if code := write(t, p.URL, users[0].Token(), "edgeflow/raw", fmt.Sprintf("telemetry,site=a,device=b t=2 %d", now+1)); code != http.StatusNoContent {
