@@ -213,7 +213,8 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	fmt.Fprintf(&b, "  MQTT (NATS listener)  tcp://%s   e.g. mosquitto_pub -h %s -p %d -q 1 -t sensors/lab/t1/temperature -m 21.5\n",
 		net(cfg.Host, cfg.MQTTPort), cfg.Host, cfg.MQTTPort)
 	fmt.Fprintf(&b, "  NATS                  %s\n", natsURL)
-	fmt.Fprintf(&b, "  InfluxDB              %s   (database edgeflow; 1.8.3 with the 2.x API)\n", influx.URL)
+	fmt.Fprintf(&b, "  InfluxDB              %s   (1.8.3 with the 2.x API; %s kept %d days, %s %d days)\n",
+		influx.URL, cfg.Bucket, cfg.WindowDays, cfg.RawBucket, cfg.RawDays)
 	for _, p := range stack[1:] {
 		if strings.HasPrefix(p.URL, "http") && p.Name != "dashboard" {
 			fmt.Fprintf(&b, "  %-21s %s/metrics  /healthz  /readyz\n", p.Name, p.URL)
