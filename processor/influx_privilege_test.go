@@ -107,3 +107,28 @@ func TestWriteOnlyUserWritesRawAndWindowsApart(t *testing.T) {
 		t.Errorf("the write-only user queried the database: %v", err)
 	}
 }
+
+// With the default windows (10s,1m), the raw readings and the 10 s windows
+// go to the raw bucket, the 1 m windows to the other; without a raw bucket
+// everything goes to the one.
+func TestShortLivedWindowsGoWithTheRawReadings(t *testing.T) {
+	t.Setenv("EDGEFLOW_INFLUX_RAW_BUCKET", "edgeflow/raw")
+	cfg, err := LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := "telemetry,device=a,site=s t=1 1\ntelemetry_10s,device=a,metric=t,site=s count=1i 1\ntelemetry_1m,device=a,metric=t,site=s count=1i 1\n"
+	f := NewInflux(cfg.Influx)
+	defer f.Close()
+	raw, windows := f.split(lines)
+	if raw != "telemetry,device=a,site=s t=1 1\ntelemetry_10s,device=a,metric=t,site=s count=1i 1\n" ||
+		windows != "telemetry_1m,device=a,metric=t,site=s count=1i 1\n" {
+		t.Errorf("raw bucket:\n%swindow bucket:\n%s", raw, windows)
+	}
+	cfg.Influx.RawBucket = ""
+	g := NewInflux(cfg.Influx)
+	defer g.Close()
+	if g.raw != nil {
+		t.Error("no raw bucket, yet a writer for it")
+	}
+}
