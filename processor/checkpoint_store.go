@@ -48,9 +48,9 @@ import (
 // block starting "EF" would begin with a copy, which S2 refuses).
 const checkpointMagic = "EFC\x01"
 
-// maxChunk bounds a chunk below NATS's max payload. Larger messages hold up
-// the connection they travel on and cost the server a buffer each; 1 MiB
-// is NATS's default max payload.
+// maxChunk is the largest chunk, however large a max payload the server
+// allows: larger messages hold up the connection they travel on and cost
+// the server a buffer each. 1 MiB is NATS's default max payload.
 const maxChunk = 1 << 20
 
 // errCheckpointDamaged means a checkpoint's manifest names chunks that are
@@ -262,8 +262,8 @@ func tooLarge(err error) bool {
 }
 
 // purgeChunks removes partition p's chunks stored before sequence first from
-// the bucket's stream. Only a writer whose manifest written on first's
-// checkpoint succeeded may call it.
+// the bucket's stream. Only the writer of the checkpoint stored from first
+// on may call it, once its manifest is stored.
 func purgeChunks(ctx context.Context, s jetstream.Stream, bucket string, p int, first uint64) error {
 	return s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+".chunks."+strconv.Itoa(p)+".>"),
 		jetstream.WithPurgeSequence(first))
