@@ -42,7 +42,7 @@ func (r *runner) inputFaults(ctx context.Context, loadStart time.Time) ([]Fault,
 	var burst loadReport
 	if cfg.FutureSkew > 0 && sleepUntil(ctx, loadStart.Add(cfg.Warmup+span/3)) {
 		f := r.inputFault(KindFutureReading, loadStart)
-		if err := r.publishFuture(ctx); err != nil {
+		if err := r.whileBrokerUp(ctx, func() error { return r.publishFuture(ctx) }); err != nil {
 			f.Err = err.Error()
 		}
 		f.ReadyAfter = time.Since(f.injected)
@@ -52,8 +52,12 @@ func (r *runner) inputFaults(ctx context.Context, loadStart time.Time) ([]Fault,
 	}
 	if cfg.Burst > 0 && sleepUntil(ctx, loadStart.Add(cfg.Warmup+2*span/3)) {
 		f := r.inputFault(KindDeviceBurst, loadStart)
-		var err error
-		if burst, err = r.publishBurst(ctx); err != nil {
+		err := r.whileBrokerUp(ctx, func() error {
+			var err error
+			burst, err = r.publishBurst(ctx)
+			return err
+		})
+		if err != nil {
 			f.Err = err.Error()
 		}
 		f.ReadyAfter = time.Since(f.injected)
@@ -62,6 +66,32 @@ func (r *runner) inputFaults(ctx context.Context, loadStart time.Time) ([]Fault,
 		faults = append(faults, f)
 	}
 	return faults, burst
+}
+
+// errBrokerAway is a publisher that could not reach the broker at start,
+// having published nothing.
+var errBrokerAway = errors.New("broker unreachable at start")
+
+// whileBrokerUp runs publish, which may meet the broker down (a process
+// fault of the same run): after a failure it waits until the broker is
+// ready again and tries again, three times at most. publish must be safe to
+// repeat after the error it returns: the load generator publishes nothing
+// when it cannot connect (errBrokerAway), and a repeated mosquitto_pub of
+// the future reading is a duplicate JetStream drops.
+func (r *runner) whileBrokerUp(ctx context.Context, publish func() error) error {
+	var errs []error
+	for attempt := 1; attempt <= 3; attempt++ {
+		err := publish()
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("attempt %d: %w", attempt, err))
+		r.logf("input fault: %v; waiting for the broker", err)
+		if werr := waitReady(ctx, r.stack.broker, serviceReadyTimeout); werr != nil {
+			return errors.Join(append(errs, werr)...)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func (r *runner) inputFault(kind string, loadStart time.Time) Fault {
@@ -116,6 +146,9 @@ func (r *runner) runLoadgen(ctx context.Context, name string, args ...string) (l
 	cmd.Stdout, cmd.Stderr = out, out
 	err = cmd.Run()
 	var exit *exec.ExitError
+	if errors.As(err, &exit) && exit.ExitCode() == 3 {
+		return loadReport{}, fmt.Errorf("loadgen: %w (log %s)", errBrokerAway, out.Name())
+	}
 	// Exit status 1 is "some messages not acknowledged": the report says
 	// which, and the verdict judges it.
 	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 1) {

@@ -34,6 +34,7 @@ type stack struct {
 	cfg       *Config
 	natsURLs  []string
 	mqtt      *devenv.Process
+	broker    *target // mqtt as a fault target
 	influx    *devenv.Process
 	services  []*target // ingest, processors, notifier, dashboard
 	targets   []*target // every process, in start order
@@ -63,8 +64,9 @@ func (s *stack) start(ctx context.Context, hookURL string) error {
 	// Graceful only: Mosquitto persists its QoS 1 queues on SIGTERM (and
 	// every autosave_interval); a SIGKILL loses what it acknowledged since
 	// the last save, by design (docs/chaos.md).
-	s.add(&target{name: "mosquitto", proc: s.mqtt, kinds: []string{KindRestart, KindPause},
-		probe: func(ctx context.Context) error { return devenv.ProbeMQTT(ctx, mqttAddr) }})
+	s.broker = &target{name: "mosquitto", proc: s.mqtt, kinds: []string{KindRestart, KindPause},
+		probe: func(ctx context.Context) error { return devenv.ProbeMQTT(ctx, mqttAddr) }}
+	s.add(s.broker)
 
 	s.influx, err = devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(cfg.Dir, "influxdb"), Database: influxDatabase})
 	if err != nil {

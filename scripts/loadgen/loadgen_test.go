@@ -218,6 +218,12 @@ func TestConnectFailsFast(t *testing.T) {
 	if _, err := gen.Run(t.Context()); !errors.Is(err, ErrConnect) {
 		t.Errorf("Run = %v, want ErrConnect", err)
 	}
+	// The command says so with its own exit status: nothing was published,
+	// so a caller may run it again (the chaos run's device burst does).
+	var stdout, stderr strings.Builder
+	if code := run([]string{"-broker", "tcp://127.0.0.1:1", "-count", "1"}, &stdout, &stderr); code != exitConnect {
+		t.Errorf("exit status %d, want %d (%s)", code, exitConnect, stderr.String())
+	}
 }
 
 // TestBinary builds the command and runs it as a user would: settings from

@@ -29,9 +29,10 @@ func main() {
 
 // Exit statuses.
 const (
-	exitOK     = 0
-	exitFailed = 1 // the run could not start, or some messages were not acknowledged
-	exitUsage  = 2
+	exitOK      = 0
+	exitFailed  = 1 // the run could not start, or some messages were not acknowledged
+	exitUsage   = 2
+	exitConnect = 3 // a connection to the broker failed at start: nothing was published
 )
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -105,6 +106,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	rep, err := gen.Run(ctx)
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
+		if errors.Is(err, ErrConnect) {
+			return exitConnect
+		}
 		return exitFailed
 	}
 	if err := rep.WriteSummary(stdout); err != nil {
