@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/s2"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -364,20 +363,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 // checkpointBucket is an embedded NATS server with the checkpoint bucket.
 func checkpointBucket(tb testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
 	tb.Helper()
-	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(tb.TempDir(), "nats")})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	_, js := startTestNATS(tb)
 	kv, err := js.CreateOrUpdateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
 	if err != nil {
 		tb.Fatal(err)

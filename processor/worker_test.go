@@ -22,6 +22,27 @@ import (
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
+// startTestNATS starts an embedded NATS server with JetStream, stopped at
+// cleanup, and connects to it.
+func startTestNATS(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(tb.TempDir(), "nats")})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return nc, js
+}
+
 // testBus is an embedded NATS server with the processor's streams and a
 // one-partition TELEMETRY, as ingest would create it.
 type testBus struct {
@@ -32,20 +53,7 @@ type testBus struct {
 
 func newTestBus(t *testing.T) *testBus {
 	t.Helper()
-	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(t.TempDir(), "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := startTestNATS(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	sc := bus.StreamConfig{Replicas: 1, Partitions: 1, TelemetryMaxAge: time.Hour, TelemetryMaxBytes: 1 << 30,
