@@ -2,13 +2,12 @@ package devenv
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
+	"strconv"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/influxadmin"
 )
 
 // InfluxDB is where the tests and tools check what the pipeline wrote: an
@@ -22,58 +21,14 @@ type InfluxDB struct {
 
 // InfluxSeries is one series of an InfluxQL result; times are Unix
 // milliseconds.
-type InfluxSeries struct {
-	Name    string            `json:"name"`
-	Tags    map[string]string `json:"tags"`
-	Columns []string          `json:"columns"`
-	Values  [][]any           `json:"values"`
-}
+type InfluxSeries = influxadmin.Series
 
 var influxQueryClient = &http.Client{Timeout: 10 * time.Second}
 
 // Query runs one InfluxQL statement and returns its series.
 func (db InfluxDB) Query(ctx context.Context, q string) ([]InfluxSeries, error) {
 	form := url.Values{"db": {db.Database}, "q": {q}, "epoch": {"ms"}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, db.URL+"/query", strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if db.User != "" {
-		req.SetBasicAuth(db.User, db.Password)
-	}
-	resp, err := influxQueryClient.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("influxql %q: %w", q, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, fmt.Errorf("influxql %q: %w", q, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("influxql %q: %s: %s", q, resp.Status, body)
-	}
-	var out struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error  string         `json:"error"`
-			Series []InfluxSeries `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("influxql %q: %w", q, err)
-	}
-	if out.Error != "" {
-		return nil, fmt.Errorf("influxql %q: %s", q, out.Error)
-	}
-	if len(out.Results) == 0 {
-		return nil, nil
-	}
-	if out.Results[0].Error != "" {
-		return nil, fmt.Errorf("influxql %q: %s", q, out.Results[0].Error)
-	}
-	return out.Results[0].Series, nil
+	return influxadmin.Query(ctx, influxQueryClient, db.URL, form, db.User, db.Password, strconv.Quote(q))
 }
 
 // Scalar runs a query that returns one number, such as a sum or a count:

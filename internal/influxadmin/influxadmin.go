@@ -247,9 +247,12 @@ func columns(cols []string) map[string]int {
 	return m
 }
 
-type series struct {
-	Columns []string `json:"columns"`
-	Values  [][]any  `json:"values"`
+// Series is one series of an InfluxQL result.
+type Series struct {
+	Name    string            `json:"name"`
+	Tags    map[string]string `json:"tags"`
+	Columns []string          `json:"columns"`
+	Values  [][]any           `json:"values"`
 }
 
 func (a Admin) exec(ctx context.Context, q string) error {
@@ -257,51 +260,61 @@ func (a Admin) exec(ctx context.Context, q string) error {
 	return err
 }
 
-// query runs one InfluxQL statement as the admin. InfluxQL reports a
-// statement's error with 200 OK, in the body.
-func (a Admin) query(ctx context.Context, q string) ([]series, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(a.URL, "/")+"/query",
-		strings.NewReader(url.Values{"q": {q}}.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if a.User != "" {
-		req.SetBasicAuth(a.User, a.Password)
-	}
+// query runs one InfluxQL statement as the admin. Statements carry
+// passwords: errors name the statement's verb only.
+func (a Admin) query(ctx context.Context, q string) ([]Series, error) {
 	c := a.Client
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
-	// Statements carry passwords: errors name the statement's verb only.
 	verb, _, _ := strings.Cut(q, " ")
+	return Query(ctx, c, a.URL, url.Values{"q": {q}}, a.User, a.Password, verb)
+}
+
+// Query posts an InfluxQL request (form holds q, and db, epoch as needed)
+// to base/query, with basic authentication when user is set, and returns
+// the first statement's series. InfluxQL reports a statement's error with
+// 200 OK, in the body; errors start with "influxql <label>".
+func Query(ctx context.Context, c *http.Client, base string, form url.Values, user, password, label string) ([]Series, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/query",
+		strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("influxql %s: %w", verb, err)
+		return nil, fmt.Errorf("influxql %s: %w", label, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
 	if err != nil {
-		return nil, fmt.Errorf("influxql %s: %w", verb, err)
+		return nil, fmt.Errorf("influxql %s: %w", label, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("influxql %s: %s: %s", label, resp.Status, strings.TrimSpace(string(body)))
 	}
 	var out struct {
 		Error   string `json:"error"`
 		Results []struct {
 			Error  string   `json:"error"`
-			Series []series `json:"series"`
+			Series []Series `json:"series"`
 		} `json:"results"`
 	}
-	if jerr := json.Unmarshal(body, &out); jerr != nil || resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("influxql %s: %s: %s", verb, resp.Status, strings.TrimSpace(string(body)))
+	if err := json.Unmarshal(body, &out); err != nil {
+		return nil, fmt.Errorf("influxql %s: %w", label, err)
 	}
 	if out.Error != "" {
-		return nil, fmt.Errorf("influxql %s: %s", verb, out.Error)
+		return nil, fmt.Errorf("influxql %s: %s", label, out.Error)
 	}
 	if len(out.Results) == 0 {
 		return nil, nil
 	}
 	if out.Results[0].Error != "" {
-		return nil, fmt.Errorf("influxql %s: %s", verb, out.Results[0].Error)
+		return nil, fmt.Errorf("influxql %s: %s", label, out.Results[0].Error)
 	}
 	return out.Results[0].Series, nil
 }
