@@ -8,39 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
-
-// streamMsgs returns every message on stream, oldest first.
-func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) []jetstream.Msg {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []jetstream.Msg
-	for {
-		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(300*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			out = append(out, m)
-			n++
-		}
-		if n == 0 {
-			return out
-		}
-	}
-}
 
 // A window whose aggregate does not encode (a non-finite value) is never
 // published empty on AGGREGATES: it is dead-lettered with its reason and

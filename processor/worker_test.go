@@ -99,14 +99,31 @@ func (b *testBus) windowCounts(t *testing.T) map[string]int64 {
 // id, the first published).
 func (b *testBus) aggregates(t *testing.T) []reading.Aggregate {
 	t.Helper()
+	seen := map[string]bool{}
+	var out []reading.Aggregate
+	for _, m := range streamMsgs(t, b.js, bus.StreamAggregates) {
+		var a reading.Aggregate
+		if err := json.Unmarshal(m.Data(), &a); err != nil {
+			t.Fatal(err)
+		}
+		if !seen[a.MsgID()] {
+			seen[a.MsgID()] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// streamMsgs returns every message on stream, oldest first.
+func streamMsgs(t *testing.T, js jetstream.JetStream, stream string) []jetstream.Msg {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cons, err := b.js.OrderedConsumer(ctx, bus.StreamAggregates, jetstream.OrderedConsumerConfig{})
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := map[string]bool{}
-	var out []reading.Aggregate
+	var out []jetstream.Msg
 	for {
 		batch, err := cons.Fetch(1000, jetstream.FetchMaxWait(300*time.Millisecond))
 		if err != nil {
@@ -114,15 +131,8 @@ func (b *testBus) aggregates(t *testing.T) []reading.Aggregate {
 		}
 		n := 0
 		for m := range batch.Messages() {
+			out = append(out, m)
 			n++
-			var a reading.Aggregate
-			if err := json.Unmarshal(m.Data(), &a); err != nil {
-				t.Fatal(err)
-			}
-			if !seen[a.MsgID()] {
-				seen[a.MsgID()] = true
-				out = append(out, a)
-			}
 		}
 		if n == 0 {
 			return out
