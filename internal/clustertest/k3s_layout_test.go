@@ -6,7 +6,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -187,6 +189,10 @@ spec:
 	// Traefik, the packaged Ingress controller (k3s_traefik_test.go).
 	k.checkTraefik()
 
+	// 6b. What K3s runs beside the components: ServiceLB and the network policy controller.
+	k.checkServiceLB()
+	k.checkNetworkPolicy()
+
 	// 7. The manifests folder: a new file is applied, a changed one applied again.
 	mf := filepath.Join(k.set["MANIFESTS"], "k3s-layout-test.yaml")
 	cm := func(v string) string {
@@ -286,6 +292,332 @@ func (k *k3sLayout) checkMetrics() {
 		out, err := k.kubectlErr("top", "pod", "-n", "kube-system", "--no-headers")
 		return err == nil && strings.Contains(out, "coredns")
 	})
+}
+
+// checkServiceLB checks the server's ServiceLB: a LoadBalancer Service gets the node's
+// address and answers on NODE-IP:PORT from the host; a second one on the same port stays
+// pending with a warning Event until the first stops being a LoadBalancer; a Service
+// with a loadBalancerClass is left to its class.
+func (k *k3sLayout) checkServiceLB() {
+	k.t.Helper()
+	nodeIP := k.set["NODE_IP"]
+	if net.ParseIP(nodeIP) == nil {
+		k.t.Fatalf("env.sh prints no NODE_IP (%q)", nodeIP)
+	}
+	if !strings.Contains(k.read(filepath.Join(k.set["DEVCLUSTER_DIR"], "run", "logs", "k3s-server.log")), "servicelb: LoadBalancer Services get node") {
+		k.t.Errorf("k3s-server's log does not show its ServiceLB starting")
+	}
+	lbService := func(name string, port int, class string) string {
+		c := ""
+		if class != "" {
+			c = "\n  loadBalancerClass: " + class
+		}
+		return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %s, namespace: default}
+spec:
+  type: LoadBalancer%s
+  selector: {app: k3s-layout-lb}
+  ports: [{name: http, port: %d, targetPort: 8080}]
+`, name, c, port)
+	}
+	ingress := func(name string) string {
+		return k.kubectl("get", "svc", name, "-o", "jsonpath={.status.loadBalancer.ingress[*].ip}")
+	}
+	t0 := time.Now()
+	k.apply(busyboxWeb(k.set["BUSYBOX_IMAGE"], "default", "k3s-layout-lb", "app: k3s-layout-lb", "k3s-layout-lb") + "---\n" + lbService("k3s-layout-lb", 18080, ""))
+	k.waitFor(30*time.Second, "LoadBalancer k3s-layout-lb to get "+nodeIP, func() bool { return ingress("k3s-layout-lb") == nodeIP })
+	k.t.Logf("servicelb: k3s-layout-lb got ingress %s %s after it was created", nodeIP, time.Since(t0).Round(100*time.Millisecond))
+	k.kubectl("wait", "--for=condition=Ready", "pod/k3s-layout-lb", "--timeout=90s")
+	url := "http://" + net.JoinHostPort(nodeIP, "18080") + "/"
+	k.waitForHTTP(url, "k3s-layout-lb\n")
+
+	// The same port again: pending, with an Event naming the holder.
+	k.apply(lbService("k3s-layout-lb2", 18080, "") + "---\n" + lbService("k3s-layout-lb-class", 18081, "example.com/other"))
+	k.waitFor(30*time.Second, "an UnAvailableLoadBalancer Event for k3s-layout-lb2", func() bool {
+		out, err := k.kubectlErr("get", "events", "--field-selector", "involvedObject.name=k3s-layout-lb2,reason=UnAvailableLoadBalancer", "-o", "jsonpath={.items[*].message}")
+		if err == nil && strings.Contains(out, "18080/TCP (held by default/k3s-layout-lb)") {
+			k.t.Logf("servicelb: k3s-layout-lb2 pending: %s", out)
+			return true
+		}
+		return false
+	})
+	time.Sleep(2 * time.Second) // what a wrong controller would do, it would have done
+	if ip := ingress("k3s-layout-lb2"); ip != "" {
+		k.t.Errorf("k3s-layout-lb2 asks for port 18080 held by k3s-layout-lb, yet got ingress %q", ip)
+	}
+	if ip := ingress("k3s-layout-lb-class"); ip != "" {
+		k.t.Errorf("k3s-layout-lb-class has a loadBalancerClass, yet got ingress %q", ip)
+	}
+	if ip := ingress("k3s-layout-lb"); ip != nodeIP {
+		k.t.Errorf("k3s-layout-lb lost its ingress to the second Service: %q", ip)
+	}
+
+	// The holder stops being a LoadBalancer: its address goes, the pending one gets the port.
+	k.kubectl("patch", "svc", "k3s-layout-lb", "-p", `{"spec":{"type":"ClusterIP"}}`)
+	k.waitFor(30*time.Second, "k3s-layout-lb2 to get the port k3s-layout-lb let go", func() bool {
+		return ingress("k3s-layout-lb2") == nodeIP
+	})
+	if ip := ingress("k3s-layout-lb"); ip != "" {
+		k.t.Errorf("k3s-layout-lb is a ClusterIP Service now, yet keeps ingress %q", ip)
+	}
+	k.waitForHTTP(url, "k3s-layout-lb\n")
+	k.t.Logf("servicelb: once k3s-layout-lb became ClusterIP, k3s-layout-lb2 got %s and answers on %s", nodeIP, url)
+	k.kubectl("delete", "svc", "k3s-layout-lb", "k3s-layout-lb2", "k3s-layout-lb-class")
+	k.kubectl("delete", "pod", "k3s-layout-lb", "--wait=false")
+	// Deleted: kube-proxy drops its rules, and the port no longer answers.
+	k.waitFor(30*time.Second, "port 18080 to close after its Services were deleted", func() bool {
+		c, err := net.DialTimeout("tcp", net.JoinHostPort(nodeIP, "18080"), time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+}
+
+// checkNetworkPolicy checks that NetworkPolicies are enforced (kube-router's controller
+// in the server): a default-deny ingress policy cuts a client pod off from a web pod, an
+// allow for the client's labels lets it (and not a pod of other labels) back in, and a
+// default-deny egress policy blocks DNS until a policy allows port 53 to kube-system.
+func (k *k3sLayout) checkNetworkPolicy() {
+	k.t.Helper()
+	if !strings.Contains(k.read(filepath.Join(k.set["DEVCLUSTER_DIR"], "run", "logs", "k3s-server.log")), "network policy: kube-router") {
+		k.t.Errorf("k3s-server's log does not show the network policy controller starting")
+	}
+	const srv, cli = "k3s-layout-np", "k3s-layout-np-client"
+	// Debian's static busybox cannot be the client: its wget and nc crash (SIGSEGV) in a
+	// container without glibc's NSS modules. A small Go program serves and probes.
+	img := k.netprobeImage()
+	probe := func(ns, name, labels string, args ...string) string {
+		return `apiVersion: v1
+kind: Pod
+metadata: {name: ` + name + `, namespace: ` + ns + `, labels: {` + labels + `}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers: [{name: probe, image: ` + img + `, imagePullPolicy: Never, args: ["` + strings.Join(args, `", "`) + `"]}]
+`
+	}
+	k.apply("apiVersion: v1\nkind: Namespace\nmetadata: {name: " + srv + "}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: " + cli + "}\n---\n" +
+		probe(srv, "web", "app: web", "serve", ":8080", "np-web") + "---\n" +
+		probe(cli, "client", "role: client", "wait") + "---\n" + probe(cli, "other", "role: other", "wait"))
+	defer k.kubectl("delete", "namespace", srv, cli, "--wait=false")
+	k.kubectl("-n", srv, "wait", "--for=condition=Ready", "pod/web", "--timeout=90s")
+	k.kubectl("-n", cli, "wait", "--for=condition=Ready", "pod/client", "pod/other", "--timeout=90s")
+	webIP := k.kubectl("-n", srv, "get", "pod", "web", "-o", "jsonpath={.status.podIP}")
+	get := func(pod string) (string, error) {
+		return k.kubectlErr("-n", cli, "exec", pod, "--", "/netprobe", "get", "http://"+webIP+":8080/")
+	}
+	lookup := func() (string, error) {
+		return k.kubectlErr("-n", cli, "exec", "client", "--", "/netprobe", "lookup", "kubernetes.default.svc.cluster.local.")
+	}
+	reaches := func(pod string) bool { out, err := get(pod); return err == nil && out == "np-web" }
+	blocked := func(pod string) bool { _, err := get(pod); return err != nil }
+	resolves := func() bool { out, err := lookup(); return err == nil && out == k.set["SVC_IP"] }
+	// Without policies: everything flows.
+	k.waitFor(30*time.Second, "client and other to reach web without policies", func() bool { return reaches("client") && reaches("other") })
+	if out, err := get("client"); err != nil || out != "np-web" {
+		k.t.Fatalf("client -> web without policies: %v: %s", err, out)
+	}
+	if !resolves() {
+		out, err := lookup()
+		k.t.Fatalf("DNS from the client pod without policies: %v: %s", err, out)
+	}
+
+	// Default-deny ingress in the web pod's namespace.
+	t0 := time.Now()
+	k.apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny-ingress, namespace: ` + srv + `}
+spec: {podSelector: {}, policyTypes: [Ingress]}
+`)
+	k.waitFor(30*time.Second, "default-deny ingress to cut client off from web", func() bool { return blocked("client") })
+	out, _ := get("client")
+	k.t.Logf("netpol: default-deny ingress enforced %s after it was applied; client -> web: %s", time.Since(t0).Round(100*time.Millisecond), out)
+	if !blocked("other") {
+		k.t.Errorf("netpol: under default-deny ingress, pod other still reaches web")
+	}
+
+	// Allow the client's labels (namespace and pod) on port 8080.
+	t1 := time.Now()
+	k.apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-client, namespace: ` + srv + `}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+  - from:
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ` + cli + `}}
+      podSelector: {matchLabels: {role: client}}
+    ports: [{protocol: TCP, port: 8080}]
+`)
+	k.waitFor(30*time.Second, "allow-client to let client reach web", func() bool { return reaches("client") })
+	k.t.Logf("netpol: allow for role=client enforced %s after it was applied", time.Since(t1).Round(100*time.Millisecond))
+	if !blocked("other") {
+		k.t.Errorf("netpol: the allow for role=client also let pod other (role=other) reach web")
+	}
+
+	// Default-deny egress for the client: DNS and web blocked; then DNS allowed to kube-system.
+	k.apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: default-deny-egress, namespace: ` + cli + `}
+spec: {podSelector: {matchLabels: {role: client}}, policyTypes: [Egress]}
+`)
+	k.waitFor(30*time.Second, "default-deny egress to block the client's DNS", func() bool { return !resolves() })
+	if !blocked("client") {
+		k.t.Errorf("netpol: under default-deny egress the client still reaches web")
+	}
+	k.apply(`apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: allow-dns, namespace: ` + cli + `}
+spec:
+  podSelector: {matchLabels: {role: client}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}}]
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+`)
+	k.waitFor(30*time.Second, "allow-dns to let the client resolve names", resolves)
+	if !blocked("client") {
+		k.t.Errorf("netpol: allowing DNS egress also let the client reach web on 8080")
+	}
+	// The rules are kube-router's: its chains and ip sets in the node's namespace.
+	nsx := []string{"--net=/run/netns/" + k.set["DEVCLUSTER_NETNS"]}
+	rules, err := exec.Command("nsenter", append(nsx, "iptables-save", "-t", "filter")...).Output()
+	if err != nil {
+		k.t.Fatalf("iptables-save in the node's namespace: %v", err)
+	}
+	sets, err := exec.Command("nsenter", append(nsx, "ipset", "list", "-n")...).Output()
+	if err != nil {
+		k.t.Fatalf("ipset list in the node's namespace: %v", err)
+	}
+	chains := strings.Count(string(rules), "\n:KUBE-NWPLCY-")
+	if chains == 0 || !bytes.Contains(sets, []byte("KUBE-")) {
+		k.t.Errorf("no kube-router policy chains (%d) or ip sets (%q) in the node's namespace", chains, sets)
+	}
+	k.t.Logf("netpol: under 4 policies the client resolves names but cannot reach web; kube-router keeps %d policy chains and %d ip sets",
+		chains, len(bytes.Fields(sets)))
+}
+
+// netprobeSource is a pod's network probe: "serve ADDR BODY" answers every HTTP request
+// with BODY; "get URL" prints the body (2 s timeout); "lookup NAME" prints the addresses
+// of NAME from the pod's DNS (Go's resolver, /etc/resolv.conf); "wait" just waits.
+const netprobeSource = `package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fail(fmt.Errorf("usage: netprobe serve ADDR BODY | get URL | lookup NAME | wait"))
+	}
+	switch os.Args[1] {
+	case "serve":
+		body := os.Args[3]
+		fail(http.ListenAndServe(os.Args[2], http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			io.WriteString(w, body)
+		})))
+	case "get":
+		c := &http.Client{Timeout: 2 * time.Second}
+		resp, err := c.Get(os.Args[2])
+		if err != nil {
+			fail(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(string(b))
+	case "lookup":
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		r := &net.Resolver{PreferGo: true}
+		addrs, err := r.LookupHost(ctx, os.Args[2])
+		if err != nil {
+			fail(err)
+		}
+		fmt.Print(strings.Join(addrs, "\n"))
+	case "wait":
+		time.Sleep(24 * time.Hour)
+	default:
+		fail(fmt.Errorf("unknown command %q", os.Args[1]))
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "netprobe:", err)
+	os.Exit(1)
+}
+`
+
+// netprobeImage builds netprobeSource into an image with mkimage.sh, loads it into the
+// cluster's containerd and returns its reference.
+func (k *k3sLayout) netprobeImage() string {
+	k.t.Helper()
+	const ref = "localhost/edgeflow-test/netprobe:dev"
+	dir := k.t.TempDir()
+	for name, content := range map[string]string{"go.mod": "module netprobe\n\ngo 1.24\n", "main.go": netprobeSource} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			k.t.Fatal(err)
+		}
+	}
+	build := exec.Command("go", "build", "-trimpath", "-o", filepath.Join(dir, "netprobe"), ".")
+	build.Dir = dir
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-buildvcs=false")
+	if out, err := build.CombinedOutput(); err != nil {
+		k.t.Fatalf("go build netprobe: %v\n%s", err, out)
+	}
+	tar := filepath.Join(dir, "netprobe.tar")
+	k.script("mkimage.sh", "-u", "65534:65534", ref, tar, "/netprobe", filepath.Join(dir, "netprobe"))
+	k.script("load-image.sh", tar)
+	return ref
+}
+
+// busyboxWeb is a pod serving BODY over HTTP on port 8080 (busybox httpd).
+func busyboxWeb(image, ns, name, labels, body string) string {
+	return `apiVersion: v1
+kind: Pod
+metadata: {name: ` + name + `, namespace: ` + ns + `, labels: {` + labels + `}}
+spec:
+  terminationGracePeriodSeconds: 0
+  containers:
+  - name: httpd
+    image: ` + image + `
+    imagePullPolicy: Never
+    command: [/bin/sh, -c, "mkdir -p /tmp/www && echo ` + body + ` > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+`
+}
+
+// waitForHTTP waits for URL to answer 200 with BODY (kube-proxy may need a second).
+func (k *k3sLayout) waitForHTTP(url, body string) {
+	k.t.Helper()
+	c := &http.Client{Timeout: 2 * time.Second}
+	last := ""
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			last = resp.Status + " " + string(b)
+			if resp.StatusCode == http.StatusOK && string(b) == body {
+				break
+			}
+		} else {
+			last = err.Error()
+		}
+		if time.Now().After(deadline) {
+			k.t.Fatalf("GET %s from the host: %s after 30s, want 200 %q", url, last, body)
+		}
+	}
+	k.t.Logf("GET %s from the host: %s", url, strings.TrimSpace(last))
 }
 
 // settings reads env.sh's resolved settings for the layout.

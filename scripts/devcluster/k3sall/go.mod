@@ -3,19 +3,26 @@
 // pure Go). kine v0.17.5 sets the go directive (1.26.5). To bump Kubernetes: as in
 // kubeall (both replace blocks, ldflags.txt), then go mod tidy. build.sh builds a copy in
 // $DEVCLUSTER_DIR/src with k8s.io/apiserver replaced by a patched copy (patches/).
+// kube-router v2.1.0 (netpol.go links only its pkg/controllers/netpol and the packages
+// that needs) requires only older versions of what is here, so it needs no replace; it
+// adds github.com/coreos/go-iptables and github.com/hashicorp/go-version.
 
 module k3sall
 
 go 1.26.5
 
 require (
+	github.com/cloudnativelabs/kube-router/v2 v2.1.0
+	github.com/coreos/go-iptables v0.7.0
 	github.com/k3s-io/kine v0.17.5
 	github.com/sirupsen/logrus v1.10.2
 	github.com/spf13/cobra v1.10.2
 	go.etcd.io/etcd/server/v3 v3.7.3
 	google.golang.org/grpc v1.85.0
+	k8s.io/api v0.37.0
 	k8s.io/apimachinery v0.37.0
 	k8s.io/client-go v0.37.0
+	k8s.io/cloud-provider v0.34.4
 	k8s.io/component-base v0.37.0
 	k8s.io/klog/v2 v2.140.0
 	k8s.io/kubectl v0.0.0
@@ -95,6 +102,7 @@ require (
 	github.com/grpc-ecosystem/go-grpc-middleware/v2 v2.3.3 // indirect
 	github.com/grpc-ecosystem/go-grpc-prometheus v1.2.0 // indirect
 	github.com/grpc-ecosystem/grpc-gateway/v2 v2.30.0 // indirect
+	github.com/hashicorp/go-version v1.6.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/jonboulle/clockwork v0.5.0 // indirect
 	github.com/json-iterator/go v1.1.12 // indirect
@@ -182,11 +190,9 @@ require (
 	gopkg.in/go-jose/go-jose.v2 v2.6.3 // indirect
 	gopkg.in/inf.v0 v0.9.1 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
-	k8s.io/api v0.37.0 // indirect
 	k8s.io/apiextensions-apiserver v0.0.0 // indirect
 	k8s.io/apiserver v0.37.0 // indirect
 	k8s.io/cli-runtime v0.34.4 // indirect
-	k8s.io/cloud-provider v0.34.4 // indirect
 	k8s.io/cluster-bootstrap v0.0.0 // indirect
 	k8s.io/component-helpers v0.34.4 // indirect
 	k8s.io/controller-manager v0.34.4 // indirect

@@ -110,7 +110,7 @@ func runServer(argv []string) int {
 	}
 	logf("kine (SQLite %s) serving the etcd API at %s after %s", filepath.Join(*dataDir, "server", "db", "state.db"), etcd, since(t0))
 
-	exits := make(chan exited, len(comps))
+	exits := make(chan exited, len(comps)+1)
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 
@@ -125,6 +125,11 @@ func runServer(argv []string) int {
 		byName[n].start(exits)
 	}
 	go deployManifests(ctx, filepath.Join(*dataDir, "server", "manifests"), *kubeconfig, *interval)
+	go func() {
+		if err := startControllers(ctx, *kubeconfig, byName); err != nil {
+			exits <- exited{"k3s controllers", err}
+		}
+	}()
 
 	select {
 	case e := <-exits:
@@ -221,3 +226,53 @@ func waitReady(ctx context.Context, kubeconfig string, exits <-chan exited, sigs
 }
 
 func since(t time.Time) string { return time.Since(t).Round(100 * time.Millisecond).String() }
+
+// startControllers starts what K3s runs beside the components: its ServiceLB (here
+// servicelb.go) and kube-router's network policy controller. Their settings are the
+// components' own flags: the node's name from kubelet's, the Service ranges from
+// kube-apiserver's.
+func startControllers(ctx context.Context, kubeconfig string, byName map[string]*component) error {
+	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+	if err != nil {
+		return err
+	}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	np := netpolConfig{
+		node:          flagValue(byName["kubelet"].args, "hostname-override"),
+		serviceCIDR:   flagValue(byName["kube-apiserver"].args, "service-cluster-ip-range"),
+		nodePortRange: flagValue(byName["kube-apiserver"].args, "service-node-port-range"),
+	}
+	if np.node == "" {
+		if np.node, err = os.Hostname(); err != nil {
+			return err
+		}
+		np.node = strings.ToLower(np.node)
+	}
+	if np.serviceCIDR == "" {
+		np.serviceCIDR = "10.0.0.0/24" // kube-apiserver's default
+	}
+	if np.nodePortRange == "" {
+		np.nodePortRange = "30000-32767"
+	}
+	if err := runServiceLB(ctx, cs, np.node); err != nil {
+		return fmt.Errorf("servicelb: %w", err)
+	}
+	if err := runNetworkPolicy(ctx, cs, np); err != nil {
+		return fmt.Errorf("network policy: %w", err)
+	}
+	return nil
+}
+
+// flagValue is the value of the last --NAME=VALUE among a component's flags.
+func flagValue(args []string, name string) string {
+	v := ""
+	for _, a := range args {
+		if s, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			v = s
+		}
+	}
+	return v
+}
