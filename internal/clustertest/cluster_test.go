@@ -668,9 +668,10 @@ func (c *cluster) checkDashboardAt(what string, client *http.Client, base, token
 	status, overview := get("/api/overview", token)
 	if status != http.StatusOK || !strings.Contains(overview, "dev-0000") || !strings.Contains(overview, "dev-0039") {
 		c.t.Errorf("dashboard (%s) /api/overview: %d, want the devices dev-0000 ... dev-0039: %s", what, status, tail(overview, 500))
+		return
 	}
 	c.save("overview.json", overview)
-	c.t.Logf("dashboard through %s: / and /api/overview (%d bytes) show the devices", what, len(overview))
+	c.t.Logf("dashboard through %s: / and /api/overview (%d bytes) show the devices; 401 without the token", what, len(overview))
 }
 
 // checkPods asserts no container restarted or was OOM-killed.
