@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -68,6 +69,34 @@ type cluster struct {
 	loadgen    string // binary
 	acked      int64  // readings acknowledged by the broker over all runs
 	deployEnv  []string
+	stopInflux func() // ends the port-forward of influxURL
+}
+
+// portForward runs kubectl port-forward to a port of target (in the namespace) on a free
+// local port, and returns that port and a function that ends it (also at the test's end).
+func (c *cluster) portForward(target string, remote int) (int, func()) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "port-forward", target, fmt.Sprintf("127.0.0.1:0:%d", remote))
+	cmd.Env = append(append([]string(nil), c.env...), "KUBECONFIG="+c.kubeconfig)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	stop := func() { cancel(); _ = cmd.Wait() }
+	c.t.Cleanup(stop)
+	// "Forwarding from 127.0.0.1:PORT -> REMOTE"
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var port int
+	if _, serr := fmt.Sscanf(strings.TrimSpace(line), "Forwarding from 127.0.0.1:%d", &port); err != nil || serr != nil {
+		stop()
+		c.t.Fatalf("kubectl port-forward %s: %q: %v %v", target, line, err, serr)
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	return port, stop
 }
 
 // TestDeployOnDevCluster deploys overlays/devcluster and devcluster-ha on the stock
@@ -336,8 +365,14 @@ func (c *cluster) setup() {
 	c.t.Helper()
 	// The admin reads what the processor wrote: its own user may only write.
 	c.influxUser, c.influxPass = "admin", strings.TrimSpace(c.readSecret("edgeflow-influxdb", "admin-password"))
-	ip := strings.TrimSpace(c.kubectl("-n", namespace, "get", "service", "influxdb", "-o", "jsonpath={.spec.clusterIP}"))
-	c.influxURL = "http://" + ip + ":8086"
+	// Through a port-forward, as task deploy reaches it: the NetworkPolicies let only the
+	// processor and the dashboard reach InfluxDB, and the K3s layout enforces them.
+	if c.stopInflux != nil {
+		c.stopInflux()
+	}
+	var port int
+	port, c.stopInflux = c.portForward("pod/influxdb-0", 8086)
+	c.influxURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	c.loadgen = filepath.Join(c.t.TempDir(), "loadgen")
 	c.run(nil, "go", "build", "-o", c.loadgen, "./scripts/loadgen")
 	c.mqtt = c.mqttAddress()
