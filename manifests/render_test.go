@@ -44,6 +44,8 @@ var SecretKeys = map[string][]string{
 	"edgeflow-mqtt-tls":  {"ca.crt", "tls.crt", "tls.key"},
 	"edgeflow-influxdb":  {"admin-password", "token", "processor-password", "dashboard-password", "processor-token", "dashboard-token"},
 	"edgeflow-dashboard": {"token"},
+	// A kubernetes.io/tls Secret: the dashboard's HTTPS (the k3s overlays' Ingress).
+	"edgeflow-dashboard-tls": {"tls.crt", "tls.key"},
 }
 
 // Object is the part of a Kubernetes object these checks read.

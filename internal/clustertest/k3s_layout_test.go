@@ -54,11 +54,17 @@ func TestK3sLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := &k3sLayout{t: t, root: root}
-	// The layout's own defaults: no setting of a stock cluster may leak in.
+	// The layout's own defaults: no setting of a stock cluster may leak in. A
+	// DEVCLUSTER_DIR other than the stock cluster's is kept (a K3s layout's own state and
+	// builds, e.g. one per checkout).
 	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
+		name, v, _ := strings.Cut(kv, "=")
 		switch name {
-		case "LAYOUT", "KUBECONFIG", "DEVCLUSTER_DIR", "DEVCLUSTER_NETNS", "DEVCLUSTER_VETH_HOST",
+		case "DEVCLUSTER_DIR":
+			if v == "" || filepath.Clean(v) == "/tmp/edgeflow-devcluster" {
+				continue
+			}
+		case "LAYOUT", "KUBECONFIG", "DEVCLUSTER_NETNS", "DEVCLUSTER_VETH_HOST",
 			"DEVCLUSTER_VETH_NODE", "DEVCLUSTER_BRIDGE", "DEVCLUSTER_LINK_CIDR", "DEVCLUSTER_SVC_CIDR",
 			"DEVCLUSTER_CLUSTER_CIDR", "DEVCLUSTER_POD_CIDR":
 			continue
@@ -174,9 +180,12 @@ spec:
 	t.Logf("a pod was Ready %s after it was created (IP %s)", time.Since(t1).Round(100*time.Millisecond), ip)
 
 	// 6. The packaged add-ons: a claim on the default StorageClass local-path bound and
-	// mounted, its directory removed with it; kubectl top through metrics-server.
+	// mounted, its directory removed with it; kubectl top through metrics-server; Ingresses
+	// over HTTP and HTTPS through Traefik.
 	k.checkLocalPath()
 	k.checkMetrics()
+	// Traefik, the packaged Ingress controller (k3s_traefik_test.go).
+	k.checkTraefik()
 
 	// 7. The manifests folder: a new file is applied, a changed one applied again.
 	mf := filepath.Join(k.set["MANIFESTS"], "k3s-layout-test.yaml")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -239,15 +240,19 @@ func deliverImages(ctx context.Context, k *Kube, nodes []Node, images []Image) e
 }
 
 // secrets generates the credentials once (scripts/secrets is idempotent) and applies one
-// Secret per subfolder of .build/secrets/<cluster>/.
+// Secret per subfolder of .build/secrets/<cluster>/. The broker's and the dashboard's
+// certificates name every node (and the dashboard's DASHBOARD_HOST).
 func secrets(ctx context.Context, k *Kube, nodes []Node, influx string) error {
 	dir := k.buildDir("secrets", k.Cluster)
 	args := []string{"run", "./scripts/secrets", "-out", dir}
 	for _, n := range nodes {
 		if n.InternalIP != "" {
-			args = append(args, "-san", n.InternalIP)
+			args = append(args, "-san", n.InternalIP, "-dashboard-san", n.InternalIP)
 		}
-		args = append(args, "-san", n.Name)
+		args = append(args, "-san", n.Name, "-dashboard-san", n.Name)
+	}
+	if k.DashboardHost != "" {
+		args = append(args, "-dashboard-san", k.DashboardHost)
 	}
 	if influx == Influx18 {
 		args = append(args, "-influx18")
@@ -323,7 +328,9 @@ func writeKustomization(c Config, images []Image) (string, error) {
 		fmt.Fprintf(&b, "  - name: edgeflow/%s\n    newName: %s\n    newTag: %q\n", n, im.Repository(), im.Tag())
 	}
 	if c.DashboardHost != "" && !c.DevCluster() {
-		fmt.Fprintf(&b, "patches:\n  - target: {kind: Ingress, name: dashboard}\n    patch: |-\n      - {op: add, path: /spec/rules/0/host, value: %q}\n", c.DashboardHost)
+		// The rule answers that host only; the TLS entry names it too (Traefik picks the
+		// Secret's certificate by the name a browser asks for).
+		fmt.Fprintf(&b, "patches:\n  - target: {kind: Ingress, name: dashboard}\n    patch: |-\n      - {op: add, path: /spec/rules/0/host, value: %q}\n      - {op: add, path: /spec/tls/0/hosts, value: [%q]}\n", c.DashboardHost, c.DashboardHost)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
 		return "", err
@@ -348,9 +355,17 @@ func mergeImages(old, rebuilt []Image) []Image {
 	return out
 }
 
+// TLSSecrets are the Secrets applied as kubernetes.io/tls (tls.crt and tls.key only), as
+// Ingress controllers expect; the others are Opaque.
+var TLSSecrets = []string{"edgeflow-dashboard-tls"}
+
 // applySecret creates or updates Secret name from the files of dir/name.
 func applySecret(ctx context.Context, k *Kube, dir, name string) error {
-	yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", name,
+	typ := "Opaque"
+	if slices.Contains(TLSSecrets, name) {
+		typ = "kubernetes.io/tls"
+	}
+	yaml, err := k.Output(ctx, "-n", Namespace, "create", "secret", "generic", name, "--type="+typ,
 		"--from-file="+filepath.Join(dir, name), "--dry-run=client", "-o", "yaml")
 	if err != nil {
 		return err
@@ -383,11 +398,14 @@ func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
 		if k.DashboardHost != "" {
 			dash = k.DashboardHost
 		}
-		fmt.Printf("dashboard:  http://%s/   (Traefik Ingress; or: go tool task dashboard)\n", dash)
+		fmt.Printf("dashboard:  https://%s/   (Traefik Ingress, certificate of the CA below; http redirects; or: go tool task dashboard)\n", dash)
 		fmt.Printf("MQTT (TLS): ssl://%s:8883   (K3s ServiceLB)\n", host)
 	}
 	fmt.Printf("dashboard token:   %s\n", filepath.Join(sec, "edgeflow-dashboard", "token"))
 	fmt.Printf("device user:       device, password in %s\n", filepath.Join(sec, "edgeflow-mqtt", "device-password"))
 	fmt.Printf("MQTT TLS CA:       %s\n", filepath.Join(sec, "edgeflow-mqtt-tls", "ca.crt"))
+	if !k.DevCluster() {
+		fmt.Printf("dashboard HTTPS:   %s (signed by the same CA)\n", filepath.Join(sec, "edgeflow-dashboard-tls", "tls.crt"))
+	}
 	return nil
 }

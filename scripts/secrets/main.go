@@ -1,7 +1,7 @@
 // Command secrets generates every secret edgeflow's cluster needs, one file
 // per Secret key, in a folder per Secret:
 //
-//	go run ./scripts/secrets -out .build/secrets [-san mqtt.example.com]... [-influx18]
+//	go run ./scripts/secrets -out .build/secrets [-san mqtt.example.com]... [-dashboard-san dash.example.com]... [-influx18]
 //
 //	DIR/edgeflow-nats/{ingest,processor,notifier,dashboard}    NATS passwords
 //	DIR/edgeflow-nats/route                                    the NATS cluster's route password
@@ -10,10 +10,11 @@
 //	DIR/edgeflow-influxdb/{admin-password,token}               InfluxDB's admin (only InfluxDB and task deploy use it)
 //	DIR/edgeflow-influxdb/{processor,dashboard}-{password,token} the services' own (1.8; 2.x tokens from task deploy)
 //	DIR/edgeflow-dashboard/token                               dashboard access
+//	DIR/edgeflow-dashboard-tls/{tls.crt,tls.key}               the dashboard's HTTPS (Traefik; a kubernetes.io/tls Secret)
 //	DIR/ca/ca.key                                              the CA's key: keep it here, never in a Secret
 //
 // It is idempotent: files that exist are kept, missing ones are made, and
-// what derives from others (the password file, the server certificate, the
+// what derives from others (the password file, the server certificates, the
 // 1.8 <user>-token files) is remade only when it no longer matches them. Delete a
 // file to rotate it (docs/security.md). Every file is 0600, every folder
 // 0700; values are random (crypto/rand, URL-safe) and never printed.
@@ -46,12 +47,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("secrets", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var opts Options
-	var sans sanList
+	var sans, dashSANs sanList
 	fs.StringVar(&opts.Dir, "out", "", "directory to write the secrets to (required; e.g. .build/secrets, which git ignores)")
 	fs.Var(&sans, "san", "extra name or IP address of the broker's certificate (repeatable, or comma-separated), e.g. the address devices use")
+	fs.Var(&dashSANs, "dashboard-san", "extra name or IP address of the dashboard's HTTPS certificate (repeatable, or comma-separated), e.g. DASHBOARD_HOST")
 	fs.BoolVar(&opts.Influx18, "influx18", false, "InfluxDB 1.8: <user>-token is <user>:<user>-password for the processor and dashboard users (2.x: task deploy writes the tokens of their authorizations)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: go run ./scripts/secrets -out DIR [-san NAME]... [-influx18]")
+		fmt.Fprintln(stderr, "usage: go run ./scripts/secrets -out DIR [-san NAME]... [-dashboard-san NAME]... [-influx18]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -62,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	opts.SANs = sans
+	opts.DashboardSANs = dashSANs
 	res, err := Generate(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "secrets:", err)

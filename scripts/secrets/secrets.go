@@ -25,6 +25,10 @@ const (
 	SecretMQTTTLS   = "edgeflow-mqtt-tls"
 	SecretInflux    = "edgeflow-influxdb"
 	SecretDashboard = "edgeflow-dashboard"
+	// SecretDashboardTLS is the dashboard's HTTPS certificate and key (tls.crt,
+	// tls.key), which Traefik serves for the k3s overlays' Ingress; task deploy
+	// applies it as a kubernetes.io/tls Secret.
+	SecretDashboardTLS = "edgeflow-dashboard-tls"
 	// caDir holds the CA's private key, which signs server certificates
 	// and must not be in the cluster.
 	caDir = "ca"
@@ -57,6 +61,15 @@ var DefaultSANs = []string{
 	"nats", "nats.edgeflow.svc", "localhost", "127.0.0.1",
 }
 
+// DefaultDashboardSANs are the names the dashboard's HTTPS certificate is valid
+// for: its Service in every spelling, and loopback for port-forwards. task deploy
+// adds DASHBOARD_HOST and the nodes' names and addresses (the Ingress answers on
+// every node).
+var DefaultDashboardSANs = []string{
+	"dashboard", "dashboard.edgeflow", "dashboard.edgeflow.svc", "dashboard.edgeflow.svc.cluster.local",
+	"localhost", "127.0.0.1",
+}
+
 // renewBefore: a server certificate that expires sooner is reissued.
 const renewBefore = 30 * 24 * time.Hour
 
@@ -65,6 +78,8 @@ type Options struct {
 	Dir string
 	// SANs are added to DefaultSANs.
 	SANs []string
+	// DashboardSANs are added to DefaultDashboardSANs.
+	DashboardSANs []string
 	// Influx18 makes <user>-token <user>:<user>-password for InfluxDB 1.8's
 	// users; for 2.x, task deploy writes the tokens InfluxDB makes.
 	Influx18 bool
@@ -102,7 +117,14 @@ func Generate(o Options) (Result, error) {
 	if err := g.passwd(pw); err != nil {
 		return res, err
 	}
-	if err := g.tls(append(slices.Clone(DefaultSANs), o.SANs...)); err != nil {
+	ca, err := g.ca()
+	if err != nil {
+		return res, err
+	}
+	if err := g.serverCert(SecretMQTTTLS, ca, append(slices.Clone(DefaultSANs), o.SANs...)); err != nil {
+		return res, err
+	}
+	if err := g.serverCert(SecretDashboardTLS, ca, append(slices.Clone(DefaultDashboardSANs), o.DashboardSANs...)); err != nil {
 		return res, err
 	}
 	if _, err := g.token(SecretInflux, "admin-password"); err != nil {
@@ -266,55 +288,60 @@ func (g gen) passwd(pw map[string]string) error {
 	return g.derived(SecretMQTT, "passwd", []byte(strings.Join(out, "\n")+"\n"))
 }
 
-// tls keeps the CA (ca.crt with ca/ca.key) or makes one, and keeps the
-// server certificate while the CA signed it, it covers every name in sans
-// and has 30 days left; otherwise it issues a new one.
-func (g gen) tls(sans []string) error {
+// ca keeps the CA (edgeflow-mqtt-tls/ca.crt with ca/ca.key) or makes one.
+func (g gen) ca() (*secure.CA, error) {
 	certPEM, err := g.read(SecretMQTTTLS, "ca.crt")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	keyPEM, err := g.read(caDir, "ca.key")
 	if err != nil {
-		return err
+		return nil, err
 	}
-	var ca *secure.CA
 	if certPEM != nil && keyPEM != nil {
-		if ca, err = secure.LoadCA(certPEM, keyPEM); err != nil {
-			return fmt.Errorf("%s and %s: %w (delete both to make a new CA)",
+		ca, err := secure.LoadCA(certPEM, keyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("%s and %s: %w (delete both to make a new CA)",
 				g.path(SecretMQTTTLS, "ca.crt"), g.path(caDir, "ca.key"), err)
 		}
 		g.res.add(g.path(SecretMQTTTLS, "ca.crt"), "kept")
 		g.res.add(g.path(caDir, "ca.key"), "kept")
-	} else {
-		if certPEM != nil || keyPEM != nil {
-			return fmt.Errorf("only one of %s and %s exists: restore the other, or delete both to make a new CA (devices that pinned the old one must get the new ca.crt)",
-				g.path(SecretMQTTTLS, "ca.crt"), g.path(caDir, "ca.key"))
-		}
-		if ca, err = secure.NewCA("edgeflow CA", secure.CAValidity); err != nil {
-			return err
-		}
-		if err := g.write(caDir, "ca.key", ca.KeyPEM); err != nil {
-			return err
-		}
-		if err := g.write(SecretMQTTTLS, "ca.crt", ca.CertPEM); err != nil {
-			return err
-		}
-		g.res.add(g.path(SecretMQTTTLS, "ca.crt"), "created")
-		g.res.add(g.path(caDir, "ca.key"), "created")
+		return ca, nil
 	}
+	if certPEM != nil || keyPEM != nil {
+		return nil, fmt.Errorf("only one of %s and %s exists: restore the other, or delete both to make a new CA (devices that pinned the old one must get the new ca.crt)",
+			g.path(SecretMQTTTLS, "ca.crt"), g.path(caDir, "ca.key"))
+	}
+	ca, err := secure.NewCA("edgeflow CA", secure.CAValidity)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.write(caDir, "ca.key", ca.KeyPEM); err != nil {
+		return nil, err
+	}
+	if err := g.write(SecretMQTTTLS, "ca.crt", ca.CertPEM); err != nil {
+		return nil, err
+	}
+	g.res.add(g.path(SecretMQTTTLS, "ca.crt"), "created")
+	g.res.add(g.path(caDir, "ca.key"), "created")
+	return ca, nil
+}
 
-	crt, err := g.read(SecretMQTTTLS, "tls.crt")
+// serverCert keeps secret's server certificate (tls.crt with tls.key) while ca
+// signed it, it covers every name in sans and has 30 days left; otherwise it
+// issues a new one.
+func (g gen) serverCert(secret string, ca *secure.CA, sans []string) error {
+	crt, err := g.read(secret, "tls.crt")
 	if err != nil {
 		return err
 	}
-	key, err := g.read(SecretMQTTTLS, "tls.key")
+	key, err := g.read(secret, "tls.key")
 	if err != nil {
 		return err
 	}
 	if crt != nil && key != nil && serverCertValid(ca, crt, key, sans) {
-		g.res.add(g.path(SecretMQTTTLS, "tls.crt"), "kept")
-		g.res.add(g.path(SecretMQTTTLS, "tls.key"), "kept")
+		g.res.add(g.path(secret, "tls.crt"), "kept")
+		g.res.add(g.path(secret, "tls.key"), "kept")
 		return nil
 	}
 	action := "created"
@@ -325,14 +352,14 @@ func (g gen) tls(sans []string) error {
 	if err != nil {
 		return err
 	}
-	if err := g.write(SecretMQTTTLS, "tls.key", key); err != nil {
+	if err := g.write(secret, "tls.key", key); err != nil {
 		return err
 	}
-	if err := g.write(SecretMQTTTLS, "tls.crt", crt); err != nil {
+	if err := g.write(secret, "tls.crt", crt); err != nil {
 		return err
 	}
-	g.res.add(g.path(SecretMQTTTLS, "tls.crt"), action)
-	g.res.add(g.path(SecretMQTTTLS, "tls.key"), action)
+	g.res.add(g.path(secret, "tls.crt"), action)
+	g.res.add(g.path(secret, "tls.key"), action)
 	return nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -92,7 +93,7 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 		"edgeflow-mqtt-tls/ca.crt", "edgeflow-mqtt-tls/tls.crt", "edgeflow-mqtt-tls/tls.key", "ca/ca.key",
 		"edgeflow-influxdb/admin-password", "edgeflow-influxdb/token",
 		"edgeflow-influxdb/processor-password", "edgeflow-influxdb/dashboard-password",
-		"edgeflow-dashboard/token",
+		"edgeflow-dashboard/token", "edgeflow-dashboard-tls/tls.crt", "edgeflow-dashboard-tls/tls.key",
 	}
 	if len(files) != len(want) {
 		t.Errorf("%d files, want %d: %v", len(files), len(want), files)
@@ -198,6 +199,83 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 	now = snapshot(t, dir)
 	if got, want := string(now["edgeflow-influxdb/processor-token"]), "processor:"+string(now["edgeflow-influxdb/processor-password"]); got != want {
 		t.Errorf("-influx18 processor-token %q, want processor:<processor-password>", got)
+	}
+}
+
+// The dashboard's HTTPS certificate (Traefik serves it for the k3s overlays' Ingress):
+// signed by the broker's CA, valid for the dashboard's Service names and every
+// -dashboard-san (DASHBOARD_HOST, the nodes), a server certificate of its own key; a new
+// name reissues it and nothing else. A TLS server with it is verified by a client that
+// trusts only ca.crt.
+func TestDashboardCertificate(t *testing.T) {
+	dir := t.TempDir()
+	generate(t, Options{Dir: dir})
+	first := snapshot(t, dir)
+	res := generate(t, Options{Dir: dir, DashboardSANs: []string{"edgeflow.example.com", "192.0.2.9"}})
+	if a := actions(res, dir); a["edgeflow-dashboard-tls/tls.crt"] != "updated" || a["edgeflow-dashboard-tls/tls.key"] != "updated" ||
+		a["edgeflow-mqtt-tls/tls.crt"] != "kept" || a["edgeflow-mqtt-tls/ca.crt"] != "kept" || a["ca/ca.key"] != "kept" {
+		t.Errorf("after -dashboard-san: %v; want only the dashboard's certificate reissued", a)
+	}
+	files := snapshot(t, dir)
+	if !bytes.Equal(files["edgeflow-mqtt-tls/tls.crt"], first["edgeflow-mqtt-tls/tls.crt"]) {
+		t.Error("a dashboard name changed the broker's certificate")
+	}
+	crtPEM, keyPEM := files["edgeflow-dashboard-tls/tls.crt"], files["edgeflow-dashboard-tls/tls.key"]
+	if strings.Contains(string(crtPEM), "PRIVATE KEY") {
+		t.Error("tls.crt holds a private key")
+	}
+	if bytes.Equal(keyPEM, files["edgeflow-mqtt-tls/tls.key"]) {
+		t.Error("the dashboard shares the broker's key")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(files["edgeflow-mqtt-tls/ca.crt"])
+	c := leaf(t, crtPEM)
+	for _, n := range append(slices.Clone(DefaultDashboardSANs), "edgeflow.example.com", "192.0.2.9") {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			t.Errorf("dashboard certificate for %s: %v", n, err)
+		}
+	}
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: "mosquitto"}); err == nil {
+		t.Error("the dashboard's certificate is valid for mosquitto: it must name the dashboard only")
+	}
+	if d := c.NotAfter.Sub(c.NotBefore); d < 364*24*time.Hour || d > 367*24*time.Hour {
+		t.Errorf("dashboard certificate valid %v, want a year", d)
+	}
+	for f, a := range actions(generate(t, Options{Dir: dir, DashboardSANs: []string{"192.0.2.9", "edgeflow.example.com"}}), dir) {
+		if a != "kept" {
+			t.Errorf("same names again: %s %s", f, a)
+		}
+	}
+
+	// A TLS server with the pair, a client trusting only ca.crt and asking for
+	// DASHBOARD_HOST: the handshake verifies.
+	pair, err := tls.X509KeyPair(crtPEM, keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{pair}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = conn.(*tls.Conn).Handshake()
+			conn.Close()
+		}
+	}()
+	for _, name := range []string{"edgeflow.example.com", "other.example.com"} {
+		conn, err := tls.Dial("tcp", ln.Addr().String(), &tls.Config{RootCAs: roots, ServerName: name})
+		if err == nil {
+			conn.Close()
+		}
+		if (name == "edgeflow.example.com") != (err == nil) {
+			t.Errorf("TLS handshake asking for %s: %v", name, err)
+		}
 	}
 }
 
