@@ -80,8 +80,10 @@ type cluster struct {
 func (c *cluster) portForward(target string, remote int) (int, func()) {
 	c.t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "port-forward", target, fmt.Sprintf("127.0.0.1:0:%d", remote))
+	cmd := exec.CommandContext(ctx, "kubectl", "-n", namespace, "port-forward", "--address", "127.0.0.1", target, fmt.Sprintf(":%d", remote))
 	cmd.Env = append(append([]string(nil), c.env...), "KUBECONFIG="+c.kubeconfig)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)
@@ -96,7 +98,7 @@ func (c *cluster) portForward(target string, remote int) (int, func()) {
 	var port int
 	if _, serr := fmt.Sscanf(strings.TrimSpace(line), "Forwarding from 127.0.0.1:%d", &port); err != nil || serr != nil {
 		stop()
-		c.t.Fatalf("kubectl port-forward %s: %q: %v %v", target, line, err, serr)
+		c.t.Fatalf("kubectl port-forward %s: %q: %v %v: %s", target, line, err, serr, stderr.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 	return port, stop
