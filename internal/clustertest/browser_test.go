@@ -65,7 +65,7 @@ func (c *cluster) checkDashboardInBrowser(base, token string) {
 		c.t.Errorf("chromium at %s: the overview does not show dev-0000 and dev-0039 live: %v\npage text:\n%s", base, err, text)
 		return
 	}
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: a PNG
 	if err == nil {
 		_ = os.WriteFile(filepath.Join(c.artifacts, "dashboard-"+c.layout.name+".png"), png, 0o644)
 	}
