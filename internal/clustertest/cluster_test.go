@@ -664,7 +664,7 @@ func (c *cluster) ingressClient() (string, *http.Client) {
 		time.Sleep(time.Second)
 	}
 	if err != nil {
-		c.t.Errorf("dashboard through the Ingress: http://%s/: %v (no Traefik on the K3s layout?)", c.nodeIP, err)
+		c.t.Errorf("dashboard through the Ingress: http://%s/: %v (no Traefik on the K3s layout, or no ServiceLB for its LoadBalancer Service?)", c.nodeIP, err)
 		return base, client
 	}
 	resp.Body.Close()
