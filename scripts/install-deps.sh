@@ -6,6 +6,7 @@
 #   sets:  clients  mosquitto-clients (task up: its MQTT broker is NATS's own listener)
 #          broker   mosquitto and mosquitto-clients (the tests' real broker)
 #          cluster  the dev cluster's packages (scripts/devcluster/install-deps.sh --list)
+#          cluster-k3s  the same for its K3s layout (LAYOUT=k3s: adds busybox-static)
 #   any other word is a Debian package name (e.g. chromium, for the browser tests).
 #   --check only reports what is missing, and exits 1 if anything is.
 #
@@ -37,6 +38,10 @@ for word in "$@"; do
 	broker) wanted+=(mosquitto mosquitto-clients) ;;
 	cluster)
 		list=$(bash "$here/devcluster/install-deps.sh" --list)
+		mapfile -t -O "${#wanted[@]}" wanted <<<"$list"
+		;;
+	cluster-k3s)
+		list=$(DEVCLUSTER_LAYOUT=k3s bash "$here/devcluster/install-deps.sh" --list)
 		mapfile -t -O "${#wanted[@]}" wanted <<<"$list"
 		;;
 	*) wanted+=("$word") ;;

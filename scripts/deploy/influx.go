@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/influxdata/influxdb-client-go/v2/domain"
 	"github.com/kelseyhightower/envconfig"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edgeflow/edgeflow/internal/influxadmin"
 )
@@ -24,6 +27,44 @@ const (
 	influxRawBucket = "edgeflow/raw"
 )
 
+// InfluxAnnotation on the influxdb StatefulSet names the InfluxDB API generation the
+// manifests run: Influx18 (manifests/base) or Influx2 (manifests/components/influxdb2).
+const (
+	InfluxAnnotation = "edgeflow.io/influxdb"
+	Influx18         = "1.8"
+	Influx2          = "2"
+)
+
+// InfluxAPI reads InfluxAnnotation from the influxdb StatefulSet of a rendered overlay.
+func InfluxAPI(rendered []byte) (string, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(rendered))
+	for {
+		var o struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name        string            `yaml:"name"`
+				Annotations map[string]string `yaml:"annotations"`
+			} `yaml:"metadata"`
+		}
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			return "", errors.New("the overlay has no StatefulSet influxdb")
+		}
+		if err != nil {
+			return "", fmt.Errorf("rendered overlay: %w", err)
+		}
+		if o.Kind != "StatefulSet" || o.Metadata.Name != "influxdb" {
+			continue
+		}
+		switch v := o.Metadata.Annotations[InfluxAnnotation]; v {
+		case Influx18, Influx2:
+			return v, nil
+		default:
+			return "", fmt.Errorf("StatefulSet influxdb: annotation %s=%q, want %q (manifests/base) or %q (components/influxdb2)", InfluxAnnotation, v, Influx18, Influx2)
+		}
+	}
+}
+
 // influxUsers are the services' users and what each may do on the buckets.
 var influxUsers = []struct {
 	name      string
@@ -32,11 +73,12 @@ var influxUsers = []struct {
 
 // setupInflux does what needs InfluxDB's admin credential, through a port-forward, at
 // every deploy: the buckets with the retention of EDGEFLOW_INFLUX_RAW_RETENTION_DAYS and
-// _WINDOW_RETENTION_DAYS, and the services' credentials. 1.8 (dev cluster): the admin
-// user, the database, its retention policies and the services' users (influxadmin). 2.x:
-// the buckets' retention rules and, once, an authorization per service whose token goes
-// into the edgeflow-influxdb Secret.
-func setupInflux(ctx context.Context, k *Kube) error {
+// _WINDOW_RETENTION_DAYS, and the services' credentials. api is InfluxAPI's answer. 1.8
+// (every shipped overlay): the admin user, the database, its retention policies and the
+// services' users (influxadmin). 2.x (components/influxdb2, untested): the buckets'
+// retention rules and, once, an authorization per service whose token goes into the
+// edgeflow-influxdb Secret.
+func setupInflux(ctx context.Context, k *Kube, api string) error {
 	var r influxadmin.Retention
 	if err := envconfig.Process("edgeflow", &r); err != nil {
 		return err
@@ -55,7 +97,7 @@ func setupInflux(ctx context.Context, k *Kube) error {
 	}
 	defer stop()
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	if k.DevCluster() {
+	if api == Influx18 {
 		password, err := read("admin-password")
 		if err != nil {
 			return err
@@ -105,7 +147,8 @@ func setupInflux(ctx context.Context, k *Kube) error {
 // setupInflux2 sets the buckets' retention on InfluxDB 2.x (creating the raw bucket) and
 // makes an authorization per service whose <user>-token is not stored yet: write on both
 // buckets for the processor, read for the dashboard. It reports whether it stored a token.
-// Not run by any test: InfluxDB 2.x does not build here.
+// Not run by any test: InfluxDB 2.x does not build here (components/influxdb2 lists
+// everything 2.x takes that is untested).
 func setupInflux2(ctx context.Context, url, token string, r influxadmin.Retention,
 	stored func(key string) bool, store func(key, value string) error) (bool, error) {
 	c := influxdb2.NewClient(url, token)

@@ -22,10 +22,18 @@
 //	PLACEMENT        where the pods may run: empty (default) anywhere; "edge" only on the
 //	                 nodes labelled edgeflow.io/edge=true, tolerating the taint
 //	                 edgeflow.io/edge=true:NoSchedule (manifests/components/edge-agents)
+//	COMPONENTS       more of manifests/components/ to add to the overlay, comma-separated
+//	                 (e.g. influxdb2, ingest-share-group)
+//	IMAGES           "local": build every image here (the third-party ones from source),
+//	                 side-load them into the dev cluster of scripts/devcluster (either
+//	                 layout: LAYOUT, DEVCLUSTER_DIR) and add components/local-images, the
+//	                 one place the images are swapped; the devcluster overlays imply it.
+//	                 Empty (default): the base's upstream images are pulled
 //
 // Nothing committed is edited: the overlay is rendered through a kustomization generated
-// in .build/deploy/<overlay>/ that names the images just built (and the placement's
-// component).
+// in .build/deploy/<overlay>/ that names the images just built (and the components of the
+// placement, of COMPONENTS and of IMAGES=local). The InfluxDB set-up follows the rendered
+// StatefulSet's edgeflow.io/influxdb annotation: 1.8 (the base) or 2 (components/influxdb2).
 package main
 
 import (
@@ -72,12 +80,30 @@ type Config struct {
 	Cluster       string
 	DashboardHost string
 	Timeout       time.Duration
-	Placement     string // a key of Placements
+	Placement     string   // a key of Placements
+	Components    []string // COMPONENTS: names under manifests/components
+	Images        string   // IMAGES: "" or "local"
 }
 
 // DevCluster reports whether the overlay is one of the dev cluster's (devcluster,
 // devcluster-ha): side-loaded images, third-party images built from source, InfluxDB 1.8.
 func (c Config) DevCluster() bool { return strings.HasPrefix(c.Overlay, "devcluster") }
+
+// LocalImages reports whether every image is built here and side-loaded into the dev
+// cluster (either layout) rather than pulled: IMAGES=local or a devcluster overlay.
+func (c Config) LocalImages() bool { return c.DevCluster() || c.Images == "local" }
+
+// components are the manifests/components added to the overlay, in order: the
+// placement's, COMPONENTS, and local-images for IMAGES=local (the devcluster overlays
+// have it already).
+func (c Config) components() []string {
+	out := append([]string(nil), Placements[c.Placement]...)
+	out = append(out, c.Components...)
+	if c.Images == "local" && !c.DevCluster() {
+		out = append(out, "local-images")
+	}
+	return out
+}
 
 func (c Config) buildDir(parts ...string) string {
 	return filepath.Join(append([]string{c.Root, ".build"}, parts...)...)
@@ -150,6 +176,19 @@ func loadConfig() (Config, error) {
 		DashboardHost: os.Getenv("DASHBOARD_HOST"),
 		Timeout:       5 * time.Minute,
 		Placement:     os.Getenv("PLACEMENT"),
+		Images:        os.Getenv("IMAGES"),
+	}
+	for _, name := range strings.Split(os.Getenv("COMPONENTS"), ",") {
+		if name = strings.TrimSpace(name); name == "" {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(root, "manifests", "components", name, "kustomization.yaml")); err != nil {
+			return c, fmt.Errorf("COMPONENTS: no manifests/components/%s/kustomization.yaml", name)
+		}
+		c.Components = append(c.Components, name)
+	}
+	if c.Images != "" && c.Images != "local" {
+		return c, fmt.Errorf("IMAGES=%s: unknown; allowed: local (build here, side-load into the dev cluster), or empty to pull the upstream images", c.Images)
 	}
 	if c.Kubeconfig == "" {
 		// The dev cluster's admin kubeconfig (scripts/devcluster/env.sh), else K3s's.

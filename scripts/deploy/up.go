@@ -47,11 +47,20 @@ func up(ctx context.Context, k *Kube) error {
 	if err := deliverImages(ctx, k, nodes, images); err != nil {
 		return err
 	}
-	if err := secrets(ctx, k, nodes); err != nil {
-		return err
-	}
 	dir, err := writeKustomization(k.Config, images)
 	if err != nil {
+		return err
+	}
+	rendered, err := k.Output(ctx, "kustomize", dir)
+	if err != nil {
+		return err
+	}
+	influx, err := InfluxAPI([]byte(rendered))
+	if err != nil {
+		return err
+	}
+	logf("influxdb: API %s (StatefulSet influxdb, annotation %s)", influx, InfluxAnnotation)
+	if err := secrets(ctx, k, nodes, influx); err != nil {
 		return err
 	}
 	tApply := time.Now()
@@ -63,7 +72,7 @@ func up(ctx context.Context, k *Kube) error {
 	if err := k.WaitRollouts(ctx, []string{"influxdb"}, k.Timeout); err != nil {
 		return err
 	}
-	if err := setupInflux(ctx, k); err != nil {
+	if err := setupInflux(ctx, k, influx); err != nil {
 		return err
 	}
 	if err := k.WaitRollouts(ctx, Workloads, k.Timeout-time.Since(tApply)); err != nil {
@@ -154,9 +163,10 @@ func buildImages(ctx context.Context, c Config, only []string) ([]Image, error) 
 	switch {
 	case c.Registry != "":
 		args = append(args, "-registry", c.Registry, "-push")
-	case c.DevCluster():
-		// -load imports into the dev cluster's containerd; the third-party images are
-		// built for this machine, which is the dev cluster's node.
+	case c.LocalImages():
+		// -load imports into the dev cluster's containerd (env.sh's LAYOUT and
+		// DEVCLUSTER_DIR say which); the third-party images are built for this
+		// machine, which is the dev cluster's node.
 		args = append(args, "-load")
 		if len(only) == 0 {
 			args = append(args, "-thirdparty")
@@ -196,7 +206,7 @@ func readImages(path string) ([]Image, error) {
 // into this machine's K3s when it is a node, and the commands for the other nodes are
 // printed.
 func deliverImages(ctx context.Context, k *Kube, nodes []Node, images []Image) error {
-	if k.Registry != "" || k.DevCluster() {
+	if k.Registry != "" || k.LocalImages() {
 		return nil
 	}
 	var tarballs []string
@@ -232,7 +242,7 @@ func deliverImages(ctx context.Context, k *Kube, nodes []Node, images []Image) e
 // secrets generates the credentials once (scripts/secrets is idempotent) and applies one
 // Secret per subfolder of .build/secrets/<cluster>/. The broker's and the dashboard's
 // certificates name every node (and the dashboard's DASHBOARD_HOST).
-func secrets(ctx context.Context, k *Kube, nodes []Node) error {
+func secrets(ctx context.Context, k *Kube, nodes []Node, influx string) error {
 	dir := k.buildDir("secrets", k.Cluster)
 	args := []string{"run", "./scripts/secrets", "-out", dir}
 	for _, n := range nodes {
@@ -244,7 +254,7 @@ func secrets(ctx context.Context, k *Kube, nodes []Node) error {
 	if k.DashboardHost != "" {
 		args = append(args, "-dashboard-san", k.DashboardHost)
 	}
-	if k.DevCluster() {
+	if influx == Influx18 {
 		args = append(args, "-influx18")
 	}
 	cmd := exec.CommandContext(ctx, "go", args...)
@@ -293,8 +303,8 @@ func writeKustomization(c Config, images []Image) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by scripts/deploy (task deploy) for this cluster; not committed, rewritten every deploy.\n")
 	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - %s\n", filepath.ToSlash(rel))
-	if components := Placements[c.Placement]; len(components) > 0 {
-		fmt.Fprintf(&b, "# PLACEMENT=%s\ncomponents:\n", c.Placement)
+	if components := c.components(); len(components) > 0 {
+		fmt.Fprintf(&b, "# PLACEMENT=%s COMPONENTS=%s IMAGES=%s\ncomponents:\n", c.Placement, strings.Join(c.Components, ","), c.Images)
 		for _, comp := range components {
 			rel, err := filepath.Rel(dir, filepath.Join(c.Root, "manifests", "components", comp))
 			if err != nil {

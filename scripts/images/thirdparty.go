@@ -15,9 +15,9 @@ import (
 	"time"
 )
 
-// The third-party images the devcluster overlay runs (it has no internet to
-// pull the upstream ones). Their versions are their tags: the overlay names
-// them, so changing one here means changing it there.
+// The third-party images the dev cluster runs (it has no internet to pull the
+// upstream ones). Their versions are their tags: manifests/components/local-images
+// names them, so changing one here means changing it there (a test compares).
 const (
 	natsVersion      = "2.15.2"
 	mosquittoVersion = "2.0.11"
@@ -223,7 +223,7 @@ func ensureMosquitto(ctx context.Context, log *slog.Logger, root string) error {
 		return fmt.Errorf("dpkg-query mosquitto: %w (is /usr/sbin/mosquitto from Debian's package?)", err)
 	}
 	if got := UpstreamVersion(string(out)); got != mosquittoVersion {
-		return fmt.Errorf("this host's mosquitto package is %s (upstream %s); the image is tagged %s and the devcluster overlay expects that version",
+		return fmt.Errorf("this host's mosquitto package is %s (upstream %s); the image is tagged %s and manifests/components/local-images expects that version",
 			out, got, mosquittoVersion)
 	}
 	return nil
