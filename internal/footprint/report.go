@@ -71,7 +71,7 @@ func WriteMarkdown(w io.Writer, phases []Phase) error {
 			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.1f |\n", name, s.Kind, s.Procs, mib(s.PeakRSS), mib(s.PeakPSS), mib(s.MeanPSS), 100*s.CPUCores)
 		}
 		t := p.Totals()
-		for _, k := range []string{ControlPlane, Node, Pod} {
+		for _, k := range []string{Server, ControlPlane, Node, Pod} {
 			if s, ok := t[k]; ok {
 				fmt.Fprintf(&b, "| **all of %s** | | %d | %s | %s | **%s** | **%.1f** |\n", k, s.Procs, mib(s.PeakRSS), mib(s.PeakPSS), mib(s.MeanPSS), 100*s.CPUCores)
 			}
@@ -93,7 +93,7 @@ const (
 )
 
 // phaseColours are distinct on white and for common colour blindness (Okabe-Ito).
-var phaseColours = []string{"#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#E69F00"}
+var phaseColours = []string{"#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#E69F00", "#0072B2"}
 
 // row is one line of the figure: a component, or one pod of a workload
 // (the biggest of its replicas).
