@@ -225,63 +225,88 @@ const readme = "k3s-io/k3s README"
 
 // HalfTheMemory compares the Kubernetes processes' mean PSS (datastore
 // included) in each measured phase: it holds where K3s's is at most half
-// the stock one, roughly where at most 55 %.
+// the stock one, roughly where at most 55 %. Summed RSS, which counts the
+// pages of a binary shared by several processes once per process (what
+// adding up ps or top figures gives), is reported beside it: it may halve
+// where PSS does not.
 func HalfTheMemory(stock, k3s Layout) Claim {
 	c := Claim{Claim: `"half the memory"`, Source: readme}
 	var parts []string
-	worst := 0.0
+	worst, worstRSS := 0.0, 0.0
 	for _, ph := range []string{PhaseClusterIdle, PhasePipelineIdle, PhaseLoad} {
-		s, k := stock.Group(ph, GroupKubernetes).MeanPSS, k3s.Group(ph, GroupKubernetes).MeanPSS
-		if s <= 0 || k <= 0 {
+		sg, kg := stock.Group(ph, GroupKubernetes), k3s.Group(ph, GroupKubernetes)
+		if sg.MeanPSS <= 0 || kg.MeanPSS <= 0 {
 			c.Measured, c.Verdict = "phase "+ph+" not measured on both layouts", NotShown
 			return c
 		}
-		r := float64(k) / float64(s)
+		r := float64(kg.MeanPSS) / float64(sg.MeanPSS)
 		worst = max(worst, r)
-		parts = append(parts, fmt.Sprintf("%s: %s vs %s (%.0f %%)", ph, mibs(k), mibs(s), 100*r))
+		if sg.PeakRSS > 0 {
+			worstRSS = max(worstRSS, float64(kg.PeakRSS)/float64(sg.PeakRSS))
+		}
+		parts = append(parts, fmt.Sprintf("%s: %s vs %s (%.0f %%)", ph, mibs(kg.MeanPSS), mibs(sg.MeanPSS), 100*r))
 	}
 	sc, kc := stock.Group(PhasePipelineIdle, GroupContainerd).MeanPSS, k3s.Group(PhasePipelineIdle, GroupContainerd).MeanPSS
-	sk, kk := stock.Group(PhasePipelineIdle, GroupKubernetes).MeanPSS, k3s.Group(PhasePipelineIdle, GroupKubernetes).MeanPSS
+	sg, kg := stock.Group(PhasePipelineIdle, GroupKubernetes), k3s.Group(PhasePipelineIdle, GroupKubernetes)
 	c.Measured = "Kubernetes processes' mean PSS, K3s layout vs stock: " + strings.Join(parts, "; ") +
-		fmt.Sprintf(". With containerd and its shims (pipeline idle): %s vs %s (%.0f %%)", mibs(kk+kc), mibs(sk+sc), 100*float64(kk+kc)/float64(sk+sc))
+		fmt.Sprintf(". With containerd and its shims (pipeline idle): %s vs %s (%.0f %%). Summed peak RSS (pipeline idle): %s vs %s (%.0f %%)",
+			mibs(kg.MeanPSS+kc), mibs(sg.MeanPSS+sc), 100*float64(kg.MeanPSS+kc)/float64(sg.MeanPSS+sc),
+			mibs(kg.PeakRSS), mibs(sg.PeakRSS), 100*float64(kg.PeakRSS)/float64(max(sg.PeakRSS, 1)))
 	switch {
 	case worst <= 0.5:
 		c.Verdict = Holds
 	case worst <= 0.55:
 		c.Verdict = HoldsAbout
+	case worstRSS > 0 && worstRSS <= 0.55:
+		c.Verdict = fmt.Sprintf("%s in PSS (%.0f %% at most); holds only in summed RSS (%.0f %% at most), which counts the stock layout's shared binary once per process",
+			DoesNotHold, 100*worst, 100*worstRSS)
 	default:
 		c.Verdict = fmt.Sprintf("%s: %.0f %% of the stock layout's memory at most, not 50 %%", DoesNotHold, 100*worst)
 	}
 	return c
 }
 
-// OneProcess splits the memory saved (pipeline idle) between its two
-// causes. The datastore's share cannot exceed etcd's PSS (kine inside
-// k3s-server costs at least nothing), so the rest, at least S - etcd of
-// the saving S, comes from running the components in one process.
+// OneProcess splits the memory saved in each phase between its two causes.
+// The datastore's share cannot exceed etcd's PSS (kine inside k3s-server
+// costs at least nothing), so the rest, at least S - etcd of the saving S,
+// comes from running the components in one process. It holds where that
+// bound is at least half the saving in every phase.
 func OneProcess(stock, k3s Layout) Claim {
 	c := Claim{Claim: `"memory footprint reduced primarily by running many components inside of a single process"`, Source: readme}
-	s, k := stock.Group(PhasePipelineIdle, GroupKubernetes).MeanPSS, k3s.Group(PhasePipelineIdle, GroupKubernetes).MeanPSS
-	etcd, ok := stock.Stat(PhasePipelineIdle, "etcd")
-	if s <= 0 || k <= 0 || !ok {
-		c.Measured, c.Verdict = "pipeline idle not measured on both layouts", NotShown
+	var parts []string
+	least, any := 1.0, false
+	for _, ph := range []string{PhaseClusterIdle, PhasePipelineIdle, PhaseLoad} {
+		s, k := stock.Group(ph, GroupKubernetes).MeanPSS, k3s.Group(ph, GroupKubernetes).MeanPSS
+		etcd, ok := stock.Stat(ph, "etcd")
+		if s <= 0 || k <= 0 || !ok {
+			continue
+		}
+		any = true
+		saved := s - k
+		if saved <= 0 {
+			parts = append(parts, fmt.Sprintf("%s: nothing saved (%s vs %s)", ph, mibs(k), mibs(s)))
+			least = -1
+			continue
+		}
+		oneProc := max(saved-etcd.MeanPSS, 0)
+		share := float64(oneProc) / float64(saved)
+		least = min(least, share)
+		parts = append(parts, fmt.Sprintf("%s: saved %s, etcd %s, so one process saves at least %s (%.0f %%)",
+			ph, mibs(saved), mibs(etcd.MeanPSS), mibs(oneProc), 100*share))
+	}
+	if !any {
+		c.Measured, c.Verdict = "not measured on both layouts", NotShown
 		return c
 	}
-	saved := s - k
-	if saved <= 0 {
-		c.Measured = fmt.Sprintf("no memory saved: %s (K3s layout) vs %s (stock)", mibs(k), mibs(s))
-		c.Verdict = DoesNotHold
-		return c
-	}
-	oneProc := saved - etcd.MeanPSS
-	share := float64(oneProc) / float64(saved)
-	c.Measured = fmt.Sprintf("saved %s (pipeline idle). etcd took %s, so kine/SQLite instead of etcd saves at most %s; "+
-		"one process instead of five saves at least %s (%.0f %% of the saving)",
-		mibs(saved), mibs(etcd.MeanPSS), mibs(min(etcd.MeanPSS, saved)), mibs(max(oneProc, 0)), 100*max(share, 0))
-	if share >= 0.5 {
+	c.Measured = "kine/SQLite instead of etcd saves at most what etcd took; the rest of the saving comes from one process instead of five. " +
+		strings.Join(parts, "; ")
+	switch {
+	case least < 0:
+		c.Verdict = DoesNotHold + ": no memory saved in a phase"
+	case least >= 0.5:
 		c.Verdict = Holds
-	} else {
-		c.Verdict = NotShown + fmt.Sprintf(": the bound leaves the one process at least %.0f %% of the saving", 100*max(share, 0))
+	default:
+		c.Verdict = fmt.Sprintf("%s: the bound leaves one process at least %.0f %% of the saving in the least favourable phase", NotShown, 100*least)
 	}
 	return c
 }

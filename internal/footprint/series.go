@@ -18,8 +18,13 @@ const (
 	serBottom = 50
 )
 
-// layoutColours: stock, K3s layout (Okabe-Ito blue and vermilion).
-var layoutColours = []string{"#0072B2", "#D55E00"}
+// layoutColour: stock blue, the K3s layout vermilion (Okabe-Ito).
+func layoutColour(l Layout) string {
+	if l.Name == "k3s" {
+		return "#D55E00"
+	}
+	return "#0072B2"
+}
 
 // WriteSeriesSVG draws each layout's PSS over time: the Kubernetes
 // processes (solid) and containerd with its shims (dashed), from the start
@@ -47,8 +52,8 @@ func WriteSeriesSVG(w io.Writer, title string, layouts []Layout) error {
 	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
 	b.WriteString(`<text x="10" y="40" fill="#444">PSS in MiB over seconds since up.sh started; solid: the Kubernetes processes (datastore included), dashed: containerd and its shims</text>` + "\n")
 	lx := serLeft
-	for i, l := range layouts {
-		c := layoutColours[i%len(layoutColours)]
+	for _, l := range layouts {
+		c := layoutColour(l)
 		fmt.Fprintf(&b, `<line x1="%d" y1="54" x2="%d" y2="54" stroke="%s" stroke-width="2"/><text x="%d" y="58">%s</text>`+"\n", lx, lx+24, c, lx+30, html.EscapeString(layoutLabel(l)))
 		lx += 60 + 7*len(layoutLabel(l))
 	}
@@ -60,8 +65,8 @@ func WriteSeriesSVG(w io.Writer, title string, layouts []Layout) error {
 		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle" fill="#444">%g</text>`+"\n", x(v), serH-serBottom+16, v)
 	}
 	fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="middle" fill="#444">s</text>`+"\n", serW/2, serH-serBottom+32)
-	for i, l := range layouts {
-		c := layoutColours[i%len(layoutColours)]
+	for _, l := range layouts {
+		c := layoutColour(l)
 		for _, line := range []struct {
 			dash string
 			v    func(Point) int64
@@ -74,9 +79,10 @@ func WriteSeriesSVG(w io.Writer, title string, layouts []Layout) error {
 				fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="1.8"%s points="%s"/>`+"\n", c, line.dash, strings.Join(pts, " "))
 			}
 		}
-		// Phase starts: a tick and the phase's name, one row per layout.
+		// Phase starts: a tick and the phase's name, the stock layout's at
+		// the top, the K3s layout's at the bottom.
 		ty := serTop - 10
-		if i == 1 {
+		if l.Name == "k3s" {
 			ty = serH - serBottom - 6
 		}
 		last := ""

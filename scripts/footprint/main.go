@@ -123,6 +123,7 @@ func main() {
 		lock     = flag.String("lock", "/tmp/edgeflow-cluster.lock", "the machine-wide cluster lock, held while each layout is up (\"\": the caller holds it)")
 		keep     = flag.Bool("keep", false, "leave the last layout running with the pipeline (only with -lock \"\", the caller holding the lock)")
 		out      = flag.String("out", filepath.Join(root, "bench", "results"), "where the report goes")
+		from     = flag.String("from", "", "measure nothing: write the report and figures again from a run's JSON (footprint-*.json)")
 	)
 	flag.DurationVar(&o.idle, "idle", 60*time.Second, "how long each idle phase is measured")
 	flag.DurationVar(&o.load, "load", 60*time.Second, "how long the load phase publishes")
@@ -131,6 +132,12 @@ func main() {
 	flag.DurationVar(&o.every, "every", 2*time.Second, "sampling interval")
 	flag.StringVar(&o.tour, "tour", "verbs", "management tour after the measurements: verbs (the task verbs and self-healing, on each layout), full (the stock layout also loses its kubelet, is drained, backed up and restored, its control plane restarted), none")
 	flag.Parse()
+	if *from != "" {
+		if err := rewrite(*from, *out); err != nil {
+			fail(err)
+		}
+		return
+	}
 	if os.Geteuid() != 0 {
 		fail(fmt.Errorf("the dev cluster and /proc of its processes need root"))
 	}
@@ -181,6 +188,25 @@ func main() {
 	if failed || werr != nil {
 		os.Exit(1)
 	}
+}
+
+// rewrite writes a run's report and figures again from its JSON, with this
+// version's tables, verdicts and figures.
+func rewrite(from, out string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	rep := &Report{}
+	if err := json.Unmarshal(data, rep); err != nil {
+		return fmt.Errorf("%s: %w", from, err)
+	}
+	base, err := rep.write(out)
+	if err != nil {
+		return err
+	}
+	logf("report: %s.md, %s.json, %s.svg, %s-time.svg", base, base, base, base)
+	return nil
 }
 
 // layout brings one layout up under the cluster lock, measures it, runs the
