@@ -612,9 +612,9 @@ func (rep *Report) writeMarkdown(b *strings.Builder) {
 	}
 	for _, l := range rep.Layouts {
 		fmt.Fprintf(b, "## %s\n\n", layoutTitles[l.Name])
-		fmt.Fprintf(b, "DEVCLUSTER_DIR %s, node IP %s. up.sh from a wiped state: node Ready after %s, cluster ready after %s (up.sh's own count), %s in all. "+
+		fmt.Fprintf(b, "DEVCLUSTER_DIR %s, node IP %s. up.sh from a wiped state: node Ready %s after the start of %s, after %s and cluster ready after %s (up.sh's own count), %s in all. "+
 			"task deploy took %s. Load phase: %.0f msgs/s asked of %d devices, %.0f achieved, %d acknowledged, %d failed.\n\n",
-			l.Dir, l.NodeIP, l.NodeReady, l.ClusterReady, l.UpTotal.Round(100*time.Millisecond),
+			l.Dir, l.NodeIP, l.ServerToReady, map[string]string{"stock": "etcd", "k3s": "k3s-server"}[l.Name], l.NodeReady, l.ClusterReady, l.UpTotal.Round(100*time.Millisecond),
 			l.Deploy.Round(time.Second), l.Load.Rate, l.Load.Devices, l.Load.Achieved, l.Load.Acked, l.Load.Failed)
 		_ = footprint.WriteMarkdown(b, l.Phases)
 		if len(l.Tour) > 0 {

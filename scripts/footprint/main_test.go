@@ -18,7 +18,7 @@ func TestReportMarkdown(t *testing.T) {
 		Started: time.Date(2026, 11, 26, 2, 34, 0, 0, time.UTC),
 		Machine: Machine{CPUs: 2, CPUModel: "Xeon", MemTotal: "24 GB", Kernel: "6.18", Kubernetes: "v1.34.4"},
 		Layouts: []*LayoutReport{
-			{Layout: footprint.Layout{Name: "stock", Deploy: 32 * time.Second, NodeReady: 7100 * time.Millisecond,
+			{Layout: footprint.Layout{Name: "stock", Deploy: 32 * time.Second, NodeReady: 7100 * time.Millisecond, ServerToReady: 6 * time.Second,
 				Phases: []footprint.Phase{{Name: footprint.PhasePipelineIdle, Duration: time.Minute, Samples: 31, Stats: []footprint.Stat{etcd}}}},
 				NodeIP: "172.30.250.2", Load: LoadResult{Rate: 1000, Devices: 100, Achieved: 999.4, Acked: 89998},
 				Tour: []ManageStep{
@@ -39,7 +39,7 @@ func TestReportMarkdown(t *testing.T) {
 		"## Side by side",
 		"| task deploy OVERLAY=devcluster, to every pod ready | 32.0 s | 40.0 s | 1.25× |",
 		"## stock layout: etcd and five component processes",
-		"node IP 172.30.250.2. up.sh from a wiped state: node Ready after 7.1s",
+		"node IP 172.30.250.2. up.sh from a wiped state: node Ready 6s after the start of etcd, after 7.1s",
 		"task deploy took 32s. Load phase: 1000 msgs/s asked of 100 devices, 999 achieved, 89998 acknowledged, 0 failed.",
 		"### pipeline idle (1m0s, 31 samples)",
 		"| etcd | control plane | 1 | 50.0 | 49.0 | 49.0 | 2.6 |",
