@@ -71,7 +71,7 @@ func WriteMarkdown(w io.Writer, phases []Phase) error {
 			fmt.Fprintf(&b, "| %s | %s | %d | %s | %s | %s | %.1f |\n", name, s.Kind, s.Procs, mib(s.PeakRSS), mib(s.PeakPSS), mib(s.MeanPSS), 100*s.CPUCores)
 		}
 		t := p.Totals()
-		for _, k := range []string{ControlPlane, Node, Pod} {
+		for _, k := range []string{Server, ControlPlane, Node, Pod} {
 			if s, ok := t[k]; ok {
 				fmt.Fprintf(&b, "| **all of %s** | | %d | %s | %s | **%s** | **%.1f** |\n", k, s.Procs, mib(s.PeakRSS), mib(s.PeakPSS), mib(s.MeanPSS), 100*s.CPUCores)
 			}
@@ -93,7 +93,7 @@ const (
 )
 
 // phaseColours are distinct on white and for common colour blindness (Okabe-Ito).
-var phaseColours = []string{"#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#E69F00"}
+var phaseColours = []string{"#56B4E9", "#009E73", "#D55E00", "#CC79A7", "#E69F00", "#0072B2"}
 
 // row is one line of the figure: a component, or one pod of a workload
 // (the biggest of its replicas).
@@ -148,7 +148,20 @@ func WriteSVG(w io.Writer, title string, phases []Phase) error {
 	x := func(b int64) float64 { return figLeft + plotW*float64(b)/(1<<20)/top }
 	rowH := len(phases)*barHeight + rowGap
 	kindGap := 14
-	height := figTop + len(rs)*rowH + 3*kindGap + 60
+	// The legend wraps to more lines when the phases' names do not fit on one.
+	type entry struct{ x, y int }
+	var legend []entry
+	lx, ly := figLeft, 48
+	for _, p := range phases {
+		w := 30 + 7*len(p.Name)
+		if lx+w > figWidth && lx > figLeft {
+			lx, ly = figLeft, ly+16
+		}
+		legend = append(legend, entry{lx, ly})
+		lx += w
+	}
+	plotTop := figTop + ly - 48
+	height := plotTop + len(rs)*rowH + 3*kindGap + 60
 
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
@@ -157,19 +170,18 @@ func WriteSVG(w io.Writer, title string, phases []Phase) error {
 	fmt.Fprintf(&b, `<text x="10" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", html.EscapeString(title))
 	fmt.Fprintf(&b, `<text x="10" y="40" fill="#444">mean PSS in MiB (shared pages split among the processes that map them); pods: the largest replica of each workload</text>`+"\n")
 	// Legend.
-	lx := figLeft
 	for i, p := range phases {
-		fmt.Fprintf(&b, `<rect x="%d" y="48" width="12" height="10" fill="%s"/><text x="%d" y="57">%s</text>`+"\n",
-			lx, phaseColours[i%len(phaseColours)], lx+16, html.EscapeString(p.Name))
-		lx += 30 + 7*len(p.Name)
+		e := legend[i]
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="10" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
+			e.x, e.y, phaseColours[i%len(phaseColours)], e.x+16, e.y+9, html.EscapeString(p.Name))
 	}
-	y := figTop
+	y := plotTop
 	plotBottom := height - 40
 	// Grid.
 	for v := 0.0; v <= top+step/2; v += step {
 		gx := figLeft + plotW*v/top
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="#ddd"/><text x="%.1f" y="%d" text-anchor="middle" fill="#444">%g</text>`+"\n",
-			gx, figTop-4, gx, plotBottom, gx, plotBottom+15, v)
+			gx, plotTop-4, gx, plotBottom, gx, plotBottom+15, v)
 	}
 	lastKind := ""
 	for _, r := range rs {

@@ -27,11 +27,16 @@ const (
 	ControlPlane = "control plane"
 	Node         = "node"
 	Pod          = "pod"
+	// Server is the K3s layout's one process: the datastore (kine on SQLite),
+	// the control plane, kubelet and kube-proxy.
+	Server = "server (control plane and node)"
 )
 
 // Components are the dev cluster's daemons (scripts/devcluster/up.sh), by
-// the names of their pid files, in the order reports list them.
+// the names of their pid files, in the order reports list them: the stock
+// layout's seven, or the K3s layout's k3s-server and containerd.
 var Components = []struct{ Name, Kind string }{
+	{"k3s-server", Server},
 	{"etcd", ControlPlane},
 	{"kube-apiserver", ControlPlane},
 	{"kube-controller-manager", ControlPlane},

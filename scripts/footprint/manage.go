@@ -37,18 +37,27 @@ type ManageStep struct {
 const (
 	tourNamespace   = "edgeflow"
 	tourNode        = "edgeflow-node"
-	tourNetns       = "/run/netns/efk8s"
-	tourAPIServer   = "https://172.30.250.2:6443"
-	tourDashboard   = "http://172.30.250.2:30080/healthz" // NodePort of the dashboard
-	tourEtcd        = "http://127.0.0.1:2379"             // inside the network namespace
-	tourProcessors  = 2                                   // the overlay's processor replicas
+	tourEtcd        = "http://127.0.0.1:2379" // inside the network namespace
+	tourProcessors  = 2                       // the overlay's processor replicas
 	tourStepTimeout = 3 * time.Minute
 	tourSettleLimit = 3 * time.Minute
 )
 
-// The daemons of the kit, by their pid file names in run/pids.
-var tourDaemons = []string{"etcd", "containerd", "kube-apiserver", "kube-controller-manager",
-	"kube-scheduler", "kubelet", "kube-proxy"}
+// Where the layout being toured answers; set by manageTour from the layout's node IP.
+var (
+	tourNetns     = "/run/netns/efk8s"
+	tourAPIServer = "https://172.30.250.2:6443"
+	tourDashboard = "http://172.30.250.2:30080/healthz" // NodePort of the dashboard
+)
+
+// The daemons of each layout of the kit, by their pid file names in run/pids.
+var layoutDaemons = map[string][]string{
+	"stock": {"etcd", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy"},
+	"k3s":   {"containerd", "k3s-server"},
+}
+
+// tourDaemons are the daemons of the layout being toured.
+var tourDaemons = layoutDaemons["stock"]
 
 // tourEnv is what every step needs.
 type tourEnv struct {
@@ -59,30 +68,45 @@ type tourEnv struct {
 
 // manageTour runs the management actions in order on the deployed pipeline (OVERLAY=devcluster,
 // all workloads Ready) and returns one step per action. root is the repo root, kubeconfig the
-// dev cluster's admin kubeconfig, dcDir the dev cluster dir (/tmp/edgeflow-devcluster).
-func manageTour(ctx context.Context, root, kubeconfig, dcDir string, logf func(format string, args ...any)) []ManageStep {
+// dev cluster's admin kubeconfig, dcDir the dev cluster dir (/tmp/edgeflow-devcluster), layout
+// stock or k3s, nodeIP its node's address. Every layout gets the task verbs (status, logs,
+// scale, rollout, rollback) and self-healing; full adds remote access and, on the stock
+// layout, whose daemons are separate processes, node loss, drain, etcd backup and restore,
+// secret encryption in etcd and a control-plane restart.
+func manageTour(ctx context.Context, root, kubeconfig, dcDir, layout, nodeIP string, full bool, logf func(format string, args ...any)) []ManageStep {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
+	tourDaemons = layoutDaemons[layout]
+	tourNetns = map[string]string{"stock": "/run/netns/efk8s", "k3s": "/run/netns/efk3s"}[layout]
+	tourAPIServer = "https://" + nodeIP + ":6443"
+	tourDashboard = "http://" + nodeIP + ":30080/healthz"
 	t := &tourEnv{root: root, kubeconfig: kubeconfig, dcDir: dcDir, kubectl: "kubectl", logf: logf}
 	if _, err := exec.LookPath("kubectl"); err != nil {
 		t.kubectl = filepath.Join(dcDir, "bin", "kubectl")
 	}
-	steps := []struct {
+	type step struct {
 		name string
 		run  func(context.Context, *ManageStep) error
-	}{
+	}
+	steps := []step{
+		{"status", t.tourStatus},
 		{"logs", t.tourLogs},
 		{"scale", t.tourScale},
 		{"rolling update", t.tourRollout},
 		{"rollback", t.tourRollback},
 		{"self-healing after pod loss", t.tourPodLoss},
-		{"node loss (kubelet down)", t.tourNodeLoss},
-		{"drain", t.tourDrain},
-		{"remote access by kubeconfig", t.tourRemote},
-		{"backup and restore of cluster state", t.tourBackup},
-		{"secret encryption at rest", t.tourEncryption},
-		{"in-place control-plane restart", t.tourControlPlane},
+	}
+	if full && layout == "stock" {
+		steps = append(steps,
+			step{"node loss (kubelet down)", t.tourNodeLoss},
+			step{"drain", t.tourDrain},
+			step{"remote access by kubeconfig", t.tourRemote},
+			step{"backup and restore of cluster state", t.tourBackup},
+			step{"secret encryption at rest", t.tourEncryption},
+			step{"in-place control-plane restart", t.tourControlPlane})
+	} else if full {
+		steps = append(steps, step{"remote access by kubeconfig", t.tourRemote})
 	}
 	if err := t.tourSettle(ctx); err != nil {
 		logf("tour: the pipeline is not all Ready before the tour: %v", err)
@@ -117,6 +141,32 @@ func manageTour(ctx context.Context, root, kubeconfig, dcDir string, logf func(f
 }
 
 // --- steps ---------------------------------------------------------------------------
+
+func (t *tourEnv) tourStatus(ctx context.Context, s *ManageStep) error {
+	s.Command = "go tool task status"
+	start := time.Now()
+	out, _, err := t.tourTask(ctx, "status")
+	s.Took = time.Since(start)
+	if err != nil {
+		return err
+	}
+	pods, running := 0, 0
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) >= 3 && strings.Contains(f[1], "/") && f[0] != "NAME" && f[0] != "POD" && !strings.Contains(f[0], ".apps/") {
+			pods++
+			if f[2] == "Running" {
+				running++
+			}
+		}
+	}
+	s.Observed = fmt.Sprintf("%d lines in %s: the node, the workloads and %d pods (%d Running) with restarts, "+
+		"last termination and memory from the kubelet's summary API.", strings.Count(out, "\n"), tourSecs(s.Took), pods, running)
+	if !strings.Contains(out, tourNode) || pods == 0 {
+		return fmt.Errorf("status shows no node %s or no pods:\n%s", tourNode, tourTail(out))
+	}
+	return nil
+}
 
 func (t *tourEnv) tourLogs(ctx context.Context, s *ManageStep) error {
 	s.Command = "go tool task logs -- processor"
