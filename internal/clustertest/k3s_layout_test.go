@@ -34,11 +34,11 @@ type k3sLayout struct {
 // TestK3sLayout brings up the K3s layout of the dev cluster (one k3s-server process: kine
 // on SQLite, kube-apiserver, controller-manager, scheduler, kubelet and kube-proxy, beside
 // containerd), checks what makes it that layout, restarts it and measures it idle, then
-// wipes it. Not part of go tool task test yet: set EDGEFLOW_K3S_LAYOUT_TEST=1 (root).
+// wipes it. go tool task test sets EDGEFLOW_K3S_LAYOUT_TEST=1 (root).
 // EDGEFLOW_K3S_IDLE (a duration, default 60s) is how long the idle server is sampled.
 func TestK3sLayout(t *testing.T) {
 	if os.Getenv("EDGEFLOW_K3S_LAYOUT_TEST") == "" {
-		t.Skip("set EDGEFLOW_K3S_LAYOUT_TEST=1 to bring the dev cluster's K3s layout up, check it and wipe it; needs root")
+		t.Skip("set EDGEFLOW_K3S_LAYOUT_TEST=1 (go tool task test does) to bring the dev cluster's K3s layout up, check it and wipe it; needs root")
 	}
 	if os.Geteuid() != 0 {
 		t.Fatal("the dev cluster needs root (network namespace, iptables, mounts)")
