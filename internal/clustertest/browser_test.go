@@ -10,6 +10,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"github.com/edgeflow/edgeflow/internal/devenv/browser"
 )
 
 // checkDashboardInBrowser opens the dashboard at base in headless Chromium (Debian's
@@ -19,32 +21,11 @@ import (
 // Ingress's) is accepted: the HTTP check before it verifies what it can.
 func (c *cluster) checkDashboardInBrowser(base, token string) {
 	c.t.Helper()
-	bin := "/usr/bin/chromium"
-	if p := os.Getenv("EDGEFLOW_CHROMIUM"); p != "" {
-		bin = p
+	bin, err := browser.Binary()
+	if err != nil {
+		c.t.Fatalf("%v (go tool task deps SETS=chromium)", err)
 	}
-	if _, err := os.Stat(bin); err != nil {
-		c.t.Fatalf("chromium: %v (go tool task deps SETS=chromium, or set EDGEFLOW_CHROMIUM)", err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox, // required as root, and harmless in a throwaway profile
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("ignore-certificate-errors", true),
-		chromedp.UserDataDir(c.t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelTab := chromedp.NewContext(actx)
-	defer cancelTab()
+	ctx := browser.Start(c.t, bin, chromedp.Flag("ignore-certificate-errors", true))
 	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:"+token))

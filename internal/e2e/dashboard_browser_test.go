@@ -15,48 +15,8 @@ import (
 
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/internal/devenv/browser"
 )
-
-// chromiumBinary is Debian's chromium (scripts/install-deps.sh chromium),
-// or $EDGEFLOW_CHROMIUM.
-func chromiumBinary() (string, error) {
-	if p := os.Getenv("EDGEFLOW_CHROMIUM"); p != "" {
-		return p, nil
-	}
-	if _, err := os.Stat("/usr/bin/chromium"); err != nil {
-		return "", fmt.Errorf("chromium %w at /usr/bin/chromium: run scripts/install-deps.sh chromium (or set EDGEFLOW_CHROMIUM)", devenv.ErrNotInstalled)
-	}
-	return "/usr/bin/chromium", nil
-}
-
-// browser starts a headless Chromium with its own profile; the returned
-// context drives one tab.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	bin, err := chromiumBinary()
-	devenv.RequireInstalled(t, err)
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(bin),
-		chromedp.Headless,
-		chromedp.NoSandbox, // required as root, and harmless in a throwaway profile
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 900),
-	}
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelTab := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelTab(); cancelAlloc() })
-	if err := chromedp.Do(ctx); err != nil { // starts the browser
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
 
 // screenshot saves the page as <repo>/test-artifacts/<test>/<name>.png,
 // for a person to look at.
@@ -113,7 +73,7 @@ const sparksInked = `[...document.querySelectorAll('canvas.spark')].every(c => {
 // firing alert appears on every page, and hostile strings from devices
 // (dead-lettered topics and payloads) render as text, never as markup.
 func TestDashboardInBrowser(t *testing.T) {
-	_, err := chromiumBinary()
+	bin, err := browser.Binary()
 	devenv.RequireInstalled(t, err)
 	p := newPipeline(t, options{})
 	p.startIngest("ingest-a")
@@ -146,7 +106,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	publish(t, c, hostileTopic, `{"temperature":1}`)
 	publish(t, c, "sensors/lab/t1", `<script>window.__pwned=1</script>`)
 
-	ctx := browser(t)
+	ctx := browser.Start(t, bin)
 	if err := chromedp.Do(ctx, chromedp.Navigate(dash.URL+"/")); err != nil {
 		t.Fatal(err)
 	}
