@@ -413,15 +413,13 @@ spec:
 	reaches := func(pod string) bool { out, err := get(pod); return err == nil && out == "np-web" }
 	blocked := func(pod string) bool { _, err := get(pod); return err != nil }
 	resolves := func() bool { out, err := lookup(); return err == nil && out == k.set["SVC_IP"] }
-	// Without policies: everything flows.
+	// Without policies: everything flows, once the controller has synced the new pods
+	// (a first lookup right after may go unanswered: seen once in CI).
 	k.waitFor(30*time.Second, "client and other to reach web without policies", func() bool { return reaches("client") && reaches("other") })
 	if out, err := get("client"); err != nil || out != "np-web" {
 		k.t.Fatalf("client -> web without policies: %v: %s", err, out)
 	}
-	if !resolves() {
-		out, err := lookup()
-		k.t.Fatalf("DNS from the client pod without policies: %v: %s", err, out)
-	}
+	k.waitFor(30*time.Second, "the client pod to resolve names without policies", resolves)
 
 	// Default-deny ingress in the web pod's namespace.
 	t0 := time.Now()
