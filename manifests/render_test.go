@@ -10,6 +10,7 @@ package manifests
 import (
 	"bytes"
 	"cmp"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +47,8 @@ var SecretKeys = map[string][]string{
 	"edgeflow-dashboard": {"token"},
 	// A kubernetes.io/tls Secret: the dashboard's HTTPS (the k3s overlays' Ingress).
 	"edgeflow-dashboard-tls": {"tls.crt", "tls.key"},
+	// The NATS cluster's routes (components/nats-cluster): mutual TLS.
+	"edgeflow-nats-route-tls": {"ca.crt", "tls.crt", "tls.key"},
 }
 
 // Object is the part of a Kubernetes object these checks read.
@@ -594,42 +597,82 @@ func checkHA(t *testing.T, objs []Object) {
 	}
 }
 
-// The routes between the NATS servers of components/nats-cluster log in: the cluster
-// block has an authorization with the password of Secret edgeflow-nats (key route),
-// and every route URL carries it (nats-server sends credentials on a route only then).
-// nats-server itself loads the rendered nats.conf, in the environment the StatefulSet
-// gives it; two servers started from that configuration form a route, and a server
-// without the password is refused.
+// The routes between the NATS servers of components/nats-cluster log in and are
+// TLS both ways: the cluster block has an authorization with the password of Secret
+// edgeflow-nats (key route), every route URL carries it (nats-server sends
+// credentials on a route only then), and a tls block with the certificate and CA of
+// Secret edgeflow-nats-route-tls. nats-server itself loads the rendered nats.conf,
+// in the environment and with the files the StatefulSet gives it (a CA made up, a
+// peer certificate for the routes' host names, as scripts/secrets makes it:
+// TestNATSRouteCertificate); two servers started from that configuration form a
+// route, while a server without the password, one whose certificate another CA
+// signed and one without TLS are refused.
 func TestNATSClusterRoutesAreAuthenticated(t *testing.T) {
+	ca, err := secure.NewCA("route test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var opts *server.Options
+	var routeHost string
 	for _, overlay := range []string{"k3s-ha", "devcluster-ha"} {
 		t.Run(overlay, func(t *testing.T) {
-			o, env := loadNATSConfig(t, Render(t, overlay), "nats-0")
+			objs := Render(t, overlay)
+			var hosts []string
+			for _, o := range objs {
+				if o.Kind == "ConfigMap" && strings.HasPrefix(o.Metadata.Name, "edgeflow-shared") {
+					for _, u := range strings.Split(o.Data["EDGEFLOW_NATS_URL"], ",") {
+						if pu, err := url.Parse(u); err == nil {
+							hosts = append(hosts, pu.Hostname())
+						}
+					}
+				}
+			}
+			if len(hosts) != 3 {
+				t.Fatalf("EDGEFLOW_NATS_URL names %v, want three servers", hosts)
+			}
+			crt, key, err := ca.IssueFor(hosts, secure.PeerUsages, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o, env := loadNATSConfig(t, objs, "nats-0", map[string]map[string][]byte{
+				"edgeflow-nats-route-tls": {"ca.crt": ca.CertPEM, "tls.crt": crt, "tls.key": key},
+			})
 			pass := env["NATS_ROUTE_PASSWORD"]
 			if o.Cluster.Username == "" || o.Cluster.Password == "" || o.Cluster.Password != pass {
 				t.Fatalf("cluster authorization: user %q, password from the Secret %v; want both, the password edgeflow-nats/route",
 					o.Cluster.Username, o.Cluster.Password != "" && o.Cluster.Password == pass)
 			}
+			if o.Cluster.TLSConfig == nil || len(o.Cluster.TLSConfig.Certificates) != 1 || o.Cluster.TLSConfig.ClientCAs == nil {
+				t.Fatal("cluster block: no TLS with a certificate and a CA for the peers")
+			}
 			if len(o.Routes) != 3 {
 				t.Fatalf("%d routes, want 3", len(o.Routes))
 			}
-			for _, r := range o.Routes {
+			for i, r := range o.Routes {
 				p, ok := r.User.Password()
 				if r.User == nil || r.User.Username() != o.Cluster.Username || !ok || p != pass {
 					t.Errorf("route to %s does not log in as %s with the route password", r.Host, o.Cluster.Username)
 				}
+				if r.Hostname() != hosts[i] {
+					t.Errorf("route %d dials %s, want %s (a name of the route certificate)", i, r.Hostname(), hosts[i])
+				}
 			}
-			opts = o
+			opts, routeHost = o, o.Routes[0].Hostname()
 		})
 	}
 	if opts == nil || t.Failed() {
 		return
 	}
-	start := func(name string, routes ...*url.URL) *server.Server {
-		o := opts.Clone()
+	// Servers on loopback; a route dials 127.0.0.1 and verifies the peer as the
+	// name it dials in the cluster.
+	start := func(name string, o *server.Options, routes ...*url.URL) *server.Server {
+		o = o.Clone()
 		o.ServerName, o.Host, o.Port, o.HTTPPort = name, "127.0.0.1", -1, 0
 		o.JetStream, o.StoreDir = false, ""
 		o.Cluster.Host, o.Cluster.Port, o.Routes = "127.0.0.1", -1, routes
+		if o.Cluster.TLSConfig != nil {
+			o.Cluster.TLSConfig.ServerName = routeHost
+		}
 		o.NoLog, o.NoSigs = true, true
 		s, err := server.NewServer(o)
 		if err != nil {
@@ -642,43 +685,73 @@ func TestNATSClusterRoutesAreAuthenticated(t *testing.T) {
 		}
 		return s
 	}
-	a := start("a")
+	a := start("a", opts)
 	withPassword := *opts.Routes[0]
 	withPassword.Host = a.ClusterAddr().String()
-	b := start("b", &withPassword)
-	c := start("c", &url.URL{Scheme: "nats", Host: withPassword.Host})
+	noPassword := &url.URL{Scheme: "nats", Host: withPassword.Host}
+
+	other, err := secure.NewCA("another CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCrt, otherKey, err := other.IssueFor([]string{routeHost}, secure.PeerUsages, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherPair, err := tls.X509KeyPair(otherCrt, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCA := opts.Clone()
+	otherCA.Cluster.TLSConfig.Certificates = []tls.Certificate{otherPair}
+	plain := opts.Clone()
+	plain.Cluster.TLSConfig = nil
+
+	b := start("b", opts, &withPassword)
+	refused := map[string]*server.Server{
+		"without the route password":          start("c", opts, noPassword),
+		"whose certificate another CA signed": start("d", otherCA, &withPassword),
+		"without TLS":                         start("e", plain, &withPassword),
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for b.NumRoutes() == 0 && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	if b.NumRoutes() == 0 {
-		t.Fatal("a server with the route password formed no route")
+		t.Fatal("a server with the route password and certificate formed no route")
 	}
-	time.Sleep(time.Second) // c has retried meanwhile
-	if n := c.NumRoutes(); n != 0 {
-		t.Errorf("a server without the route password formed %d routes", n)
+	time.Sleep(time.Second) // the others have retried meanwhile
+	for what, s := range refused {
+		if n := s.NumRoutes(); n != 0 {
+			t.Errorf("a server %s formed %d routes", what, n)
+		}
+	}
+	if na, nb := a.NumRoutes(), b.NumRoutes(); na != nb {
+		t.Errorf("the first server has %d route connections, the second %d: want the same, all between the two", na, nb)
 	}
 }
 
-// loadNATSConfig writes the rendered nats-config files to a folder and loads
-// nats.conf with nats-server, in the environment of the nats StatefulSet's pod
-// (secrets made up, $(VAR) expanded as Kubernetes does); it returns the options and
-// that environment.
-func loadNATSConfig(t *testing.T, objs []Object, pod string) (*server.Options, map[string]string) {
+// loadNATSConfig loads the rendered nats.conf with nats-server as the nats
+// StatefulSet's pod would: every volume of its container is a folder under a
+// temporary root (the nats-config ConfigMap's files; a Secret's files from
+// secrets, by Secret name and key), the configuration's paths point there, and the
+// environment is the pod's (secrets made up, $(VAR) expanded as Kubernetes does).
+// It returns the options and that environment.
+func loadNATSConfig(t *testing.T, objs []Object, pod string, secrets map[string]map[string][]byte) (*server.Options, map[string]string) {
 	t.Helper()
-	dir := t.TempDir()
+	root := t.TempDir()
 	env := map[string]string{}
 	expand := regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
+	config := map[string]string{}
+	mounts := map[string]string{} // mount path in the pod -> folder here
+	var confDir string
 	for _, o := range objs {
 		switch {
 		case o.Kind == "ConfigMap" && strings.HasPrefix(o.Metadata.Name, "nats-config"):
-			for name, content := range o.Data {
-				if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
+			config = o.Data
 		case o.Kind == "StatefulSet" && o.Metadata.Name == "nats":
-			for _, e := range o.Spec.Template.Spec.Containers[0].Env {
+			ps := o.Spec.Template.Spec
+			for _, e := range ps.Containers[0].Env {
 				v := expand.ReplaceAllStringFunc(e.Value, func(ref string) string { return env[ref[2:len(ref)-1]] })
 				if f := e.ValueFrom; f != nil && f.SecretKeyRef != nil {
 					checkSecretKey(t, "nats env "+e.Name, f.SecretKeyRef.Name, f.SecretKeyRef.Key)
@@ -688,16 +761,55 @@ func loadNATSConfig(t *testing.T, objs []Object, pod string) (*server.Options, m
 				}
 				env[e.Name] = v
 			}
+			for _, m := range ps.Containers[0].VolumeMounts {
+				local := filepath.Join(root, m.MountPath)
+				mounts[m.MountPath] = local
+				for _, v := range ps.Volumes {
+					switch {
+					case v.Name != m.Name:
+					case v.ConfigMap != nil && strings.HasPrefix(v.ConfigMap.Name, "nats-config"):
+						confDir = local
+					case v.Secret != nil:
+						for key, b := range secrets[v.Secret.SecretName] {
+							checkSecretKey(t, "nats volume "+v.Name, v.Secret.SecretName, key)
+							writeFile(t, filepath.Join(local, key), b)
+						}
+					}
+				}
+			}
 		}
+	}
+	if confDir == "" {
+		t.Fatal("the nats container mounts no nats-config")
+	}
+	// One pass, longest mount path first: a path already pointed here is not
+	// rewritten again (/tmp is mounted too).
+	var pairs []string
+	for _, in := range slices.SortedFunc(maps.Keys(mounts), func(a, b string) int { return len(b) - len(a) }) {
+		pairs = append(pairs, in+"/", mounts[in]+"/")
+	}
+	paths := strings.NewReplacer(pairs...)
+	for name, content := range config {
+		writeFile(t, filepath.Join(confDir, name), []byte(paths.Replace(content)))
 	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
-	o, err := server.ProcessConfigFile(filepath.Join(dir, "nats.conf"))
+	o, err := server.ProcessConfigFile(filepath.Join(confDir, "nats.conf"))
 	if err != nil {
 		t.Fatalf("nats-server cannot load the rendered nats.conf: %v", err)
 	}
 	return o, env
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Every overlay runs InfluxDB 1.8.3, the version the tests run (docs/decisions.md,

@@ -100,6 +100,18 @@ func caFrom(der []byte, key *ecdsa.PrivateKey) (*CA, error) {
 // first is also the common name). server makes it a TLS server certificate,
 // otherwise a client one. It returns the certificate and key as PEM.
 func (ca *CA) Issue(names []string, server bool, validity time.Duration) (certPEM, keyPEM []byte, err error) {
+	if server {
+		return ca.IssueFor(names, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, validity)
+	}
+	return ca.IssueFor(names, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validity)
+}
+
+// PeerUsages make a certificate both a TLS server and a client one, for a link
+// whose two ends each dial the other (NATS cluster routes).
+var PeerUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+
+// IssueFor is Issue with the extended key usages given.
+func (ca *CA) IssueFor(names []string, usages []x509.ExtKeyUsage, validity time.Duration) (certPEM, keyPEM []byte, err error) {
 	if len(names) == 0 {
 		return nil, nil, errors.New("issue certificate: no names")
 	}
@@ -114,10 +126,7 @@ func (ca *CA) Issue(names []string, server bool, validity time.Duration) (certPE
 		NotBefore:    now.Add(-clockSkew),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		ExtKeyUsage:  usages,
 	}
 	for _, n := range names {
 		if ip := net.ParseIP(n); ip != nil {

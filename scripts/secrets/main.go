@@ -11,6 +11,7 @@
 //	DIR/edgeflow-influxdb/{processor,dashboard}-{password,token} the services' own (1.8; 2.x tokens from task deploy)
 //	DIR/edgeflow-dashboard/token                               dashboard access
 //	DIR/edgeflow-dashboard-tls/{tls.crt,tls.key}               the dashboard's HTTPS (Traefik; a kubernetes.io/tls Secret)
+//	DIR/edgeflow-nats-route-tls/{ca.crt,tls.crt,tls.key}       the NATS cluster's routes (mutual TLS between the servers)
 //	DIR/ca/ca.key                                              the CA's key: keep it here, never in a Secret
 //
 // It is idempotent: files that exist are kept, missing ones are made, and

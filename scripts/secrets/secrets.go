@@ -29,6 +29,11 @@ const (
 	// tls.key), which Traefik serves for the k3s overlays' Ingress; task deploy
 	// applies it as a kubernetes.io/tls Secret.
 	SecretDashboardTLS = "edgeflow-dashboard-tls"
+	// SecretNATSRouteTLS is the certificate (tls.crt, tls.key) the NATS servers
+	// of a cluster (components/nats-cluster) present to each other on their
+	// routes, both as server and as client, and the CA (ca.crt) they require
+	// of the other end.
+	SecretNATSRouteTLS = "edgeflow-nats-route-tls"
 	// caDir holds the CA's private key, which signs server certificates
 	// and must not be in the cluster.
 	caDir = "ca"
@@ -68,6 +73,14 @@ var DefaultSANs = []string{
 var DefaultDashboardSANs = []string{
 	"dashboard", "dashboard.edgeflow", "dashboard.edgeflow.svc", "dashboard.edgeflow.svc.cluster.local",
 	"localhost", "127.0.0.1",
+}
+
+// NATSRouteSANs are the names of the NATS servers' routes: every pod of the
+// nats-headless Service of namespace edgeflow (nats-0.nats-headless, ...), in every
+// spelling. A route dials its peer by that name and checks it against the
+// peer's certificate.
+var NATSRouteSANs = []string{
+	"*.nats-headless", "*.nats-headless.edgeflow", "*.nats-headless.edgeflow.svc", "*.nats-headless.edgeflow.svc.cluster.local",
 }
 
 // renewBefore: a server certificate that expires sooner is reissued.
@@ -121,10 +134,16 @@ func Generate(o Options) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := g.serverCert(SecretMQTTTLS, ca, append(slices.Clone(DefaultSANs), o.SANs...)); err != nil {
+	if err := g.cert(SecretMQTTTLS, ca, append(slices.Clone(DefaultSANs), o.SANs...), serverUsage); err != nil {
 		return res, err
 	}
-	if err := g.serverCert(SecretDashboardTLS, ca, append(slices.Clone(DefaultDashboardSANs), o.DashboardSANs...)); err != nil {
+	if err := g.cert(SecretDashboardTLS, ca, append(slices.Clone(DefaultDashboardSANs), o.DashboardSANs...), serverUsage); err != nil {
+		return res, err
+	}
+	if err := g.cert(SecretNATSRouteTLS, ca, NATSRouteSANs, secure.PeerUsages); err != nil {
+		return res, err
+	}
+	if err := g.derived(SecretNATSRouteTLS, "ca.crt", ca.CertPEM); err != nil {
 		return res, err
 	}
 	if _, err := g.token(SecretInflux, "admin-password"); err != nil {
@@ -327,10 +346,13 @@ func (g gen) ca() (*secure.CA, error) {
 	return ca, nil
 }
 
-// serverCert keeps secret's server certificate (tls.crt with tls.key) while ca
-// signed it, it covers every name in sans and has 30 days left; otherwise it
-// issues a new one.
-func (g gen) serverCert(secret string, ca *secure.CA, sans []string) error {
+// serverUsage: a TLS server certificate.
+var serverUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+
+// cert keeps secret's certificate (tls.crt with tls.key) while ca signed it, it
+// covers every name in sans for every one of usages and has 30 days left;
+// otherwise it issues a new one.
+func (g gen) cert(secret string, ca *secure.CA, sans []string, usages []x509.ExtKeyUsage) error {
 	crt, err := g.read(secret, "tls.crt")
 	if err != nil {
 		return err
@@ -339,7 +361,7 @@ func (g gen) serverCert(secret string, ca *secure.CA, sans []string) error {
 	if err != nil {
 		return err
 	}
-	if crt != nil && key != nil && serverCertValid(ca, crt, key, sans) {
+	if crt != nil && key != nil && certValid(ca, crt, key, sans, usages) {
 		g.res.add(g.path(secret, "tls.crt"), "kept")
 		g.res.add(g.path(secret, "tls.key"), "kept")
 		return nil
@@ -348,7 +370,7 @@ func (g gen) serverCert(secret string, ca *secure.CA, sans []string) error {
 	if crt != nil || key != nil {
 		action = "updated"
 	}
-	crt, key, err = ca.Issue(sans, true, secure.ServerValidity)
+	crt, key, err = ca.IssueFor(sans, usages, secure.ServerValidity)
 	if err != nil {
 		return err
 	}
@@ -363,9 +385,9 @@ func (g gen) serverCert(secret string, ca *secure.CA, sans []string) error {
 	return nil
 }
 
-// serverCertValid reports whether crt (with key) chains to ca, is a server
-// certificate valid for every name in sans and is not about to expire.
-func serverCertValid(ca *secure.CA, crt, key []byte, sans []string) bool {
+// certValid reports whether crt (with key) chains to ca, is valid for every
+// name in sans and every one of usages, and is not about to expire.
+func certValid(ca *secure.CA, crt, key []byte, sans []string, usages []x509.ExtKeyUsage) bool {
 	if _, err := tls.X509KeyPair(crt, key); err != nil {
 		return false
 	}
@@ -383,8 +405,13 @@ func serverCertValid(ca *secure.CA, crt, key []byte, sans []string) bool {
 		if ip := net.ParseIP(n); ip != nil {
 			n = ip.String()
 		}
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-			return false
+		// A wildcard name is checked with a name it covers.
+		n = strings.Replace(n, "*", "x", 1)
+		// VerifyOptions.KeyUsages accepts any one of its list: check each.
+		for _, u := range usages {
+			if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+				return false
+			}
 		}
 	}
 	return true

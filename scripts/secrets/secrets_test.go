@@ -94,6 +94,7 @@ func TestGenerateLayoutAndIdempotence(t *testing.T) {
 		"edgeflow-influxdb/admin-password", "edgeflow-influxdb/token",
 		"edgeflow-influxdb/processor-password", "edgeflow-influxdb/dashboard-password",
 		"edgeflow-dashboard/token", "edgeflow-dashboard-tls/tls.crt", "edgeflow-dashboard-tls/tls.key",
+		"edgeflow-nats-route-tls/ca.crt", "edgeflow-nats-route-tls/tls.crt", "edgeflow-nats-route-tls/tls.key",
 	}
 	if len(files) != len(want) {
 		t.Errorf("%d files, want %d: %v", len(files), len(want), files)
@@ -276,6 +277,67 @@ func TestDashboardCertificate(t *testing.T) {
 		if (name == "edgeflow.example.com") != (err == nil) {
 			t.Errorf("TLS handshake asking for %s: %v", name, err)
 		}
+	}
+}
+
+// The NATS cluster's route certificate (components/nats-cluster): signed by the CA,
+// with ca.crt beside it, valid as server and as client (each route end dials the
+// other) for every server of nats-headless in every spelling, and for nothing else;
+// kept while it stays so, reissued when it was not (a certificate of an older
+// layout that was a server certificate only).
+func TestNATSRouteCertificate(t *testing.T) {
+	dir := t.TempDir()
+	generate(t, Options{Dir: dir})
+	files := snapshot(t, dir)
+	if !bytes.Equal(files["edgeflow-nats-route-tls/ca.crt"], files["edgeflow-mqtt-tls/ca.crt"]) {
+		t.Error("edgeflow-nats-route-tls/ca.crt is not the CA's certificate")
+	}
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(files["edgeflow-nats-route-tls/ca.crt"])
+	c := leaf(t, files["edgeflow-nats-route-tls/tls.crt"])
+	for _, n := range []string{"nats-0.nats-headless", "nats-2.nats-headless.edgeflow", "nats-1.nats-headless.edgeflow.svc", "nats-1.nats-headless.edgeflow.svc.cluster.local"} {
+		for _, u := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+			if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: n, KeyUsages: []x509.ExtKeyUsage{u}}); err != nil {
+				t.Errorf("route certificate for %s, usage %v: %v", n, u, err)
+			}
+		}
+	}
+	for _, n := range []string{"nats", "mosquitto", "dashboard", "nats-0.nats-headless.other"} {
+		if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: n}); err == nil {
+			t.Errorf("the route certificate is valid for %s: it must name the NATS servers' routes only", n)
+		}
+	}
+	for _, other := range []string{"edgeflow-mqtt-tls/tls.key", "edgeflow-dashboard-tls/tls.key"} {
+		if bytes.Equal(files["edgeflow-nats-route-tls/tls.key"], files[other]) {
+			t.Errorf("the route certificate shares the key of %s", other)
+		}
+	}
+	for f, a := range actions(generate(t, Options{Dir: dir}), dir) {
+		if a != "kept" {
+			t.Errorf("second run: %s %s", f, a)
+		}
+	}
+
+	// A server-only certificate in its place is reissued as a peer one.
+	ca, err := secure.LoadCA(files["edgeflow-mqtt-tls/ca.crt"], files["ca/ca.key"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	crt, key, err := ca.Issue(NATSRouteSANs, true, secure.ServerValidity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, b := range map[string][]byte{"tls.crt": crt, "tls.key": key} {
+		if err := os.WriteFile(filepath.Join(dir, SecretNATSRouteTLS, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a := actions(generate(t, Options{Dir: dir}), dir); a["edgeflow-nats-route-tls/tls.crt"] != "updated" {
+		t.Errorf("a server-only route certificate was %s, want updated", a["edgeflow-nats-route-tls/tls.crt"])
+	}
+	c = leaf(t, snapshot(t, dir)["edgeflow-nats-route-tls/tls.crt"])
+	if _, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: "nats-0.nats-headless", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("reissued route certificate as client: %v", err)
 	}
 }
 
