@@ -183,7 +183,7 @@ func (b *Bridge) prepare(m mqtt.Message, now time.Time) *delivery {
 	}
 	for i := range readings {
 		r := &readings[i]
-		data, err := marshalReading(r)
+		data, err := reading.Encode(r)
 		if err != nil { // cannot happen for a validated reading; never crash on it
 			return b.reject(&delivery{mqtt: m, received: now}, "internal", err)
 		}

@@ -388,7 +388,7 @@ func (w *worker) startsElsewhere(cons jetstream.Consumer) bool {
 func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	w.seq = meta.Sequence.Stream
 	w.metrics.In.Inc()
-	r, err := decodeReading(msg.Data())
+	r, err := reading.Decode(msg.Data())
 	if err != nil {
 		w.deadLetter("invalid_reading", err.Error(), msg)
 		return
