@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/retry"
 )
 
@@ -233,7 +234,7 @@ func newCheckpointWrite(p int, seq uint64, state []byte, rev uint64, size int) *
 
 // write stores the chunks (once they all were, they are not written again)
 // and then the manifest by compare-and-set on rev, returning its revision.
-// A refused compare-and-set is a conflict (isConflict): another replica
+// A refused compare-and-set is a conflict (bus.IsConflict): another replica
 // claimed the partition.
 func (cw *checkpointWrite) write(ctx context.Context, kv jetstream.KeyValue, rev uint64) (uint64, error) {
 	if !cw.written {
@@ -346,7 +347,7 @@ func (w *worker) storeCheckpoint(ctx context.Context, cw *checkpointWrite) error
 			rev, err := w.ckpt.Update(ctx, checkpointKey(w.p), w.manifest, w.rev)
 			if err == nil {
 				w.rev = rev
-			} else if isConflict(err) {
+			} else if bus.IsConflict(err) {
 				return retry.Permanent(errLostOwnership)
 			}
 			return err
@@ -355,7 +356,7 @@ func (w *worker) storeCheckpoint(ctx context.Context, cw *checkpointWrite) error
 		switch {
 		case err == nil:
 			w.rev, w.savedSeq, w.manifest = rev, w.seq, cw.manifest
-		case isConflict(err):
+		case bus.IsConflict(err):
 			return retry.Permanent(errLostOwnership)
 		case tooLarge(err):
 			return retry.Permanent(fmt.Errorf("partition %d: checkpoint of %d bytes in %d chunks refused: %w",

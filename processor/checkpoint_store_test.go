@@ -64,11 +64,11 @@ func stateOf(n int, cfg window.Config) *window.State {
 // chunksStored is how many chunks of partition p the bucket's stream holds.
 func chunksStored(t *testing.T, js jetstream.JetStream, p int) int {
 	t.Helper()
-	s, err := js.Stream(t.Context(), "KV_"+BucketCheckpoints)
+	s, err := js.Stream(t.Context(), "KV_"+bus.BucketCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(fmt.Sprintf("$KV.%s.chunks.%d.>", BucketCheckpoints, p)))
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(fmt.Sprintf("$KV.%s.chunks.%d.>", bus.BucketCheckpoints, p)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestChunkedCheckpointIsFencedAndCollected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +264,11 @@ func TestCheckpointRefusedForItsSizeStallsThePartition(t *testing.T) {
 	b := newTestBus(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	ckpt, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints, MaxValueSize: 16 << 10})
+	ckpt, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints, MaxValueSize: 16 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, TTL: 3 * time.Second})
+	leases, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 func checkpointBucket(tb testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
 	tb.Helper()
 	_, js := startTestNATS(tb)
-	kv, err := js.CreateOrUpdateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	kv, err := js.CreateOrUpdateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -70,17 +70,11 @@ func run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("%w (ingest creates it)", err)
 		}
-		leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases,
-			Description: "processor membership and partition leases", TTL: cfg.LeaseTTL,
-			Storage: jetstream.FileStorage, Replicas: cfg.Replicas})
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketLeases, err)
+		if leases, err = bus.EnsureBucket(ctx, js, cfg.Leases(cfg.LeaseTTL)); err != nil {
+			return err
 		}
-		checkpoints, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints,
-			Description: "processor partition checkpoints: stream sequence and open windows",
-			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas})
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketCheckpoints, err)
+		if checkpoints, err = bus.EnsureBucket(ctx, js, cfg.Checkpoints()); err != nil {
+			return err
 		}
 		partitions = n
 		return nil
