@@ -573,37 +573,17 @@ func (w *worker) publish(ctx context.Context, closed []reading.Aggregate) error 
 		msgs = append(msgs, m)
 	}
 	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		f, err := w.js.PublishMsgAsync(m)
-		if err == nil {
-			futures[i] = f
-		}
-	}
-	for i, f := range futures {
-		if f != nil {
-			select {
-			case <-f.Ok():
-				continue
-			case <-f.Err():
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		w.stalled = true // the asynchronous publish failed: NATS may be away
-		err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			_, err := w.js.PublishMsg(pctx, msgs[i])
-			return err
-		}, func(err error, _ time.Duration) {
+	pub := bus.Publisher{JS: w.js,
+		Failed: func(*nats.Msg, error) { w.stalled = true }, // NATS may be away
+		Retry: func(m *nats.Msg, err error, _ time.Duration) {
 			w.retrying("publish", err)
-			w.log.Warn("publish failed; retrying", "partition", w.p, "subject", msgs[i].Subject, "err", err)
-		})
-		if err != nil {
-			return err
-		}
+			w.log.Warn("publish failed; retrying", "partition", w.p, "subject", m.Subject, "err", err)
+		}}
+	defer pub.Release()
+	if err := pub.PublishAsync(ctx, msgs, futures); err != nil {
+		return err
 	}
-	return nil
+	return pub.Settle(ctx, msgs, futures, nil)
 }
 
 // load restores the partition's checkpoint and claims it: the checkpoint is
