@@ -45,7 +45,7 @@ import (
 // with the next checkpoint's purge.
 //
 // Before this format, partition.{p} held the sequence and state as one S2
-// block; decodeCheckpoint still reads it (it never starts with the magic: a
+// block; decodeManifest still reads it (it never starts with the magic: a
 // block starting "EF" would begin with a copy, which S2 refuses).
 const checkpointMagic = "EFC\x01"
 
@@ -114,8 +114,8 @@ func encodeChunkedCheckpoint(c checkpoint) []byte {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// decodeCheckpoint reads a manifest, or a checkpoint of the old format.
-func decodeCheckpoint(v []byte) (checkpoint, error) {
+// decodeManifest reads a manifest, or a checkpoint of the old format.
+func decodeManifest(v []byte) (checkpoint, error) {
 	if !bytes.HasPrefix(v, []byte(checkpointMagic)) {
 		return decodeLegacyCheckpoint(v)
 	}

@@ -138,7 +138,7 @@ func checkpointSeq(t *testing.T, b *testBus) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := decodeCheckpoint(e.Value())
+	c, err := decodeManifest(e.Value())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -608,7 +608,7 @@ func (w *worker) load(ctx context.Context) error {
 			seq, w.manifest = 0, encodeCheckpoint(0, state)
 			w.rev, err = w.ckpt.Create(ctx, key, w.manifest)
 		case err == nil:
-			c, derr := decodeCheckpoint(entry.Value())
+			c, derr := decodeManifest(entry.Value())
 			if derr != nil {
 				return retry.Permanent(fmt.Errorf("partition %d checkpoint: %w", w.p, derr))
 			}
