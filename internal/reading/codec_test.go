@@ -33,9 +33,9 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 	}
 }
 
-// FuzzRoundTrip holds Encode to Marshal's bytes, and Decode to giving back
-// every valid reading Encode wrote, through the compact path.
-func FuzzRoundTrip(f *testing.F) {
+// FuzzReadingRoundTrip holds Encode to Marshal's bytes, and Decode to
+// giving back every valid reading Encode wrote, through the compact path.
+func FuzzReadingRoundTrip(f *testing.F) {
 	f.Add("site", "dev", int64(1732560000100), uint64(7), true, "temperature", 21.5, "humidity", 1e-7, int64(1))
 	f.Add("s", "d", int64(-5), uint64(18446744073709551615), false, "a", -0.0, "b", 1e21, int64(0))
 	f.Add("site-0", "dev_01", int64(0), uint64(2), false, "g", math.SmallestNonzeroFloat64, "h", math.MaxFloat64, int64(-1))
@@ -103,7 +103,7 @@ func TestDecodeMatchesUnmarshal(t *testing.T) {
 	}
 }
 
-func FuzzDecode(f *testing.F) {
+func FuzzDecodeReading(f *testing.F) {
 	for _, s := range decodeSeeds {
 		f.Add([]byte(s))
 	}
