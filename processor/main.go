@@ -2,7 +2,7 @@
 // stream, writes them and the raw readings to InfluxDB, and publishes closed
 // windows on AGGREGATES. Replicas are stateless: they share the stream's
 // partitions through leases in NATS KV (ownership.go), and each partition's
-// progress and open windows live in a checkpoint there too (worker.go).
+// progress and open windows live in a checkpoint there too (checkpoint.go).
 package main
 
 import (
