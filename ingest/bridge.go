@@ -17,7 +17,6 @@ import (
 	"github.com/edgeflow/edgeflow/ingest/decode"
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/reading"
-	"github.com/edgeflow/edgeflow/internal/retry"
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
@@ -31,7 +30,6 @@ import (
 // asynchronously, ackLoop waits for JetStream's acknowledgements in the same
 // order and then acknowledges MQTT. The paho callback only enqueues.
 type Bridge struct {
-	js      jetstream.JetStream
 	limits  decode.Limits
 	log     *slog.Logger
 	metrics *service.Pipeline
@@ -48,16 +46,16 @@ type Bridge struct {
 	// nanoseconds), 0 while healthy: readiness reads it.
 	failingSince atomic.Int64
 
-	// order keeps a republish from being overtaken: publishLoop publishes
-	// under its read lock; ackLoop takes the write lock at the first
-	// publish that failed and holds it until every delivery published
-	// before is settled. Without it, a NATS cluster member's death lost the
-	// PubAcks of the ~1000 messages in flight (MQTT's in-flight window), and
-	// while ackLoop republished them one by one, each MQTT ack let a newer
-	// message in, published at once: a device's readings landed in
-	// TELEMETRY up to 10 s out of order, and the processors dead-lettered
-	// the older ones as late (docs/chaos.md).
-	order sync.RWMutex
+	// pub keeps a republish from being overtaken: publishLoop publishes
+	// through it; ackLoop settles through it and, after a publish failed,
+	// releases it once every delivery published before is settled. Without
+	// it, a NATS cluster member's death lost the PubAcks of the ~1000
+	// messages in flight (MQTT's in-flight window), and while ackLoop
+	// republished them one by one, each MQTT ack let a newer message in,
+	// published at once: a device's readings landed in TELEMETRY up to 10 s
+	// out of order, and the processors dead-lettered the older ones as late
+	// (docs/chaos.md).
+	pub bus.Publisher
 }
 
 // arrival is an MQTT message as the paho callback received it.
@@ -83,7 +81,6 @@ type delivery struct {
 // NewBridge returns a Bridge that buffers at most maxInFlight messages.
 func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, log *slog.Logger, reg prometheus.Registerer) *Bridge {
 	b := &Bridge{
-		js:      js,
 		limits:  limits,
 		log:     log,
 		metrics: service.NewPipeline(reg, "ingest"),
@@ -98,6 +95,9 @@ func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, lo
 		pending:  make(chan *delivery, maxInFlight),
 		stopped:  make(chan struct{}),
 	}
+	b.pub = bus.Publisher{JS: js,
+		Failed: func(_ *nats.Msg, err error) { b.onRetry(err, 0) },
+		Retry:  func(_ *nats.Msg, err error, wait time.Duration) { b.onRetry(err, wait) }}
 	reg.MustRegister(b.latency)
 	return b
 }
@@ -162,10 +162,7 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 			in = a
 		}
 		d := b.prepare(in.m, in.at)
-		b.order.RLock()
-		err := b.publish(ctx, d)
-		b.order.RUnlock()
-		if err != nil {
+		if err := b.publish(ctx, d); err != nil {
 			return // ctx ended: the rest stays unacknowledged with the broker
 		}
 		b.pending <- d
@@ -183,7 +180,7 @@ func (b *Bridge) prepare(m mqtt.Message, now time.Time) *delivery {
 	}
 	for i := range readings {
 		r := &readings[i]
-		data, err := marshalReading(r)
+		data, err := reading.Encode(r)
 		if err != nil { // cannot happen for a validated reading; never crash on it
 			return b.reject(&delivery{mqtt: m, received: now}, "internal", err)
 		}
@@ -216,42 +213,15 @@ func (b *Bridge) publish(ctx context.Context, d *delivery) error {
 	} else {
 		d.futures = make([]jetstream.PubAckFuture, len(d.msgs))
 	}
-	for i, msg := range d.msgs {
-		err := retry.Do(ctx, retry.Backoff{}, func(context.Context) error {
-			f, err := b.js.PublishMsgAsync(msg)
-			if err != nil {
-				return err
-			}
-			d.futures[i] = f
-			return nil
-		}, b.onRetry)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return b.pub.PublishAsync(ctx, d.msgs, d.futures)
 }
 
 func (b *Bridge) ackLoop(ctx context.Context) {
-	holding := false // b.order's write lock
-	defer func() {
-		if holding {
-			b.order.Unlock()
-		}
-	}()
-	hold := func() {
-		if !holding {
-			b.order.Lock()
-			holding = true
-		}
-	}
+	defer b.pub.Release()
 	for d := range b.pending {
-		if err := b.await(ctx, d, hold); err != nil {
+		if err := b.await(ctx, d); err != nil {
 			// ctx ended: leave d and everything after it to the broker.
-			if holding {
-				b.order.Unlock()
-				holding = false
-			}
+			b.pub.Release()
 			for range b.pending {
 			}
 			return
@@ -260,42 +230,19 @@ func (b *Bridge) ackLoop(ctx context.Context) {
 		b.metrics.Backlog.Dec()
 		b.latency.Observe(b.now().Sub(d.received).Seconds())
 		// Everything published before the failure is settled (publishLoop
-		// publishes nothing while we hold the lock): new messages may go.
-		if holding && len(b.pending) == 0 {
-			b.order.Unlock()
-			holding = false
+		// publishes nothing while b.pub holds it): new messages may go.
+		if len(b.pending) == 0 {
+			b.pub.Release()
 		}
 	}
 }
 
 // await waits for every acknowledgement of d, publishing again (same
-// Nats-Msg-Id, so never twice in the stream) whatever failed; hold is
-// called before the first republish, to keep newer messages back.
-func (b *Bridge) await(ctx context.Context, d *delivery, hold func()) error {
-	for i, f := range d.futures {
-		var err error
-		select {
-		case ack := <-f.Ok():
-			b.acked(d, ack)
-			continue
-		case err = <-f.Err():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		b.onRetry(err, 0)
-		hold()
-		err = retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			defer cancel()
-			ack, err := b.js.PublishMsg(pctx, d.msgs[i])
-			if err == nil {
-				b.acked(d, ack)
-			}
-			return err
-		}, b.onRetry)
-		if err != nil {
-			return err
-		}
+// Nats-Msg-Id, so never twice in the stream) whatever failed and keeping
+// newer messages back meanwhile (bus.Publisher).
+func (b *Bridge) await(ctx context.Context, d *delivery) error {
+	if err := b.pub.Settle(ctx, d.msgs, d.futures, func(_ int, ack *jetstream.PubAck) { b.acked(d, ack) }); err != nil {
+		return err
 	}
 	b.failingSince.Store(0)
 	return nil

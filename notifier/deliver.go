@@ -13,33 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/internal/retry"
 	"github.com/edgeflow/edgeflow/notifier/alert"
 	"github.com/edgeflow/edgeflow/notifier/channel"
 	"github.com/edgeflow/edgeflow/notifier/rules"
 )
-
-// StreamNotifications is the delivery queue: one subject per channel
-// (notifications.{channel}), a work queue from which a notification leaves
-// only when its channel confirmed the delivery.
-const StreamNotifications = "NOTIFICATIONS"
-
-// notificationsStream is NOTIFICATIONS. DiscardNew: a full queue refuses new
-// notifications (they stay in their alert's outbox and are retried) rather
-// than dropping the oldest.
-func notificationsStream(c Config) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        StreamNotifications,
-		Description: "notifications waiting for delivery, notifications.{channel}; removed once delivered",
-		Subjects:    []string{alert.NotificationSubject("*")},
-		Retention:   jetstream.WorkQueuePolicy,
-		Discard:     jetstream.DiscardNew,
-		MaxBytes:    c.QueueMaxBytes,
-		Duplicates:  c.DedupWindow,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
-	}
-}
 
 // deliveryConsumer is the durable consumer of one channel, shared by the
 // replicas: each notification goes to one of them at a time. A failed
@@ -51,7 +30,7 @@ func deliveryConsumer(name string, ackWait time.Duration) jetstream.ConsumerConf
 	return jetstream.ConsumerConfig{
 		Durable:       deliveryLoopName(name),
 		Description:   "notifier: deliveries to channel " + name,
-		FilterSubject: alert.NotificationSubject(name),
+		FilterSubject: reading.NotificationSubject(name),
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       ackWait,
 		MaxDeliver:    -1,
@@ -144,7 +123,7 @@ func (d *Dispatcher) Observe(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	for _, name := range names {
-		cons, err := d.js.Consumer(ctx, StreamNotifications, deliveryLoopName(name))
+		cons, err := d.js.Consumer(ctx, bus.StreamNotifications, deliveryLoopName(name))
 		if err != nil {
 			continue
 		}
@@ -171,7 +150,7 @@ func (d *Dispatcher) sender(name string) (channel.Sender, rules.Channel, bool) {
 // end on their own (the consumer was deleted, the server ended the pull),
 // when it returns why.
 func (d *Dispatcher) deliver(ctx, work context.Context, name string, running func()) error {
-	cons, err := d.js.CreateOrUpdateConsumer(ctx, StreamNotifications, deliveryConsumer(name, d.failover))
+	cons, err := d.js.CreateOrUpdateConsumer(ctx, bus.StreamNotifications, deliveryConsumer(name, d.failover))
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", deliveryLoopName(name), err)
 	}

@@ -17,16 +17,6 @@ import (
 	"github.com/edgeflow/edgeflow/notifier/rules"
 )
 
-// Buckets of the notifier's shared state.
-const (
-	// BucketAlerts holds one alert.Record per rule and device, key
-	// {rule}.{site}.{device}: the state machine and its outbox.
-	BucketAlerts = "ALERT_STATE"
-	// BucketLastSeen holds, per device (key {site}.{device}), a LastSeen:
-	// when its newest reading arrived, as its closed windows tell.
-	BucketLastSeen = "DEVICE_LAST_SEEN"
-)
-
 // LastSeen is when a device was last heard from: Received, the arrival of
 // its newest reading (ingest's clock) that its windows carry. Their ends
 // are in the device's own time, which drifts: a device whose clock runs

@@ -273,7 +273,7 @@ func (e *env) events() []reading.Alert {
 // state reads one alert's record from ALERT_STATE.
 func (e *env) state(rule, site, device string) (alert.Record, bool) {
 	e.t.Helper()
-	kv, err := e.js.KeyValue(e.t.Context(), BucketAlerts)
+	kv, err := e.js.KeyValue(e.t.Context(), bus.BucketAlerts)
 	if err != nil {
 		return alert.Record{}, false
 	}

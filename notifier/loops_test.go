@@ -28,7 +28,7 @@ func TestLoopsRestartWhenTheirConsumerIsDeleted(t *testing.T) {
 	// The hook channel's consumer goes; a notification queued meanwhile
 	// is delivered once the loop runs again.
 	watch := r.watchReadiness()
-	if err := e.js.DeleteConsumer(t.Context(), StreamNotifications, "deliver-hook"); err != nil {
+	if err := e.js.DeleteConsumer(t.Context(), bus.StreamNotifications, "deliver-hook"); err != nil {
 		t.Fatal(err)
 	}
 	e.window("warehouse", "wh-02", "10s", base, map[string]float64{"temperature": 45})

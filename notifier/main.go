@@ -88,23 +88,17 @@ func run(ctx context.Context, cfg Config) error {
 	health.AddCheck("startup", func(context.Context) error { return *startErr.Load() })
 	var alertKV, seenKV jetstream.KeyValue
 	err = retry.Do(ctx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
-		if err := bus.Ensure(ctx, js, cfg.Alerts(), notificationsStream(cfg), cfg.DeadLetter()); err != nil {
+		if err := bus.Ensure(ctx, js, cfg.Alerts(), cfg.Notifications(cfg.QueueMaxBytes), cfg.DeadLetter()); err != nil {
 			return err
 		}
 		if _, err := js.Stream(ctx, bus.StreamAggregates); err != nil {
 			return fmt.Errorf("stream %s: %w (the processors create it)", bus.StreamAggregates, err)
 		}
-		if alertKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketAlerts,
-			Description: "notifier: alert state machines and their unsent messages, {rule}.{site}.{device}",
-			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketAlerts, err)
+		if alertKV, err = bus.EnsureBucket(ctx, js, cfg.AlertState()); err != nil {
+			return err
 		}
-		if seenKV, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLastSeen,
-			Description: "notifier: when each device's newest reading arrived, as its closed windows tell, {site}.{device}",
-			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas}); err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketLastSeen, err)
-		}
-		return nil
+		seenKV, err = bus.EnsureBucket(ctx, js, cfg.LastSeen())
+		return err
 	}, func(err error, _ time.Duration) {
 		startErr.Store(&err)
 		log.Warn("waiting for dependencies", "err", err)

@@ -298,7 +298,7 @@ func TestWebhookOutageIsRetried(t *testing.T) {
 	}
 	// Delivered: the queue is empty.
 	eventually(t, 5*time.Second, "queue empty", func() bool {
-		s, err := e.js.Stream(t.Context(), StreamNotifications)
+		s, err := e.js.Stream(t.Context(), bus.StreamNotifications)
 		return err == nil && s.CachedInfo().State.Msgs == 0 &&
 			r.metric(t, `edgeflow_notifier_deliveries_queued{channel="hook"}`) == 0
 	})

@@ -316,7 +316,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	ctx := t.Context()
-	if err := bus.Ensure(ctx, e.js, e.streams.Alerts(), notificationsStream(e.config("x"))); err != nil {
+	if err := bus.Ensure(ctx, e.js, e.streams.Alerts(), e.config("x").Notifications(e.config("x").QueueMaxBytes)); err != nil {
 		t.Fatal(err)
 	}
 	set, err := rules.Parse("r", []byte(strings.ReplaceAll(hotRules, "{hook}", e.hookEnv)), os.LookupEnv)
@@ -334,7 +334,7 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 			}
 			return kv
 		}
-		states, seen := kvmirror.New[alert.Record](kv(BucketAlerts), log), kvmirror.New[LastSeen](kv(BucketLastSeen), log)
+		states, seen := kvmirror.New[alert.Record](kv(bus.BucketAlerts), log), kvmirror.New[LastSeen](kv(bus.BucketLastSeen), log)
 		go states.Run(mctx)
 		go seen.Run(mctx)
 		<-states.Ready()
@@ -361,21 +361,21 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 		t.Fatalf("OnAggregate = %v", err)
 	}
 	rec, _ := e.state("hot", "warehouse", "wh-01")
-	if rec.Phase != alert.Firing || len(rec.Outbox) != 3 || count(StreamNotifications) != 0 || count(bus.StreamAlerts) != 0 {
-		t.Fatalf("after the crash: record %+v, %d queued", rec, count(StreamNotifications))
+	if rec.Phase != alert.Firing || len(rec.Outbox) != 3 || count(bus.StreamNotifications) != 0 || count(bus.StreamAlerts) != 0 {
+		t.Fatalf("after the crash: record %+v, %d queued", rec, count(bus.StreamNotifications))
 	}
 	outbox := rec.Outbox
 	// A young outbox is left to its writer.
 	survivor := engine(false)
-	if err := survivor.Sweep(ctx, false); err != nil || count(StreamNotifications) != 0 {
+	if err := survivor.Sweep(ctx, false); err != nil || count(bus.StreamNotifications) != 0 {
 		t.Fatalf("swept a fresh outbox: %v", err)
 	}
 	// At start-up, or once it is old, it is published.
 	if err := survivor.Sweep(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if count(StreamNotifications) != 2 || count(bus.StreamAlerts) != 1 {
-		t.Fatalf("after the sweep: %d queued, %d on ALERTS", count(StreamNotifications), count(bus.StreamAlerts))
+	if count(bus.StreamNotifications) != 2 || count(bus.StreamAlerts) != 1 {
+		t.Fatalf("after the sweep: %d queued, %d on ALERTS", count(bus.StreamNotifications), count(bus.StreamAlerts))
 	}
 	if rec, _ := e.state("hot", "warehouse", "wh-01"); len(rec.Outbox) != 0 {
 		t.Fatalf("outbox not cleared: %+v", rec)
@@ -388,8 +388,8 @@ func TestCrashBetweenCommitAndPublish(t *testing.T) {
 	if err := survivor.OnAggregate(ctx, agg); err != nil {
 		t.Fatal(err)
 	}
-	if count(StreamNotifications) != 2 || count(bus.StreamAlerts) != 1 {
-		t.Fatalf("after the redelivery: %d queued, %d on ALERTS", count(StreamNotifications), count(bus.StreamAlerts))
+	if count(bus.StreamNotifications) != 2 || count(bus.StreamAlerts) != 1 {
+		t.Fatalf("after the redelivery: %d queued, %d on ALERTS", count(bus.StreamNotifications), count(bus.StreamAlerts))
 	}
 }
 

@@ -9,13 +9,10 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
-	"time"
 
 	"github.com/klauspost/compress/s2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/edgeflow/edgeflow/internal/retry"
 )
 
 // A partition's checkpoint is its stream sequence and its window state, S2
@@ -44,7 +41,7 @@ import (
 // with the next checkpoint's purge.
 //
 // Before this format, partition.{p} held the sequence and state as one S2
-// block; decodeCheckpoint still reads it (it never starts with the magic: a
+// block; decodeManifest still reads it (it never starts with the magic: a
 // block starting "EF" would begin with a copy, which S2 refuses).
 const checkpointMagic = "EFC\x01"
 
@@ -113,8 +110,8 @@ func encodeChunkedCheckpoint(c checkpoint) []byte {
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// decodeCheckpoint reads a manifest, or a checkpoint of the old format.
-func decodeCheckpoint(v []byte) (checkpoint, error) {
+// decodeManifest reads a manifest, or a checkpoint of the old format.
+func decodeManifest(v []byte) (checkpoint, error) {
 	if !bytes.HasPrefix(v, []byte(checkpointMagic)) {
 		return decodeLegacyCheckpoint(v)
 	}
@@ -233,7 +230,7 @@ func newCheckpointWrite(p int, seq uint64, state []byte, rev uint64, size int) *
 
 // write stores the chunks (once they all were, they are not written again)
 // and then the manifest by compare-and-set on rev, returning its revision.
-// A refused compare-and-set is a conflict (isConflict): another replica
+// A refused compare-and-set is a conflict (bus.IsConflict): another replica
 // claimed the partition.
 func (cw *checkpointWrite) write(ctx context.Context, kv jetstream.KeyValue, rev uint64) (uint64, error) {
 	if !cw.written {
@@ -267,103 +264,4 @@ func tooLarge(err error) bool {
 func purgeChunks(ctx context.Context, s jetstream.Stream, bucket string, p int, first uint64) error {
 	return s.Purge(ctx, jetstream.WithPurgeSubject("$KV."+bucket+".chunks."+strconv.Itoa(p)+".>"),
 		jetstream.WithPurgeSequence(first))
-}
-
-// purgeChunks removes the partition's chunks stored before sequence first
-// (purgeChunks above), reporting whether it did; a failure only leaves them
-// to the next checkpoint's purge.
-func (w *worker) purgeChunks(ctx context.Context, first uint64) bool {
-	var err error
-	if w.ckptStream == nil {
-		// The bucket's stream: jetstream names it KV_ and the bucket.
-		w.ckptStream, err = w.js.Stream(ctx, "KV_"+w.ckpt.Bucket())
-	}
-	if err == nil {
-		err = purgeChunks(ctx, w.ckptStream, w.ckpt.Bucket(), w.p, first)
-	}
-	if err != nil {
-		w.ckptStream = nil
-		if ctx.Err() == nil {
-			w.log.Warn("remove old checkpoint chunks", "partition", w.p, "err", err)
-		}
-		return false
-	}
-	return true
-}
-
-// A full checkpoint of a large state is costly (MarshalBinary, compression,
-// megabytes written: about half a second for 100,000 devices, see
-// docs/performance.md); written at every flush, it would take most of a busy
-// partition's time and disk.
-const (
-	// checkpointShare: full checkpoints take at most about one
-	// checkpointShare-th of a partition's time.
-	checkpointShare = 10
-	// maxCheckpointDelay bounds how long a full checkpoint is put off, and
-	// so what a takeover replays and the processed readings TELEMETRY keeps.
-	maxCheckpointDelay = 30 * time.Second
-)
-
-// checkpoint saves seq and the open windows with compare-and-set: if another
-// replica wrote the checkpoint since we read it, it owns the partition now.
-// It writes the state in full (in chunks when it is larger than a message)
-// unless the last full checkpoint took so long that another now would take
-// more than its share of time (checkpointShare); a flush in between writes
-// the last manifest again by compare-and-set, which saves nothing new but
-// fences as a full checkpoint does: a replica whose partition was claimed
-// fails its next flush, whichever it is. The last flush before the partition
-// is handed back is always full.
-func (w *worker) checkpoint(ctx context.Context) error {
-	if !w.stopping && w.now().Before(w.nextFull) {
-		return w.storeCheckpoint(ctx, nil)
-	}
-	start := w.now()
-	state, err := w.state.MarshalBinary()
-	if err != nil {
-		return fmt.Errorf("partition %d: encode state: %w", w.p, err)
-	}
-	cw := newCheckpointWrite(w.p, w.seq, state, w.rev, chunkSize(w.js.Conn()))
-	if err := w.storeCheckpoint(ctx, cw); err != nil {
-		return err
-	}
-	w.nextFull = start.Add(min(checkpointShare*w.now().Sub(start), maxCheckpointDelay))
-	w.metrics.Devices.Add(float64(w.state.Devices() - w.devices))
-	w.devices = w.state.Devices()
-	if len(cw.chunks) > 0 || w.oldChunks {
-		w.oldChunks = !w.purgeChunks(ctx, cw.first) || len(cw.chunks) > 0
-	}
-	return nil
-}
-
-// storeCheckpoint writes cw, or the last manifest again when cw is nil, by
-// compare-and-set on the revision this worker wrote or claimed last,
-// retrying while NATS is away. A write NATS refuses for its size would be
-// refused again: it ends the worker, and the partition shows as stalled with
-// the reason (Ownership).
-func (w *worker) storeCheckpoint(ctx context.Context, cw *checkpointWrite) error {
-	return retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		if cw == nil {
-			rev, err := w.ckpt.Update(ctx, checkpointKey(w.p), w.manifest, w.rev)
-			if err == nil {
-				w.rev = rev
-			} else if isConflict(err) {
-				return retry.Permanent(errLostOwnership)
-			}
-			return err
-		}
-		rev, err := cw.write(ctx, w.ckpt, w.rev)
-		switch {
-		case err == nil:
-			w.rev, w.savedSeq, w.manifest = rev, w.seq, cw.manifest
-		case isConflict(err):
-			return retry.Permanent(errLostOwnership)
-		case tooLarge(err):
-			return retry.Permanent(fmt.Errorf("partition %d: checkpoint of %d bytes in %d chunks refused: %w",
-				w.p, cw.size, len(cw.chunks), err))
-		}
-		return err
-	}, func(err error, _ time.Duration) {
-		w.retrying("checkpoint", err)
-		w.log.Warn("checkpoint failed; retrying", "partition", w.p, "err", err)
-	})
 }

@@ -27,25 +27,25 @@ import (
 func TestCheckpointRoundTripAndCorruption(t *testing.T) {
 	state := []byte("open windows of a partition, repeated repeated repeated repeated")
 	v := encodeCheckpoint(123456789, state)
-	c, err := decodeCheckpoint(v)
+	c, err := decodeManifest(v)
 	if err != nil || c.seq != 123456789 || string(c.state) != string(state) || c.chunks != 0 {
 		t.Fatalf("round trip: %+v err=%v", c, err)
 	}
 	// The format before manifests: sequence and state in one S2 block.
 	legacy := s2.Encode(nil, append(binary.BigEndian.AppendUint64(nil, 42), state...))
-	if c, err := decodeCheckpoint(legacy); err != nil || c.seq != 42 || string(c.state) != string(state) {
+	if c, err := decodeManifest(legacy); err != nil || c.seq != 42 || string(c.state) != string(state) {
 		t.Fatalf("old format: %+v err=%v", c, err)
 	}
 	chunked := checkpoint{seq: 7, chunks: 3, id: 99, size: 2_500_000, sum: [32]byte{1, 2, 3}}
-	if got, err := decodeCheckpoint(encodeChunkedCheckpoint(chunked)); err != nil || got.seq != 7 || got.chunks != 3 ||
+	if got, err := decodeManifest(encodeChunkedCheckpoint(chunked)); err != nil || got.seq != 7 || got.chunks != 3 ||
 		got.id != 99 || got.size != chunked.size || got.sum != chunked.sum || got.state != nil {
 		t.Fatalf("chunked round trip: %+v err=%v", got, err)
 	}
 	flipped := bytes.Clone(v)
 	flipped[len(flipped)/2] ^= 1
 	for _, bad := range [][]byte{nil, []byte("junk"), v[:len(v)/2], flipped, legacy[:len(legacy)/2]} {
-		if _, err := decodeCheckpoint(bad); err == nil {
-			t.Fatalf("decodeCheckpoint(%q) accepted corrupt input", bad)
+		if _, err := decodeManifest(bad); err == nil {
+			t.Fatalf("decodeManifest(%q) accepted corrupt input", bad)
 		}
 	}
 }
@@ -64,11 +64,11 @@ func stateOf(n int, cfg window.Config) *window.State {
 // chunksStored is how many chunks of partition p the bucket's stream holds.
 func chunksStored(t *testing.T, js jetstream.JetStream, p int) int {
 	t.Helper()
-	s, err := js.Stream(t.Context(), "KV_"+BucketCheckpoints)
+	s, err := js.Stream(t.Context(), "KV_"+bus.BucketCheckpoints)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(fmt.Sprintf("$KV.%s.chunks.%d.>", BucketCheckpoints, p)))
+	info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(fmt.Sprintf("$KV.%s.chunks.%d.>", bus.BucketCheckpoints, p)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func storedCheckpoint(t testing.TB, kv jetstream.KeyValue, p int) checkpoint {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := decodeCheckpoint(e.Value())
+	c, err := decodeManifest(e.Value())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +119,7 @@ func TestChunkedCheckpointIsFencedAndCollected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,11 +264,11 @@ func TestCheckpointRefusedForItsSizeStallsThePartition(t *testing.T) {
 	b := newTestBus(t)
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	ckpt, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints, MaxValueSize: 16 << 10})
+	ckpt, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints, MaxValueSize: 16 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	leases, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, TTL: 3 * time.Second})
+	leases, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -364,7 +364,7 @@ func BenchmarkCheckpoint(b *testing.B) {
 func checkpointBucket(tb testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
 	tb.Helper()
 	_, js := startTestNATS(tb)
-	kv, err := js.CreateOrUpdateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	kv, err := js.CreateOrUpdateKeyValue(tb.Context(), jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints})
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -2,7 +2,7 @@
 // stream, writes them and the raw readings to InfluxDB, and publishes closed
 // windows on AGGREGATES. Replicas are stateless: they share the stream's
 // partitions through leases in NATS KV (ownership.go), and each partition's
-// progress and open windows live in a checkpoint there too (worker.go).
+// progress and open windows live in a checkpoint there too (checkpoint.go).
 package main
 
 import (
@@ -70,17 +70,11 @@ func run(ctx context.Context, cfg Config) error {
 		if err != nil {
 			return fmt.Errorf("%w (ingest creates it)", err)
 		}
-		leases, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases,
-			Description: "processor membership and partition leases", TTL: cfg.LeaseTTL,
-			Storage: jetstream.FileStorage, Replicas: cfg.Replicas})
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketLeases, err)
+		if leases, err = bus.EnsureBucket(ctx, js, cfg.Leases(cfg.LeaseTTL)); err != nil {
+			return err
 		}
-		checkpoints, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints,
-			Description: "processor partition checkpoints: stream sequence and open windows",
-			Storage:     jetstream.FileStorage, Replicas: cfg.Replicas})
-		if err != nil {
-			return fmt.Errorf("bucket %s: %w", BucketCheckpoints, err)
+		if checkpoints, err = bus.EnsureBucket(ctx, js, cfg.Checkpoints()); err != nil {
+			return err
 		}
 		partitions = n
 		return nil

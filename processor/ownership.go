@@ -15,18 +15,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/retry"
-)
-
-// Buckets of the processors' shared state.
-const (
-	// BucketLeases holds members.{id} heartbeats and lease.{partition}
-	// ownership records; both expire after the lease TTL unless renewed, so a
-	// replica that dies (SIGKILL, lost node) frees its partitions by itself.
-	BucketLeases = "PROCESSOR_LEASES"
-	// BucketCheckpoints holds, per partition, the last stream sequence folded
-	// into the windows and the open windows themselves.
-	BucketCheckpoints = "PROCESSOR_CHECKPOINTS"
 )
 
 // Ownership shares the TELEMETRY partitions among the live replicas. Each
@@ -165,7 +155,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		sent := time.Now()
 		rev, err := o.kv.Update(ctx, leaseKey(p), []byte(o.id), l.rev)
 		if err != nil {
-			if isConflict(err) {
+			if bus.IsConflict(err) {
 				// Not waited for here: a worker stuck on a dead connection
 				// must not hold up the renewal of the other leases.
 				o.log.Warn("lease lost; stopping partition", "partition", p)
@@ -216,7 +206,7 @@ func (o *Ownership) rebalance(ctx context.Context) error {
 		sent := time.Now()
 		rev, err := o.kv.Create(ctx, leaseKey(p), []byte(o.id))
 		if err != nil {
-			if !isConflict(err) {
+			if !bus.IsConflict(err) {
 				o.log.Warn("claim partition", "partition", p, "err", err)
 			}
 			continue // still held by its previous owner until it hands it back or its lease expires
@@ -321,12 +311,6 @@ func assign(partitions int, members []string, id string) map[int]bool {
 
 func leaseKey(p int) string      { return "lease." + strconv.Itoa(p) }
 func memberKey(id string) string { return "members." + id }
-
-// isConflict reports a failed compare-and-set: someone else wrote the key.
-func isConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) ||
-		strings.Contains(err.Error(), "wrong last sequence")
-}
 
 // forward returns a channel that is closed once done yields, so both a
 // finished and a pending worker can be polled without losing its result.

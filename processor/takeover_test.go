@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/devenv"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -82,7 +83,7 @@ func TestLeaseLapsesBeforeAnotherCanClaim(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	const ttl = 3 * time.Second
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, TTL: ttl})
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: ttl})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ func checkpointSeq(t *testing.T, b *testBus) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := decodeCheckpoint(e.Value())
+	c, err := decodeManifest(e.Value())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +173,7 @@ func TestFailingWorkerStallsThePartition(t *testing.T) {
 	b := newTestBus(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, TTL: 3 * time.Second})
+	kv, err := b.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketLeases, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,7 +61,7 @@ func newTestBus(t *testing.T) *testBus {
 	if err := bus.Ensure(ctx, js, sc.Telemetry(), sc.Aggregates(), sc.DeadLetter()); err != nil {
 		t.Fatal(err)
 	}
-	ckpt, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketCheckpoints})
+	ckpt, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bus.BucketCheckpoints})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
 // Stream names of the contract.
@@ -16,6 +18,10 @@ const (
 	StreamAggregates = "AGGREGATES"
 	StreamAlerts     = "ALERTS"
 	StreamDeadLetter = "DEADLETTER"
+	// StreamNotifications is the notifier's delivery queue: one subject per
+	// channel (notifications.{channel}), a work queue from which a
+	// notification leaves only when its channel confirmed the delivery.
+	StreamNotifications = "NOTIFICATIONS"
 )
 
 // PartitionsKey is the stream metadata key that records how many partitions
@@ -143,6 +149,23 @@ func (c StreamConfig) DeadLetter() jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		MaxAge:      c.DeadLetterMaxAge,
 		MaxBytes:    c.DeadLetterMaxBytes,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}
+}
+
+// Notifications is the NOTIFICATIONS stream, holding at most maxBytes.
+// DiscardNew: a full queue refuses new notifications (they stay in their
+// alert's outbox and are retried) rather than dropping the oldest.
+func (c StreamConfig) Notifications(maxBytes int64) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        StreamNotifications,
+		Description: "notifications waiting for delivery, notifications.{channel}; removed once delivered",
+		Subjects:    []string{reading.NotificationSubject("*")},
+		Retention:   jetstream.WorkQueuePolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    maxBytes,
+		Duplicates:  c.DedupWindow,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,
 	}

@@ -18,3 +18,7 @@ func AlertSubject(site, device, rule string) string {
 
 // DeadLetterSubject is where a service dead-letters what it rejected.
 func DeadLetterSubject(service string) string { return "deadletter." + service }
+
+// NotificationSubject is where notifications for a channel are queued (the
+// NOTIFICATIONS stream).
+func NotificationSubject(channel string) string { return "notifications." + channel }

@@ -34,10 +34,6 @@ type Notification struct {
 	Seq uint64 `json:"seq"`
 }
 
-// NotificationSubject is where notifications for a channel are queued (the
-// NOTIFICATIONS stream). channel is a validated name.
-func NotificationSubject(channel string) string { return "notifications." + channel }
-
 // Event returns the ALERTS message of the alert's current state.
 func Event(s State, r *rules.Rule, c Change) reading.Alert {
 	return reading.Alert{
@@ -87,7 +83,7 @@ func Messages(s State, r *rules.Rule, changes []Change) ([]Message, error) {
 			return nil, fmt.Errorf("encode notification %s: %w", id, err)
 		}
 		for _, ch := range r.Channels {
-			out = append(out, Message{Subject: NotificationSubject(ch), ID: id + "." + ch, Data: data})
+			out = append(out, Message{Subject: reading.NotificationSubject(ch), ID: id + "." + ch, Data: data})
 		}
 	}
 	return out, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/retry"
 )
 
@@ -156,7 +157,7 @@ func (m *Mirror[T]) Save(ctx context.Context, key string, v T, rev uint64) (uint
 	} else {
 		next, err = m.kv.Update(ctx, key, data, rev)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	if bus.IsConflict(err) {
 		return 0, fmt.Errorf("save %s %s at revision %d: %w", m.kv.Bucket(), key, rev, ErrConflict)
 	}
 	if err != nil {

@@ -183,7 +183,7 @@ func (s *State) Load(data []byte) (Reconfiguration, error) {
 	if crc32.Checksum(body, castagnoli) != binary.BigEndian.Uint32(data[len(body):]) {
 		return Reconfiguration{}, fmt.Errorf("window checkpoint: checksum mismatch: %w", ErrCheckpoint)
 	}
-	next, err := decodeCheckpoint(body[len(checkpointMagic):], data[prefix])
+	next, err := decodeStateBody(body[len(checkpointMagic):], data[prefix])
 	if err != nil {
 		return Reconfiguration{}, err
 	}
@@ -298,9 +298,9 @@ func (d *decoder) inRange(what string, lo, hi int64) int64 {
 	return v
 }
 
-// decodeCheckpoint decodes a checkpoint body (after the magic, before the
+// decodeStateBody decodes a checkpoint body (after the magic, before the
 // CRC) of the given version into a new State.
-func decodeCheckpoint(b []byte, version byte) (*State, error) {
+func decodeStateBody(b []byte, version byte) (*State, error) {
 	d := &decoder{b: b}
 	var cfg Config
 	nSizes := d.count("window sizes", 1)

@@ -1,29 +1,113 @@
-package main
+package reading
 
 import (
+	"math"
+	"slices"
 	"strconv"
-
-	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
-// decodeReading decodes and validates a reading from TELEMETRY, as
-// reading.Unmarshal does. Ingest writes readings in one compact form (its
-// marshalReading: keys in order, names without escapes); that form is read
-// here without reflection, which was a fifth of the processor's CPU at
-// 5,000 msgs/s. Anything else (spaces, escapes, other key spellings, null,
-// numbers encoding/json would refuse) goes to reading.Unmarshal, so what
-// is accepted, and how, does not change (decode_test.go fuzzes that).
-func decodeReading(data []byte) (reading.Reading, error) {
+// The TELEMETRY wire codec: Encode writes the compact form ingest publishes,
+// Decode reads it back without reflection. Both agree with Marshal and
+// Unmarshal (encoding/json) on every input; they are only faster.
+
+// Encode encodes r exactly as Marshal (encoding/json) does, byte for byte,
+// in one allocation: it is ingest's hot path (docs/performance.md). Names
+// that are not valid names (which ingest's decoder never produces) go to
+// encoding/json, which escapes them.
+func Encode(r *Reading) ([]byte, error) {
+	if !ValidName(r.Site) || !ValidName(r.Device) {
+		return r.Marshal()
+	}
+	var stack [16]string
+	names := stack[:0]
+	size := 64 + len(r.Site) + len(r.Device)
+	for name := range r.Metrics {
+		if !ValidName(name) {
+			return r.Marshal()
+		}
+		names = append(names, name)
+		size += len(name) + 28
+	}
+	slices.Sort(names)
+
+	b := make([]byte, 0, size)
+	b = append(b, `{"site":"`...)
+	b = append(b, r.Site...)
+	b = append(b, `","device":"`...)
+	b = append(b, r.Device...)
+	b = append(b, `","ts":`...)
+	b = strconv.AppendInt(b, r.TS, 10)
+	if r.Seq != nil {
+		b = append(b, `,"seq":`...)
+		b = strconv.AppendUint(b, *r.Seq, 10)
+	}
+	b = append(b, `,"metrics":`...)
+	if r.Metrics == nil {
+		b = append(b, "null"...)
+	} else {
+		b = append(b, '{')
+		for i, name := range names {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, `":`...)
+			var ok bool
+			if b, ok = appendJSONFloat(b, r.Metrics[name]); !ok {
+				return r.Marshal() // NaN or Inf: encoding/json's error
+			}
+		}
+		b = append(b, '}')
+	}
+	b = append(b, `,"rx":`...)
+	b = strconv.AppendInt(b, r.Received, 10)
+	if r.DeviceTime {
+		b = append(b, `,"dt":true`...)
+	}
+	b = append(b, '}')
+	return b, nil
+}
+
+// appendJSONFloat appends f as encoding/json writes a float64: the shortest
+// representation, in exponent form below 1e-6 and from 1e21, with a
+// one-digit negative exponent written without its leading zero.
+func appendJSONFloat(b []byte, f float64) ([]byte, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, false
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 → e-9, as encoding/json does.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, true
+}
+
+// Decode decodes and validates a reading from TELEMETRY, as Unmarshal does.
+// The compact form Encode writes (keys in order, names without escapes) is
+// read without reflection: the processor's hot path (docs/performance.md).
+// Anything else (spaces, escapes, other key spellings, null, numbers
+// encoding/json would refuse) goes to Unmarshal, so what is accepted, and
+// how, is Unmarshal's.
+func Decode(data []byte) (Reading, error) {
 	if r, ok := parseCompact(data); ok {
 		return r, r.Validate()
 	}
-	return reading.Unmarshal(data)
+	return Unmarshal(data)
 }
 
 // parseCompact parses {"site":"…","device":"…","ts":…[,"seq":…],
 // "metrics":{"…":…,…},"rx":…[,"dt":true|false]}; ok is false at the first
 // byte it does not expect.
-func parseCompact(data []byte) (r reading.Reading, ok bool) {
+func parseCompact(data []byte) (r Reading, ok bool) {
 	p := compact{b: data}
 	if !p.lit(`{"site":`) || !p.name(&r.Site) || !p.lit(`,"device":`) || !p.name(&r.Device) ||
 		!p.lit(`,"ts":`) || !p.int(&r.TS) {

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/reading"
+	"github.com/edgeflow/edgeflow/internal/retry"
+)
+
+// run reads the partition in stream order from its checkpoint (load) until
+// stop is closed (a last flush, then return) or ctx ends (abort). A fetch
+// that lost a delivery is folded up to the loss and read again from there;
+// every flush interval, or once the batch is full, flush writes, publishes
+// and checkpoints what was folded (flush.go).
+func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
+	if err := w.load(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		w.metrics.OpenWindows.Sub(float64(w.open))
+		w.metrics.Devices.Sub(float64(w.devices))
+		w.metrics.Backlog.Sub(float64(w.pending))
+	}()
+	cons, err := w.consumer(ctx)
+	if err != nil {
+		return err
+	}
+	w.lastFlush = w.now()
+	for {
+		select {
+		case <-stop:
+			w.stopping = true
+			return w.flush(ctx, false)
+		default:
+		}
+		// Aborted (lease lost, drain timeout): Fetch does not watch ctx, and
+		// a partition with nothing to flush would never notice otherwise, nor
+		// hand the partition back.
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		batch, err := cons.Fetch(w.cfg.FetchSize, jetstream.FetchMaxWait(w.fetchWait()))
+		if err != nil {
+			// The ordered consumer gave up recreating itself (NATS away):
+			// start a new one from our own position once NATS answers.
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			w.retrying("fetch", err)
+			w.log.Warn("fetch failed; recreating consumer", "partition", w.p, "err", err)
+			if cons, err = w.consumer(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		w.fetched = w.fetched[:0]
+		w.cseq = 0
+		gap := w.startsElsewhere(cons)
+		for msg := range batch.Messages() {
+			if gap {
+				continue // read after a lost delivery: read again from a new consumer
+			}
+			meta, err := msg.Metadata()
+			if err != nil { // not a JetStream delivery: cannot be placed in the stream's order
+				w.metrics.Dropped.WithLabelValues("no_metadata").Inc()
+				w.log.Error("message without JetStream metadata skipped", "partition", w.p, "subject", msg.Subject(), "err", err)
+				continue
+			}
+			if w.gap(meta) {
+				gap = true
+				continue
+			}
+			w.fetched = append(w.fetched, fetched{msg, meta})
+		}
+		if gap {
+			// Fold what came before the lost delivery, then read on from
+			// the last message folded. Nothing is flushed or checkpointed
+			// past a reading that was never folded.
+			for _, f := range w.fetched {
+				w.fold(f.msg, f.meta)
+			}
+			clear(w.fetched)
+			w.metrics.Retries.WithLabelValues("fetch_gap").Inc()
+			w.stalled = true
+			if cons, err = w.consumer(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		caughtUp, pending := w.caughtUp(ctx, cons, batch.Error())
+		// The silence this fetch observed is accounted before its readings
+		// are folded: those restart their devices' silence.
+		w.listen(caughtUp)
+		for _, f := range w.fetched {
+			w.fold(f.msg, f.meta)
+		}
+		clear(w.fetched)
+		w.metrics.Backlog.Add(float64(pending - w.pending))
+		w.pending = pending
+		if w.now().Sub(w.lastFlush) >= w.cfg.FlushInterval || w.batch.Len() >= w.cfg.BatchSize {
+			if err := w.flush(ctx, caughtUp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// fetched is one message of a fetch and its JetStream metadata.
+type fetched struct {
+	msg  jetstream.Msg
+	meta *jetstream.MsgMetadata
+}
+
+// infoTimeout bounds the request that checks whether an empty fetch found
+// the partition caught up.
+const infoTimeout = 5 * time.Second
+
+// idleFetchWait is how long a fetch waits on a partition with nothing to do.
+const idleFetchWait = 2 * time.Second
+
+// fetchWait is how long the next fetch may wait for messages: until the next
+// flush is due; or, when the partition was caught up at the last fetch with
+// everything folded checkpointed and no window open, idleFetchWait, as no
+// flush can have anything to do before a reading comes. An idle replica then
+// makes a few requests a second instead of dozens (8 partitions at a 250 ms
+// flush interval: a fetch and a consumer info each, 64 a second), at the cost
+// of folding the first reading after the silence up to idleFetchWait later.
+func (w *worker) fetchWait() time.Duration {
+	if !w.caughtUpAt.IsZero() && w.open == 0 && w.seq == w.savedSeq && w.batch.Len() == 0 && len(w.dead) == 0 {
+		return idleFetchWait
+	}
+	return max(w.cfg.FlushInterval-w.now().Sub(w.lastFlush), 50*time.Millisecond)
+}
+
+// caughtUp reports whether the fetch just done read everything in the
+// partition, measured now (not remembered from an earlier fetch), and how
+// many messages are left. Only then may windows close for silence.
+func (w *worker) caughtUp(ctx context.Context, cons jetstream.Consumer, fetchErr error) (bool, int64) {
+	if fetchErr != nil && !errors.Is(fetchErr, nats.ErrTimeout) {
+		// An interrupted fetch says nothing about what is left to read.
+		if ctx.Err() == nil {
+			w.log.Debug("fetch batch", "partition", w.p, "err", fetchErr)
+		}
+		return false, w.pending
+	}
+	if !w.js.Conn().IsConnected() {
+		return false, w.pending
+	}
+	if n := len(w.fetched); n > 0 {
+		left := w.fetched[n-1].meta.NumPending
+		return left == 0, int64(left)
+	}
+	// An empty fetch proves nothing by itself: it ends empty when its wait
+	// (as short as 50 ms after a long flush) runs out before a loaded server
+	// delivers, and without an error when its request never reached the
+	// server. Ask the server what is left.
+	ictx, cancel := context.WithTimeout(ctx, infoTimeout)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Debug("consumer info after an empty fetch", "partition", w.p, "err", err)
+		}
+		return false, w.pending
+	}
+	// The fetch's consumer delivered what never arrived: lost, not silence.
+	if info.Delivered.Consumer > 0 {
+		return false, int64(info.NumPending)
+	}
+	return info.NumPending == 0, int64(info.NumPending)
+}
+
+// listen accounts the time since the previous fetch as listening
+// (window.State.Listen), the silence that closes the windows of devices that
+// stopped sending: only when both fetches found the partition caught up and
+// nothing held the worker up in between (no failed fetch, no retried write,
+// publish or checkpoint, no NATS reconnect). An outage, or a backlog being
+// read, is not silence: the readings it held back are still to come.
+func (w *worker) listen(caughtUp bool) {
+	now := w.now()
+	reconnects := w.js.Conn().Stats().Reconnects
+	if caughtUp && !w.caughtUpAt.IsZero() && !w.stalled && reconnects == w.reconnects {
+		w.state.Listen(now.Sub(w.caughtUpAt))
+	}
+	w.caughtUpAt, w.reconnects, w.stalled = time.Time{}, reconnects, false
+	if caughtUp {
+		w.caughtUpAt = now
+	}
+}
+
+// consumer reads the partition in order from just after the checkpoint.
+func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
+	// MaxResetAttempts bounds how long a Fetch may block recreating the
+	// consumer after a NATS restart (unbounded by default, and deaf to our
+	// context); the loop in run recreates it instead.
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}, MaxResetAttempts: 2}
+	if w.seq > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = w.seq + 1
+	}
+	var cons jetstream.Consumer
+	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
+		var err error
+		cons, err = w.js.OrderedConsumer(ctx, bus.StreamTelemetry, cc)
+		return err
+	}, func(err error, _ time.Duration) {
+		w.retrying("consumer", err)
+		w.log.Warn("create consumer", "partition", w.p, "err", err)
+	})
+	return cons, err
+}
+
+// gap reports whether a delivery was lost before the message with meta.
+// Each Fetch of an ordered consumer delivers from a new consumer, numbering
+// its deliveries 1, 2, 3, ..., and nothing checks that none is missing: in a
+// NATS cluster, when the server this replica is connected to dies, the
+// consumer lives on in another server and goes on delivering the pull
+// request to our inbox; what it sent during the reconnect is lost, the next
+// messages arrive, and the next Fetch starts after them. Seen by task chaos
+// as a few readings missing from raw and windows after each such kill.
+// Numbering restarts with every fetch, so a fetch's first delivery must be
+// number 1, whatever the last fetch ended with; together with
+// startsElsewhere this proves every message after the last one folded was
+// received.
+func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
+	c := meta.Sequence.Consumer
+	if c != w.cseq+1 {
+		w.log.Warn("a delivery was lost; reading again from the last message folded", "partition", w.p,
+			"consumer_seq", c, "previous", w.cseq, "stream_seq", meta.Sequence.Stream, "folded", w.seq)
+		return true
+	}
+	w.cseq = c
+	return false
+}
+
+// startsElsewhere reports whether the fetch just made reads from elsewhere
+// than the message after the last one folded. The ordered consumer starts
+// each fetch after the last message the client library received: the last
+// one folded, unless a delivery was lost after the library took it. Its
+// consumer sequence 1 is then a message past the lost one, and the loss
+// would never show as a gap in the numbering.
+func (w *worker) startsElsewhere(cons jetstream.Consumer) bool {
+	info := cons.CachedInfo()
+	if info == nil {
+		return false // not created: the fetch failed, nothing to read past
+	}
+	start := info.Config.OptStartSeq
+	if info.Config.DeliverPolicy == jetstream.DeliverAllPolicy {
+		start = 1
+	}
+	if start == w.seq+1 {
+		return false
+	}
+	w.log.Warn("the fetch does not start after the last message folded; reading again from there", "partition", w.p,
+		"start_seq", start, "folded", w.seq)
+	return true
+}
+
+// fold adds one message to the windows and the pending raw points.
+func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
+	w.seq = meta.Sequence.Stream
+	w.metrics.In.Inc()
+	r, err := reading.Decode(msg.Data())
+	if err != nil {
+		w.deadLetter("invalid_reading", err.Error(), msg)
+		return
+	}
+	if late := w.state.Add(r); len(late) > 0 {
+		w.metrics.Late.Inc()
+		names := ""
+		for i, d := range late {
+			if i > 0 {
+				names += ","
+			}
+			names += reading.WindowName(d)
+		}
+		w.deadLetter("late", fmt.Sprintf("reading at %s arrived after its %s window closed; written raw, not aggregated",
+			time.UnixMilli(r.TS).UTC().Format(time.RFC3339Nano), names), msg)
+	}
+	if w.cfg.Influx.WriteRaw {
+		w.batch.AddReading(&r)
+	}
+}
+
+func (w *worker) deadLetter(reason, detail string, msg jetstream.Msg) {
+	w.metrics.DeadLettered.WithLabelValues(reason).Inc()
+	w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: reason, Detail: detail,
+		Source: msg.Subject() + " seq " + strconv.FormatUint(w.seq, 10), Body: msg.Data()}.Msg(w.now()))
+}
