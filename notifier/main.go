@@ -82,18 +82,9 @@ func run(ctx context.Context, cfg Config) error {
 		return g.Wait(nil) // signalled while starting: nothing to drain
 	}
 
-	// The local copies of the shared state, current before anything is
-	// decided on them.
-	alerts := kvmirror.New[alert.Record](alertKV, log)
-	seen := kvmirror.New[LastSeen](seenKV, log)
-	g.Go(func(ctx context.Context) error { alerts.Run(ctx); return nil })
-	g.Go(func(ctx context.Context) error { seen.Run(ctx); return nil })
-	for _, ready := range []<-chan struct{}{alerts.Ready(), seen.Ready()} {
-		select {
-		case <-ready:
-		case <-ctx.Done():
-			return g.Wait(nil)
-		}
+	alerts, seen, ok := mirror(ctx, g, alertKV, seenKV, log)
+	if !ok {
+		return g.Wait(nil)
 	}
 	states.Store(alerts)
 
@@ -155,6 +146,25 @@ func watchRules(cfg Config, log *slog.Logger, metrics *Metrics, health *service.
 		return nil
 	})
 	return watcher, rulesChanged
+}
+
+// mirror starts the local copies of the shared state as parts of g and
+// waits until they are current: nothing is decided on them before. It
+// reports false if ctx ended first.
+func mirror(ctx context.Context, g *service.Group, alertKV, seenKV jetstream.KeyValue, log *slog.Logger) (
+	*kvmirror.Mirror[alert.Record], *kvmirror.Mirror[LastSeen], bool) {
+	alerts := kvmirror.New[alert.Record](alertKV, log)
+	seen := kvmirror.New[LastSeen](seenKV, log)
+	g.Go(func(ctx context.Context) error { alerts.Run(ctx); return nil })
+	g.Go(func(ctx context.Context) error { seen.Run(ctx); return nil })
+	for _, ready := range []<-chan struct{}{alerts.Ready(), seen.Ready()} {
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return nil, nil, false
+		}
+	}
+	return alerts, seen, true
 }
 
 // tick runs what the clock drives until ctx ends: on every tick, and at
