@@ -30,7 +30,8 @@ func fakeKubectl(t *testing.T, answers map[string]string) (calls func() []string
 		if fail {
 			out, code = " >&2", 1
 		}
-		fmt.Fprintf(&s, "%q)\ncat%s <<'EOF'\n%s\nEOF\nexit %d;;\n", args, out, body, code)
+		// printf '%s': no newline added, as kubectl prints a jsonpath.
+		fmt.Fprintf(&s, "%q)\nprintf '%%s' '%s'%s\nexit %d;;\n", args, strings.ReplaceAll(body, "'", `'\''`), out, code)
 	}
 	s.WriteString("*) echo \"fake kubectl: unexpected: $*\" >&2; exit 1;;\nesac\n")
 	if err := os.WriteFile(filepath.Join(dir, "kubectl"), []byte(s.String()), 0o755); err != nil {
@@ -48,6 +49,28 @@ func fakeKubectl(t *testing.T, answers map[string]string) (calls func() []string
 		return out
 	}
 	return func() []string { return read(log, "\n") }, func() []string { return read(stdin, "\n---\n") }
+}
+
+// fakeGo puts a go on PATH that records its arguments and, given images (the
+// JSON of images.json), writes them to the folder of its -out flag, as scripts/images
+// does. It returns a function listing the calls made so far.
+func fakeGo(t *testing.T, images string) func() []string {
+	t.Helper()
+	dir := t.TempDir()
+	log := filepath.Join(dir, "calls")
+	script := fmt.Sprintf("#!/bin/sh\nprintf '%%s\\n' \"$*\" >> %q\n", log)
+	if images != "" {
+		script += "out=\nwhile [ $# -gt 0 ]; do [ \"$1\" = -out ] && out=\"$2\"; shift; done\n" +
+			"mkdir -p \"$out\" && cat > \"$out/images.json\" <<'EOF'\n" + images + "\nEOF\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	return func() []string {
+		b, _ := os.ReadFile(log)
+		return strings.Split(strings.TrimSpace(string(b)), "\n")
+	}
 }
 
 func testKube(t *testing.T) *Kube {
@@ -227,13 +250,7 @@ func TestSecretsApplyOnlyEdgeflowFolders(t *testing.T) {
 		answers[fmt.Sprintf("-n edgeflow create secret generic %s --type=%s --from-file=%s --dry-run=client -o yaml", name, typ, filepath.Join(dir, name))] = "secret " + name
 	}
 	_, applied := fakeKubectl(t, answers)
-	// scripts/secrets runs through go; here it is a no-op that records its arguments.
-	bin := t.TempDir()
-	goArgs := filepath.Join(bin, "args")
-	if err := os.WriteFile(filepath.Join(bin, "go"), []byte("#!/bin/sh\necho \"$*\" > "+goArgs+"\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	goCalls := fakeGo(t, "")
 
 	nodes := []Node{{Name: "server", InternalIP: "10.0.0.1"}, {Name: "pi"}}
 	k.DashboardHost = "edge.example"
@@ -244,11 +261,10 @@ func TestSecretsApplyOnlyEdgeflowFolders(t *testing.T) {
 	if got, want := applied(), []string{ns, "secret edgeflow-dashboard-tls", "secret edgeflow-mqtt"}; !slices.Equal(got, want) {
 		t.Fatalf("applied %q, want %q", got, want)
 	}
-	b, _ := os.ReadFile(goArgs)
 	want := "run ./scripts/secrets -out " + dir + " -san 10.0.0.1 -dashboard-san 10.0.0.1 -san server -dashboard-san server" +
 		" -san pi -dashboard-san pi -dashboard-san edge.example -influx18"
-	if got := strings.TrimSpace(string(b)); got != want {
-		t.Fatalf("go %s\nwant go %s", got, want)
+	if got := goCalls(); len(got) != 1 || got[0] != want {
+		t.Fatalf("go %q\nwant go %s", got, want)
 	}
 }
 
@@ -362,5 +378,70 @@ func TestPortForward(t *testing.T) {
 	stop()
 	if port != 41234 {
 		t.Fatalf("port %d, want 41234", port)
+	}
+}
+
+// rollout rebuilds the services named, keeps the other images of images.json, applies the
+// generated kustomization, restarts a workload whose image did not change (so its pods
+// are replaced all the same) and waits for the rollouts.
+func TestRollout(t *testing.T) {
+	k := testKube(t)
+	k.Registry, k.Cluster = "reg.example", "home"
+	dir := k.buildDir("images")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var old []Image
+	for _, s := range Services {
+		old = append(old, Image{Name: s, Ref: "reg.example/edgeflow/" + s + ":v1"})
+	}
+	if err := writeImages(filepath.Join(dir, "images.json"), old); err != nil {
+		t.Fatal(err)
+	}
+	goCalls := fakeGo(t, `[{"name": "processor", "ref": "reg.example/edgeflow/processor:v2"},
+ {"name": "notifier", "ref": "reg.example/edgeflow/notifier:v1"}]`)
+	image := "-o jsonpath={.spec.template.spec.containers[0].image}"
+	calls, _ := fakeKubectl(t, map[string]string{
+		"get nodes -o json":                                              nodesJSON,
+		"-n edgeflow get deployment processor -o name":                   "deployment.apps/processor",
+		"-n edgeflow get deployment notifier -o name":                    "deployment.apps/notifier",
+		"-n edgeflow get deployment processor " + image:                  "reg.example/edgeflow/processor:v1",
+		"-n edgeflow get deployment notifier " + image:                   "reg.example/edgeflow/notifier:v1",
+		"apply -k " + k.buildDir("deploy", "k3s"):                        "applied",
+		"-n edgeflow rollout restart deployment/notifier":                "restarted",
+		"-n edgeflow rollout status deployment/processor --timeout=1m0s": "rolled out",
+		"-n edgeflow rollout status deployment/notifier --timeout=1m0s":  "rolled out",
+	})
+	if err := rollout(context.Background(), k, []string{"processor", "notifier"}); err != nil {
+		t.Fatal(err)
+	}
+	wantGo := "run ./scripts/images -out " + dir + " -platforms linux/amd64,linux/arm/v7 -registry reg.example -push -only processor,notifier"
+	if got := goCalls(); len(got) != 1 || got[0] != wantGo {
+		t.Errorf("go %q\nwant go %s", got, wantGo)
+	}
+	var restarts []string
+	for _, c := range calls() {
+		if strings.Contains(c, "rollout restart") {
+			restarts = append(restarts, c)
+		}
+	}
+	if len(restarts) != 1 || !strings.HasSuffix(restarts[0], "deployment/notifier") {
+		t.Errorf("restarts %q, want the notifier's only (its image did not change)", restarts)
+	}
+	kept, err := readImages(filepath.Join(dir, "images.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "dashboard=reg.example/edgeflow/dashboard:v1 ingest=reg.example/edgeflow/ingest:v1 " +
+		"notifier=reg.example/edgeflow/notifier:v1 processor=reg.example/edgeflow/processor:v2"; names(kept) != want {
+		t.Errorf("images.json after the rollout: %s\nwant %s", names(kept), want)
+	}
+	kust, err := os.ReadFile(filepath.Join(k.buildDir("deploy", "k3s"), "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(kust), "newName: reg.example/edgeflow/processor\n    newTag: \"v2\"") ||
+		!strings.Contains(string(kust), "newName: reg.example/edgeflow/ingest\n    newTag: \"v1\"") {
+		t.Errorf("kustomization does not name the new processor and the kept ingest:\n%s", kust)
 	}
 }
