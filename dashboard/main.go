@@ -70,19 +70,22 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
+	g, ctx := service.NewGroup(ctx)
+	defer g.Wait(nil)
+	g.Serve(log, cfg.HTTPAddr, d.Handler(service.Handler(health, reg)))
 	var wg sync.WaitGroup
 	wg.Go(func() { d.seed(ctx) })
 	wg.Go(func() { d.tick(ctx) })
 	wg.Go(func() { d.followAlerts(ctx) })
 	wg.Go(func() { d.followDeadLetters(ctx) })
 	wg.Go(func() { d.pollPipeline(ctx) })
+
+	<-ctx.Done()
 	// SIGTERM drain: every live stream ends with a "bye" at once, so the
 	// server's graceful shutdown is not held up by connections that never
 	// go idle; browsers reconnect (to another replica, or to this one when
 	// it is back).
-	wg.Go(func() { <-ctx.Done(); d.hub.Close() })
-
-	err = service.Serve(ctx, log, cfg.HTTPAddr, d.Handler(service.Handler(health, reg)))
+	d.hub.Close()
 	wg.Wait()
-	return err
+	return g.Wait(nil)
 }

@@ -16,8 +16,8 @@ import (
 // dialBroker opens the connection to the broker as paho would (a proxy from
 // the environment, TLS for the TLS schemes) and reads it through a buffer:
 // paho reads every packet's fixed header and each byte of its length with a
-// read of its own, one read(2) each on a plain connection, which was ~7 % of
-// ingest's CPU at 20,000 msgs/s.
+// read of its own, one read(2) each on a plain connection (the cost:
+// docs/performance.md, "Figures behind the code").
 func dialBroker(uri *url.URL, o mqtt.ClientOptions) (net.Conn, error) {
 	conn, err := proxy.FromEnvironmentUsing(o.Dialer).Dial("tcp", uri.Host)
 	if err != nil {

@@ -9,8 +9,8 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -19,7 +19,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
-	"github.com/edgeflow/edgeflow/internal/retry"
 	"github.com/edgeflow/edgeflow/internal/service"
 	"github.com/edgeflow/edgeflow/notifier/alert"
 	"github.com/edgeflow/edgeflow/notifier/kvmirror"
@@ -38,6 +37,92 @@ func run(ctx context.Context, cfg Config) error {
 	health := service.NewHealth()
 	metrics := NewMetrics(reg)
 
+	watcher, rulesChanged := watchRules(cfg, log, metrics, health)
+
+	nc, js, err := bus.Connect(ctx, log, cfg.Config, "edgeflow-notifier-"+cfg.ID)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	health.AddCheck("nats", bus.Ready(nc))
+
+	var states atomic.Pointer[kvmirror.Mirror[alert.Record]]
+	g, ctx := service.NewGroup(ctx)
+	defer g.Wait(nil)
+	g.Serve(log, cfg.HTTPAddr, handler(health, reg, watcher, &states))
+
+	// The rules file is watched from the start: a replica waiting for NATS
+	// or for its first valid file picks up a fix.
+	g.Go(func(ctx context.Context) error { watcher.Run(ctx, cfg.RulesPoll); return nil })
+
+	// Until these succeed the service is alive but not ready: the
+	// processors create AGGREGATES.
+	startup := health.Starting()
+	var alertKV, seenKV jetstream.KeyValue
+	err = startup.Await(ctx, log, func(ctx context.Context) error {
+		if err := bus.Ensure(ctx, js, cfg.Alerts(), cfg.Notifications(cfg.QueueMaxBytes), cfg.DeadLetter()); err != nil {
+			return err
+		}
+		if _, err := js.Stream(ctx, bus.StreamAggregates); err != nil {
+			return fmt.Errorf("stream %s: %w (the processors create it)", bus.StreamAggregates, err)
+		}
+		if alertKV, err = bus.EnsureBucket(ctx, js, cfg.AlertState()); err != nil {
+			return err
+		}
+		seenKV, err = bus.EnsureBucket(ctx, js, cfg.LastSeen())
+		return err
+	})
+	if err != nil {
+		return g.Wait(nil) // signalled while starting: nothing to drain
+	}
+
+	alerts, seen, ok := mirror(ctx, g, alertKV, seenKV, log)
+	if !ok {
+		return g.Wait(nil)
+	}
+	states.Store(alerts)
+
+	// After SIGTERM, work in hand may finish within the drain timeout.
+	drain := service.NewDrain(ctx, cfg.DrainTimeout)
+	defer drain.Stop()
+	work := drain.Context()
+
+	engine := &Engine{js: js, states: alerts, seen: seen, rules: watcher.Rules, metrics: metrics,
+		log: log, now: time.Now, sweepAge: sweepAge}
+	// Whatever a replica left committed but unpublished goes out now.
+	if err := engine.Sweep(work, true); err != nil {
+		log.Warn("sweep at start-up; retried every tick", "err", err)
+	}
+	// The consumer loops: each is restarted when it ends, and the replica
+	// is not ready while one is not running.
+	loops := NewLoops(log, metrics.Restarts)
+	health.AddCheck("loops", loops.Check)
+	reader := &aggregateReader{js: js, engine: engine, metrics: metrics, log: log, failover: cfg.Failover,
+		loops: loops, state: loops.Add(loopAggregates)}
+	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover, loops)
+	dispatcher.Reconcile(ctx, work)
+	startup.Done()
+	log.Info("notifier running", "rules", cfg.Rules, "rules_version", watcher.Status().Version)
+
+	var tickers sync.WaitGroup
+	tickers.Go(func() { tick(ctx, work, cfg.Tick, rulesChanged, dispatcher, engine, reader, log) })
+
+	reader.Run(ctx, work)
+	log.Info("draining", "timeout", cfg.DrainTimeout)
+	tickers.Wait()
+	dispatcher.Wait()
+	// Hand aggregate evaluation to another replica now rather than after
+	// the pin's TTL.
+	if s, err := js.Stream(work, bus.StreamAggregates); err == nil {
+		_ = s.UnpinConsumer(work, ConsumerAggregates, priorityGroup)
+	}
+	return g.Wait(drain.Err("what was in hand is redelivered"))
+}
+
+// watchRules reads the rules file once and returns its watcher (not yet
+// running) and a channel told of every change; the replica is not ready
+// while it has no valid rules.
+func watchRules(cfg Config, log *slog.Logger, metrics *Metrics, health *service.Health) (*rules.Watcher, <-chan struct{}) {
 	watcher := rules.NewWatcher(cfg.Rules, os.LookupEnv, log)
 	rulesChanged := make(chan struct{}, 1)
 	watcher.OnChange = func(s rules.Status) {
@@ -54,129 +139,47 @@ func run(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	})
+	return watcher, rulesChanged
+}
 
-	nc, js, err := bus.Connect(ctx, log, cfg.Config, "edgeflow-notifier-"+cfg.ID)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	health.AddCheck("nats", bus.Ready(nc))
-
-	var states atomic.Pointer[kvmirror.Mirror[alert.Record]]
-	var wg sync.WaitGroup
-	httpCtx, stopHTTP := context.WithCancel(context.Background())
-	defer stopHTTP()
-	wg.Go(func() {
-		if err := service.Serve(httpCtx, log, cfg.HTTPAddr, handler(health, reg, watcher, &states)); err != nil {
-			log.Error("http server", "err", err)
-		}
-	})
-	defer wg.Wait()
-	defer stopHTTP()
-
-	// The rules file is watched from the start: a replica waiting for NATS
-	// or for its first valid file picks up a fix.
-	watchCtx, stopWatch := context.WithCancel(context.Background())
-	defer stopWatch()
-	wg.Go(func() { watcher.Run(watchCtx, cfg.RulesPoll) })
-
-	// Until these succeed the service is alive but not ready: the
-	// processors create AGGREGATES.
-	starting := errors.New("starting")
-	var startErr atomic.Pointer[error]
-	startErr.Store(&starting)
-	health.AddCheck("startup", func(context.Context) error { return *startErr.Load() })
-	var alertKV, seenKV jetstream.KeyValue
-	err = retry.Do(ctx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
-		if err := bus.Ensure(ctx, js, cfg.Alerts(), cfg.Notifications(cfg.QueueMaxBytes), cfg.DeadLetter()); err != nil {
-			return err
-		}
-		if _, err := js.Stream(ctx, bus.StreamAggregates); err != nil {
-			return fmt.Errorf("stream %s: %w (the processors create it)", bus.StreamAggregates, err)
-		}
-		if alertKV, err = bus.EnsureBucket(ctx, js, cfg.AlertState()); err != nil {
-			return err
-		}
-		seenKV, err = bus.EnsureBucket(ctx, js, cfg.LastSeen())
-		return err
-	}, func(err error, _ time.Duration) {
-		startErr.Store(&err)
-		log.Warn("waiting for dependencies", "err", err)
-	})
-	if err != nil {
-		return nil // signalled while starting: nothing to drain
-	}
-
-	// The local copies of the shared state, current before anything is
-	// decided on them.
-	mirrorCtx, stopMirrors := context.WithCancel(context.Background())
-	defer stopMirrors()
+// mirror starts the local copies of the shared state as parts of g and
+// waits until they are current: nothing is decided on them before. It
+// reports false if ctx ended first.
+func mirror(ctx context.Context, g *service.Group, alertKV, seenKV jetstream.KeyValue, log *slog.Logger) (
+	*kvmirror.Mirror[alert.Record], *kvmirror.Mirror[LastSeen], bool) {
 	alerts := kvmirror.New[alert.Record](alertKV, log)
 	seen := kvmirror.New[LastSeen](seenKV, log)
-	wg.Go(func() { alerts.Run(mirrorCtx) })
-	wg.Go(func() { seen.Run(mirrorCtx) })
+	g.Go(func(ctx context.Context) error { alerts.Run(ctx); return nil })
+	g.Go(func(ctx context.Context) error { seen.Run(ctx); return nil })
 	for _, ready := range []<-chan struct{}{alerts.Ready(), seen.Ready()} {
 		select {
 		case <-ready:
 		case <-ctx.Done():
-			return nil
+			return nil, nil, false
 		}
 	}
-	states.Store(alerts)
+	return alerts, seen, true
+}
 
-	// After SIGTERM, work in hand may finish within the drain timeout.
-	work, cancelWork := context.WithCancel(context.Background())
-	defer cancelWork()
-	stopDrain := context.AfterFunc(ctx, func() { time.AfterFunc(cfg.DrainTimeout, cancelWork) })
-	defer stopDrain()
-
-	engine := &Engine{js: js, states: alerts, seen: seen, rules: watcher.Rules, metrics: metrics,
-		log: log, now: time.Now, sweepAge: sweepAge}
-	// Whatever a replica left committed but unpublished goes out now.
-	if err := engine.Sweep(work, true); err != nil {
-		log.Warn("sweep at start-up; retried every tick", "err", err)
-	}
-	// The consumer loops: each is restarted when it ends, and the replica
-	// is not ready while one is not running.
-	loops := NewLoops(log, metrics.Restarts)
-	health.AddCheck("loops", loops.Check)
-	reader := &aggregateReader{js: js, engine: engine, metrics: metrics, log: log, failover: cfg.Failover,
-		loops: loops, state: loops.Add(loopAggregates)}
-	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover, loops)
-	dispatcher.Reconcile(ctx, work)
-	startErr.Store(new(error))
-	log.Info("notifier running", "rules", cfg.Rules, "rules_version", watcher.Status().Version)
-
-	var tickers sync.WaitGroup
-	tickers.Go(func() {
-		t := time.NewTicker(cfg.Tick)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-rulesChanged:
-			case <-t.C:
-			}
-			dispatcher.Reconcile(ctx, work)
-			if err := engine.Tick(work, reader.caughtUp(work)); err != nil && ctx.Err() == nil {
-				log.Warn("tick", "err", err)
-			}
-			dispatcher.Observe(work)
+// tick runs what the clock drives until ctx ends: on every tick, and at
+// once when the rules change, the delivery loops follow the rules in effect,
+// the engine ticks (offline rules, reminders, the outbox sweep) and the
+// queue gauges are refreshed. work bounds what is in hand.
+func tick(ctx, work context.Context, every time.Duration, rulesChanged <-chan struct{},
+	dispatcher *Dispatcher, engine *Engine, reader *aggregateReader, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-rulesChanged:
+		case <-t.C:
 		}
-	})
-
-	reader.Run(ctx, work)
-	log.Info("draining", "timeout", cfg.DrainTimeout)
-	tickers.Wait()
-	dispatcher.Wait()
-	// Hand aggregate evaluation to another replica now rather than after
-	// the pin's TTL.
-	if s, err := js.Stream(work, bus.StreamAggregates); err == nil {
-		_ = s.UnpinConsumer(work, ConsumerAggregates, priorityGroup)
+		dispatcher.Reconcile(ctx, work)
+		if err := engine.Tick(work, reader.caughtUp(work)); err != nil && ctx.Err() == nil {
+			log.Warn("tick", "err", err)
+		}
+		dispatcher.Observe(work)
 	}
-	if work.Err() != nil {
-		return fmt.Errorf("drain timed out after %s; what was in hand is redelivered", cfg.DrainTimeout)
-	}
-	return nil
 }

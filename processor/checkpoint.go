@@ -96,9 +96,9 @@ func (w *worker) purgeChunks(ctx context.Context, first uint64) bool {
 }
 
 // A full checkpoint of a large state is costly (MarshalBinary, compression,
-// megabytes written: about half a second for 100,000 devices, see
-// docs/performance.md); written at every flush, it would take most of a busy
-// partition's time and disk.
+// megabytes written; figures in docs/performance.md, "Many devices");
+// written at every flush, it would take most of a busy partition's time and
+// disk.
 const (
 	// checkpointShare: full checkpoints take at most about one
 	// checkpointShare-th of a partition's time.

@@ -7,16 +7,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
-	"github.com/edgeflow/edgeflow/internal/retry"
 	"github.com/edgeflow/edgeflow/internal/service"
 )
 
@@ -40,26 +36,16 @@ func run(ctx context.Context, cfg Config) error {
 	defer influx.Close()
 	health.AddCheck("influxdb", influx.Ready)
 
-	var wg sync.WaitGroup
-	httpCtx, stopHTTP := context.WithCancel(context.Background())
-	defer stopHTTP()
-	wg.Go(func() {
-		if err := service.Serve(httpCtx, log, cfg.HTTPAddr, service.Handler(health, reg)); err != nil {
-			log.Error("http server", "err", err)
-		}
-	})
-	defer wg.Wait()
-	defer stopHTTP()
+	g, ctx := service.NewGroup(ctx)
+	defer g.Wait(nil)
+	g.Serve(log, cfg.HTTPAddr, service.Handler(health, reg))
 
 	// Until these succeed the service is alive but not ready: ingest creates
 	// TELEMETRY, and InfluxDB may still be starting.
 	var partitions int
 	var leases, checkpoints jetstream.KeyValue
-	starting := errors.New("starting")
-	var startErr atomic.Pointer[error]
-	startErr.Store(&starting)
-	health.AddCheck("startup", func(context.Context) error { return *startErr.Load() })
-	err = retry.Do(ctx, retry.Backoff{Max: 2 * time.Second}, func(ctx context.Context) error {
+	startup := health.Starting()
+	err = startup.Await(ctx, log, func(ctx context.Context) error {
 		if err := influx.Ensure(ctx); err != nil {
 			return err
 		}
@@ -78,14 +64,11 @@ func run(ctx context.Context, cfg Config) error {
 		}
 		partitions = n
 		return nil
-	}, func(err error, _ time.Duration) {
-		startErr.Store(&err)
-		log.Warn("waiting for dependencies", "err", err)
 	})
 	if err != nil {
-		return nil // signalled while starting: nothing to drain
+		return g.Wait(nil) // signalled while starting: nothing to drain
 	}
-	startErr.Store(new(error))
+	startup.Done()
 
 	start := func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error {
 		w := &worker{p: p, cfg: cfg, js: js, ckpt: checkpoints, influx: influx, metrics: metrics,
@@ -96,5 +79,5 @@ func run(ctx context.Context, cfg Config) error {
 	own := NewOwnership(leases, cfg.ID, partitions, cfg.LeaseTTL, cfg.DrainTimeout, log, reg, metrics.Stalls, start)
 	log.Info("processor running", "partitions", partitions, "windows", cfg.Windows, "lateness", cfg.Lateness)
 	own.Run(ctx) // returns after handing every partition back
-	return nil
+	return g.Wait(nil)
 }

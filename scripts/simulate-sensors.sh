@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # simulate-sensors.sh: the sensors `task up` runs by default. Eight devices at
 # three sites publish over MQTT QoS 1 in all three payload forms the pipeline
-# accepts (see ARCHITECTURE.md, "Devices and MQTT"):
+# accepts (see docs/architecture.md, "Devices and MQTT"):
 #
 #   JSON object  sensors/{site}/{device}           {"ts":<ms>,"seq":<n>,"temperature":21.5,...}
 #   bare number  sensors/{site}/{device}/{metric}  21.5

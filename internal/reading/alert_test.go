@@ -17,7 +17,7 @@ func TestAlertRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The field names of the contract (ARCHITECTURE.md, ALERTS).
+	// The field names of the contract (docs/architecture.md, ALERTS).
 	var fields map[string]any
 	if err := json.Unmarshal(data, &fields); err != nil {
 		t.Fatal(err)

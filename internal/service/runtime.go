@@ -13,15 +13,13 @@ import (
 
 // DefaultMemoryLimit is the Go runtime's soft memory limit when neither
 // EDGEFLOW_MEMORY_LIMIT nor GOMEMLIMIT is set. With the runtime's default
-// GOGC=100 the heap grows to twice what is live before a collection, and the
-// services' live heap at 20,000 msgs/s (in-flight messages, fetch batches,
-// client buffers) is 10-13 MB: their RSS reached 41-48 MB (docs/performance.md).
-// The soft limit makes the collector run earlier as the process nears it, so
-// RSS stays near the limit instead of at twice the live heap; it never
-// refuses memory (a live heap above it only costs more collections). RSS is
-// the limit plus ~10 MB the runtime does not count (the binary's text and
-// data): 32 MiB left ingest and the processor at 41-43 MB at 20k msgs/s,
-// 24 MiB at 34-36 MB but with visibly more collector CPU; 28 MiB is between.
+// GOGC=100 the heap grows to twice what is live before a collection; the
+// soft limit makes the collector run earlier as the process nears it, so
+// RSS stays near the limit instead of at twice the live heap. It never
+// refuses memory: a live heap above it only costs more collections. RSS is
+// the limit plus what the runtime does not count (the binary's text and
+// data). The value is a trade of RSS against collector CPU measured at the
+// sustained rate (docs/performance.md, "Figures behind the code").
 const DefaultMemoryLimit = 28 << 20
 
 // memoryLimitEnv is the variable that sets the soft memory limit in bytes

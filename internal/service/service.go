@@ -1,6 +1,8 @@
 // Package service is what every edgeflow service shares around its own
 // logic: JSON logs, the /healthz, /readyz and /metrics server, the standard
-// pipeline counters, and a context that ends on SIGTERM.
+// pipeline counters, a context that ends on SIGTERM, and the lifecycle of a
+// run (lifecycle.go): the parts that outlive the work (Group), the "startup"
+// readiness (Startup) and the drain after SIGTERM (Drain).
 package service
 
 import (

@@ -23,7 +23,7 @@ const (
 	DefaultSites = 4
 	// DefaultRate is a sustained load a small K3s agent should absorb.
 	DefaultRate = 1000
-	// DefaultMetrics matches the JSON example in ARCHITECTURE.md.
+	// DefaultMetrics matches the JSON example in docs/architecture.md.
 	DefaultMetrics = 3
 	// DefaultQoS is what real devices use, so the broker and ingest see PUBACK traffic.
 	DefaultQoS = 1
