@@ -48,13 +48,10 @@ type Bridge struct {
 
 	// pub keeps a republish from being overtaken: publishLoop publishes
 	// through it; ackLoop settles through it and, after a publish failed,
-	// releases it once every delivery published before is settled. Without
-	// it, a NATS cluster member's death lost the PubAcks of the ~1000
-	// messages in flight (MQTT's in-flight window), and while ackLoop
-	// republished them one by one, each MQTT ack let a newer message in,
-	// published at once: a device's readings landed in TELEMETRY up to 10 s
-	// out of order, and the processors dead-lettered the older ones as late
-	// (docs/chaos.md).
+	// releases it once every delivery published before is settled, so a
+	// device's readings reach TELEMETRY in the order they arrived even when
+	// a whole window of PubAcks is lost (docs/decisions.md, "Republished
+	// readings are not overtaken").
 	pub bus.Publisher
 }
 

@@ -221,15 +221,12 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 // gap reports whether a delivery was lost before the message with meta.
 // Each Fetch of an ordered consumer delivers from a new consumer, numbering
 // its deliveries 1, 2, 3, ..., and nothing checks that none is missing: in a
-// NATS cluster, when the server this replica is connected to dies, the
-// consumer lives on in another server and goes on delivering the pull
-// request to our inbox; what it sent during the reconnect is lost, the next
-// messages arrive, and the next Fetch starts after them. Seen by task chaos
-// as a few readings missing from raw and windows after each such kill.
-// Numbering restarts with every fetch, so a fetch's first delivery must be
-// number 1, whatever the last fetch ended with; together with
-// startsElsewhere this proves every message after the last one folded was
-// received.
+// NATS cluster, what a consumer sent while this replica reconnected is lost
+// and the next Fetch starts after it (docs/decisions.md, "Every delivery of a
+// fetch is numbered"). Numbering restarts with every fetch, so a fetch's first
+// delivery must be number 1, whatever the last fetch ended with; together
+// with startsElsewhere this proves every message after the last one folded
+// was received.
 func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
 	c := meta.Sequence.Consumer
 	if c != w.cseq+1 {
