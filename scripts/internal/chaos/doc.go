@@ -9,5 +9,5 @@
 // notified once, and every service is ready again.
 //
 // Run is used by `go tool task chaos` (scripts/chaos) and by the end-to-end
-// suite (internal/e2e/chaos_test.go); docs/chaos.md describes the method.
+// suite (scripts/internal/e2e/chaos_test.go); docs/chaos.md describes the method.
 package chaos
