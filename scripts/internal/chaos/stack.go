@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
 
 // influxDatabase is the database the processors write and the verdict reads.
@@ -33,6 +33,8 @@ type target struct {
 type stack struct {
 	cfg       *Config
 	natsURLs  []string
+	nats      []*target // the nats-server processes
+	launcher  *launcher.Launcher
 	mqtt      *devenv.Process
 	broker    *target // mqtt as a fault target
 	influx    *devenv.Process
@@ -53,116 +55,91 @@ func (s *stack) start(ctx context.Context, hookURL string) error {
 	}
 	for _, n := range nats {
 		s.natsURLs = append(s.natsURLs, n.proc.URL)
-		s.add(&target{name: n.proc.Name, proc: n.proc, kinds: []string{KindKill, KindRestart, KindPause}, probe: httpProbe(n.healthz)})
+		t := &target{name: n.proc.Name, proc: n.proc, kinds: []string{KindKill, KindRestart, KindPause}, probe: httpProbe(n.healthz)}
+		s.nats = append(s.nats, t)
+		s.add(t)
 	}
-
-	s.mqtt, err = devenv.StartMosquitto(ctx, devenv.MosquittoOptions{Dir: filepath.Join(cfg.Dir, "mosquitto")})
+	replicas := 1
+	if cfg.NATSServers > 1 {
+		replicas = cfg.NATSServers
+	}
+	s.launcher = &launcher.Launcher{
+		Dir: filepath.Join(cfg.Dir, "logs"), Bin: cfg.Bin,
+		NATSURL:        strings.Join(s.natsURLs, ","),
+		Mosquitto:      &devenv.MosquittoOptions{Dir: filepath.Join(cfg.Dir, "mosquitto")},
+		Influx:         &devenv.InfluxOptions{Dir: filepath.Join(cfg.Dir, "influxdb"), Database: influxDatabase},
+		Bucket:         influxDatabase,
+		Rules:          s.rulesPath,
+		StreamReplicas: replicas,
+		LogLevel:       "info",
+		// A -race binary sleeps 1 s at exit by default.
+		Env: []string{"GORACE=atexit_sleep_ms=0"},
+		Overrides: map[string][]string{
+			launcher.Processor: {
+				"EDGEFLOW_PROCESSOR_WINDOWS=" + strings.Join(cfg.Windows, ","),
+				"EDGEFLOW_PROCESSOR_LATENESS=" + cfg.Lateness.String(),
+				"EDGEFLOW_PROCESSOR_IDLE_GRACE=" + cfg.IdleGrace.String(),
+				"EDGEFLOW_PROCESSOR_FLUSH_INTERVAL=500ms",
+				"EDGEFLOW_PROCESSOR_PURGE_INTERVAL=2s",
+				"EDGEFLOW_PROCESSOR_LEASE_TTL=5s",
+			},
+			launcher.Notifier: {
+				"EDGEFLOW_NOTIFIER_TICK=500ms",
+				"EDGEFLOW_NOTIFIER_RULES_POLL=1s",
+				"EDGEFLOW_NOTIFIER_FAILOVER=3s",
+				hookEnv + "=" + hookURL,
+			},
+			launcher.Dashboard: {
+				"EDGEFLOW_DASHBOARD_WINDOWS=" + strings.Join(cfg.Windows, ","),
+				"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=2s",
+			},
+		},
+		ReadyTimeout: serviceReadyTimeout,
+	}
+	err = s.launcher.StartServers(ctx)
+	if s.mqtt = s.launcher.MQTT(); s.mqtt != nil {
+		mqttAddr := s.mqtt.Addr
+		// Graceful only: Mosquitto persists its QoS 1 queues on SIGTERM (and
+		// every autosave_interval); a SIGKILL loses what it acknowledged since
+		// the last save, by design (docs/chaos.md).
+		s.broker = &target{name: "mosquitto", proc: s.mqtt, kinds: []string{KindRestart, KindPause},
+			probe: func(ctx context.Context) error { return devenv.ProbeMQTT(ctx, mqttAddr) }}
+		s.add(s.broker)
+	}
+	if s.influx = s.launcher.InfluxDB(); s.influx != nil {
+		// InfluxDB 1.8 fsyncs its WAL before it answers a write, so a SIGKILL
+		// loses nothing the processors saw acknowledged.
+		s.add(&target{name: "influxd", proc: s.influx, kinds: []string{KindKill, KindRestart, KindPause},
+			probe: httpProbe(s.influx.URL + "/ping")})
+	}
 	if err != nil {
 		return err
 	}
-	mqttAddr := s.mqtt.Addr
-	// Graceful only: Mosquitto persists its QoS 1 queues on SIGTERM (and
-	// every autosave_interval); a SIGKILL loses what it acknowledged since
-	// the last save, by design (docs/chaos.md).
-	s.broker = &target{name: "mosquitto", proc: s.mqtt, kinds: []string{KindRestart, KindPause},
-		probe: func(ctx context.Context) error { return devenv.ProbeMQTT(ctx, mqttAddr) }}
-	s.add(s.broker)
 
-	s.influx, err = devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(cfg.Dir, "influxdb"), Database: influxDatabase})
-	if err != nil {
-		return err
-	}
-	// InfluxDB 1.8 fsyncs its WAL before it answers a write, so a SIGKILL
-	// loses nothing the processors saw acknowledged.
-	s.add(&target{name: "influxd", proc: s.influx, kinds: []string{KindKill, KindRestart, KindPause},
-		probe: httpProbe(s.influx.URL + "/ping")})
-
-	if _, err := s.service(ctx, "ingest", "ingest", "INGEST",
-		"EDGEFLOW_MQTT_URL="+s.mqtt.URL, "EDGEFLOW_INGEST_CLIENT_ID=chaos-ingest"); err != nil {
-		return err
-	}
+	services := []launcher.Service{{Kind: launcher.Ingest, ID: "chaos-ingest"}}
 	for i := 1; i <= cfg.Processors; i++ {
 		id := "p" + strconv.Itoa(i)
-		if _, err := s.service(ctx, "processor-"+id, "processor", "PROCESSOR",
-			"EDGEFLOW_PROCESSOR_ID="+id,
-			"EDGEFLOW_INFLUX_URL="+s.influx.URL,
-			"EDGEFLOW_INFLUX_BUCKET="+influxDatabase,
-			"EDGEFLOW_PROCESSOR_WINDOWS="+strings.Join(cfg.Windows, ","),
-			"EDGEFLOW_PROCESSOR_LATENESS="+cfg.Lateness.String(),
-			"EDGEFLOW_PROCESSOR_IDLE_GRACE="+cfg.IdleGrace.String(),
-			"EDGEFLOW_PROCESSOR_FLUSH_INTERVAL=500ms",
-			"EDGEFLOW_PROCESSOR_PURGE_INTERVAL=2s",
-			"EDGEFLOW_PROCESSOR_LEASE_TTL=5s",
-		); err != nil {
+		services = append(services, launcher.Service{Kind: launcher.Processor, Name: "processor-" + id, ID: id})
+	}
+	// The dashboard last: its pipeline page reads every service above.
+	services = append(services, launcher.Service{Kind: launcher.Notifier, ID: "chaos"}, launcher.Service{Kind: launcher.Dashboard})
+	for _, svc := range services {
+		p, err := s.launcher.Start(ctx, svc)
+		if err != nil {
 			return err
 		}
-	}
-	if _, err := s.service(ctx, "notifier", "notifier", "NOTIFIER",
-		"EDGEFLOW_NOTIFIER_ID=chaos",
-		"EDGEFLOW_RULES="+s.rulesPath,
-		"EDGEFLOW_NOTIFIER_TICK=500ms",
-		"EDGEFLOW_NOTIFIER_RULES_POLL=1s",
-		"EDGEFLOW_NOTIFIER_FAILOVER=3s",
-		hookEnv+"="+hookURL,
-	); err != nil {
-		return err
-	}
-	var services []string
-	for _, t := range s.services {
-		services = append(services, t.name+"="+t.proc.URL)
-	}
-	sort.Strings(services)
-	if _, err := s.service(ctx, "dashboard", "dashboard", "DASHBOARD",
-		"EDGEFLOW_INFLUX_URL="+s.influx.URL,
-		"EDGEFLOW_INFLUX_BUCKET="+influxDatabase,
-		"EDGEFLOW_DASHBOARD_WINDOWS="+strings.Join(cfg.Windows, ","),
-		"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=2s",
-		"EDGEFLOW_DASHBOARD_SERVICES="+strings.Join(services, ","),
-	); err != nil {
-		return err
+		kinds := []string{KindKill, KindRestart, KindPause}
+		if svc.Kind == launcher.Dashboard {
+			kinds = []string{KindKill, KindPause}
+		}
+		t := &target{name: p.Name, proc: p, kinds: kinds, probe: httpProbe(p.URL + "/readyz")}
+		s.services = append(s.services, t)
+		s.add(t)
 	}
 	return nil
 }
 
 func (s *stack) add(t *target) { s.targets = append(s.targets, t) }
-
-// service starts one of our binaries on a free loopback port and waits for
-// its /readyz.
-func (s *stack) service(ctx context.Context, name, binary, kind string, env ...string) (*target, error) {
-	port, err := devenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	replicas := "1"
-	if s.cfg.NATSServers > 1 {
-		replicas = strconv.Itoa(s.cfg.NATSServers)
-	}
-	p, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
-		Name: name, Bin: s.bin(binary), Dir: filepath.Join(s.cfg.Dir, "logs"),
-		Addr: addr, URL: "http://" + addr,
-		Env: append([]string{
-			"EDGEFLOW_NATS_URL=" + strings.Join(s.natsURLs, ","),
-			"EDGEFLOW_STREAM_REPLICAS=" + replicas,
-			"EDGEFLOW_" + kind + "_HTTP_ADDR=" + addr,
-			"EDGEFLOW_LOG_LEVEL=info",
-			// A -race binary sleeps 1 s at exit by default.
-			"GORACE=atexit_sleep_ms=0",
-		}, env...),
-		ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: serviceReadyTimeout,
-	})
-	if err != nil {
-		return nil, err
-	}
-	kinds := []string{KindKill, KindRestart, KindPause}
-	if binary == "dashboard" {
-		kinds = []string{KindKill, KindPause}
-	}
-	t := &target{name: name, proc: p, kinds: kinds, probe: httpProbe(p.URL + "/readyz")}
-	s.services = append(s.services, t)
-	s.add(t)
-	return t, nil
-}
 
 // target returns the target called name, or nil.
 func (s *stack) target(name string) *target {
@@ -174,16 +151,27 @@ func (s *stack) target(name string) *target {
 	return nil
 }
 
-// stop stops every process in the reverse order of the start (SIGTERM,
-// SIGKILL after devenv's timeout) and returns what did not stop cleanly: a
-// service that does not drain on SIGTERM after a chaos run is a finding.
+// stop stops every process (SIGTERM, SIGKILL after devenv's timeout): the
+// launcher's, in its drain order, then the NATS servers, last started
+// first. It returns what did not stop cleanly: a service that does not drain
+// on SIGTERM after a chaos run is a finding.
 func (s *stack) stop() []string {
 	var problems []string
-	for i := len(s.targets) - 1; i >= 0; i-- {
-		t := s.targets[i]
-		if t.proc == nil {
-			continue
+	if s.launcher != nil {
+		if err := s.launcher.Stop(context.Background()); err != nil {
+			var errs []error
+			if j, ok := err.(interface{ Unwrap() []error }); ok {
+				errs = j.Unwrap()
+			} else {
+				errs = []error{err}
+			}
+			for _, e := range errs {
+				problems = append(problems, firstLine(e.Error()))
+			}
 		}
+	}
+	for i := len(s.nats) - 1; i >= 0; i-- {
+		t := s.nats[i]
 		// A target left paused by an interrupted run must be resumed to
 		// hear the SIGTERM.
 		_ = t.proc.Resume()
