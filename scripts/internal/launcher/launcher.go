@@ -8,7 +8,9 @@
 //
 // A Launcher is configured by its fields, then StartServers starts what is
 // not given by URL and Start starts one service at a time, in the caller's
-// order; Stop stops everything it started, in drain order.
+// order; Stop stops everything it started, in drain order. Set the fields
+// before StartServers and leave them be after; call Start from one
+// goroutine at a time.
 package launcher
 
 import (
