@@ -4,7 +4,7 @@
 // budgets, the Secrets' keys, the network policies, that components/edge-agents
 // (PLACEMENT=edge) places every workload, how ingest subscribes (ingest_test.go) and
 // that Mosquitto's queues fit its memory limit (mosquitto_test.go).
-// internal/clustertest deploys the devcluster overlay on a real cluster.
+// scripts/internal/clustertest deploys the devcluster overlay on a real cluster.
 package manifests
 
 import (

@@ -22,7 +22,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/procstat"
+	"github.com/edgeflow/edgeflow/scripts/internal/procstat"
 )
 
 // Defaults of the flags.

@@ -2,17 +2,13 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
 
 // influxDatabase is the database the processor writes and the bench counts in.
@@ -26,7 +22,6 @@ type Member struct {
 	Role       string
 	PID        int
 	MetricsURL string // empty for the servers
-	proc       *devenv.Process
 }
 
 // Stack is the local pipeline on loopback, every data directory fresh under
@@ -46,7 +41,7 @@ type Stack struct {
 	SyncInterval time.Duration
 	SyncAlways   bool
 
-	nats *server.Server
+	launcher *launcher.Launcher
 }
 
 // binary returns the path of one of our binaries, or "" when it was not built.
@@ -61,30 +56,34 @@ func (s *Stack) binary(name string) string {
 // StartServers starts embedded NATS, Mosquitto from the shipped
 // configuration and InfluxDB 1.8.3.
 func (s *Stack) StartServers(ctx context.Context) error {
-	ns, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats"),
-		SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways})
-	if err != nil {
-		return err
+	s.launcher = &launcher.Launcher{
+		Dir: filepath.Join(s.Dir, "logs"), Bin: s.Bin,
+		NATS: &devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats"),
+			SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways},
+		Mosquitto:    &devenv.MosquittoOptions{Dir: filepath.Join(s.Dir, "mosquitto")},
+		Influx:       &devenv.InfluxOptions{Dir: filepath.Join(s.Dir, "influxdb"), Database: influxDatabase},
+		Bucket:       influxDatabase,
+		Rules:        filepath.Join(s.Root, "rules.yaml"),
+		LogLevel:     "warn",
+		Pprof:        s.Pprof,
+		ReadyTimeout: time.Minute,
 	}
-	s.nats = ns
-	s.NATSURL = ns.ClientURL()
-	// NATS runs inside this process: its RSS and CPU are the bench's.
-	s.Members = append(s.Members, &Member{Name: "nats+bench", Role: "server", PID: os.Getpid()})
-
-	mq, err := devenv.StartMosquitto(ctx, devenv.MosquittoOptions{Dir: filepath.Join(s.Dir, "mosquitto")})
-	if err != nil {
-		return err
+	err := s.launcher.StartServers(ctx)
+	l := s.launcher
+	if l.NATSServer() != nil {
+		s.NATSURL = l.NATSURL
+		// NATS runs inside this process: its RSS and CPU are the bench's.
+		s.Members = append(s.Members, &Member{Name: "nats+bench", Role: "server", PID: os.Getpid()})
 	}
-	s.MQTTURL = mq.URL
-	s.Members = append(s.Members, &Member{Name: "mosquitto", Role: "server", PID: mq.Pid(), proc: mq})
-
-	in, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(s.Dir, "influxdb"), Database: influxDatabase})
-	if err != nil {
-		return err
+	if mq := l.MQTT(); mq != nil {
+		s.MQTTURL = mq.URL
+		s.Members = append(s.Members, &Member{Name: "mosquitto", Role: "server", PID: mq.Pid()})
 	}
-	s.InfluxURL = in.URL
-	s.Members = append(s.Members, &Member{Name: "influxd", Role: "server", PID: in.Pid(), proc: in})
-	return nil
+	if in := l.InfluxDB(); in != nil {
+		s.InfluxURL = in.URL
+		s.Members = append(s.Members, &Member{Name: "influxd", Role: "server", PID: in.Pid()})
+	}
+	return err
 }
 
 // StartServices starts ingest and one processor with their defaults (only
@@ -95,64 +94,25 @@ func (s *Stack) StartServices(ctx context.Context) error {
 			return fmt.Errorf("%s not built in %s: run go tool task build", name, s.Bin)
 		}
 	}
-	ingest, err := s.startService(ctx, "ingest", "INGEST",
-		"EDGEFLOW_MQTT_URL="+s.MQTTURL, "EDGEFLOW_INGEST_CLIENT_ID=bench-ingest")
-	if err != nil {
-		return err
-	}
-	processor, err := s.startService(ctx, "processor", "PROCESSOR",
-		"EDGEFLOW_PROCESSOR_ID=bench-0", "EDGEFLOW_INFLUX_URL="+s.InfluxURL, "EDGEFLOW_INFLUX_BUCKET="+influxDatabase)
-	if err != nil {
-		return err
-	}
-	if s.binary("dashboard") != "" {
-		services := "ingest=" + strings.TrimSuffix(ingest.MetricsURL, "/metrics") +
-			",processor=" + strings.TrimSuffix(processor.MetricsURL, "/metrics")
-		if _, err := s.startService(ctx, "dashboard", "DASHBOARD",
-			"EDGEFLOW_INFLUX_URL="+s.InfluxURL, "EDGEFLOW_INFLUX_BUCKET="+influxDatabase,
-			"EDGEFLOW_DASHBOARD_SERVICES="+services); err != nil {
-			return err
+	services := []launcher.Service{{Kind: launcher.Ingest, ID: "bench-ingest"}, {Kind: launcher.Processor, ID: "bench-0"}}
+	// The dashboard before the notifier: its pipeline page reads ingest
+	// and the processor.
+	for _, kind := range []string{launcher.Dashboard, launcher.Notifier} {
+		if s.binary(kind) != "" {
+			services = append(services, launcher.Service{Kind: kind, ID: "bench"})
 		}
 	}
-	if s.binary("notifier") != "" {
-		if _, err := s.startService(ctx, "notifier", "NOTIFIER",
-			"EDGEFLOW_NOTIFIER_ID=bench", "EDGEFLOW_RULES="+filepath.Join(s.Root, "rules.yaml")); err != nil {
+	for _, svc := range services {
+		p, err := s.launcher.Start(ctx, svc)
+		if err != nil {
 			return err
 		}
+		if s.Pprof {
+			logf("%s: pprof on http://%s/debug/pprof/", p.Name, p.Addr)
+		}
+		s.Members = append(s.Members, &Member{Name: p.Name, Role: "service", PID: p.Pid(), MetricsURL: p.URL + "/metrics"})
 	}
 	return nil
-}
-
-// startService runs one of our binaries on a free loopback port and waits
-// for /readyz.
-func (s *Stack) startService(ctx context.Context, name, kind string, env ...string) (*Member, error) {
-	port, err := devenv.FreePort()
-	if err != nil {
-		return nil, err
-	}
-	if s.Pprof {
-		env = append(env, "EDGEFLOW_PPROF=true")
-	}
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	p, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
-		Name: name, Bin: s.binary(name), Dir: filepath.Join(s.Dir, "logs"),
-		Addr: addr, URL: "http://" + addr,
-		Env: append([]string{
-			"EDGEFLOW_NATS_URL=" + s.NATSURL,
-			"EDGEFLOW_" + kind + "_HTTP_ADDR=" + addr,
-			"EDGEFLOW_LOG_LEVEL=warn",
-		}, env...),
-		ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: time.Minute,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if s.Pprof {
-		logf("%s: pprof on http://%s/debug/pprof/", name, addr)
-	}
-	m := &Member{Name: name, Role: "service", PID: p.Pid(), MetricsURL: "http://" + addr + "/metrics", proc: p}
-	s.Members = append(s.Members, m)
-	return m, nil
 }
 
 // Member returns the member called name, or nil.
@@ -166,19 +126,10 @@ func (s *Stack) Member(name string) *Member {
 }
 
 // Stop stops every process by its PID (SIGTERM, SIGKILL after devenv's
-// timeout), in the reverse order of the start, and shuts NATS down last.
+// timeout) in the launcher's drain order, and shuts NATS down last.
 func (s *Stack) Stop() error {
-	var errs []error
-	for i := len(s.Members) - 1; i >= 0; i-- {
-		if p := s.Members[i].proc; p != nil {
-			if err := p.Stop(context.Background()); err != nil {
-				errs = append(errs, fmt.Errorf("stop %s: %w", s.Members[i].Name, err))
-			}
-		}
+	if s.launcher == nil {
+		return nil
 	}
-	if s.nats != nil {
-		s.nats.Shutdown()
-		s.nats.WaitForShutdown()
-	}
-	return errors.Join(errs...)
+	return s.launcher.Stop(context.Background())
 }

@@ -20,8 +20,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/chaos"
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/scripts/internal/chaos"
 )
 
 func main() {

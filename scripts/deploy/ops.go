@@ -12,7 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
-	"github.com/edgeflow/edgeflow/internal/kube"
+	"github.com/edgeflow/edgeflow/scripts/internal/kube"
 )
 
 // down deletes the namespace: every workload, Secret and volume of edgeflow.

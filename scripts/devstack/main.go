@@ -14,7 +14,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,6 +23,7 @@ import (
 	"github.com/edgeflow/edgeflow/internal/devenv"
 	"github.com/edgeflow/edgeflow/internal/influxadmin"
 	"github.com/edgeflow/edgeflow/internal/service"
+	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
 
 // Config of the local stack (EDGEFLOW_DEV_* and EDGEFLOW_SIM). The services
@@ -90,86 +90,9 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	bin := filepath.Join(root, ".bin")
 	logs := filepath.Join(data, "logs")
 
-	ns, err := devenv.StartNATS(devenv.NATSOptions{Host: cfg.Host, Port: cfg.NATSPort, MQTTPort: cfg.MQTTPort,
-		StoreDir: filepath.Join(data, "nats"), ServerName: "edgeflow-local", SyncInterval: cfg.SyncInterval})
-	if err != nil {
-		return fmt.Errorf("start NATS on ports %d (NATS) and %d (MQTT): is another `task up` running, or a system "+
-			"broker on 1883 (Debian's mosquitto service: `systemctl disable --now mosquitto`)? EDGEFLOW_DEV_MQTT_PORT "+
-			"and EDGEFLOW_DEV_NATS_PORT move them: %w", cfg.NATSPort, cfg.MQTTPort, err)
-	}
-	defer func() { ns.Shutdown(); ns.WaitForShutdown(); log.Info("nats stopped") }()
-	natsURL := ns.ClientURL()
-
 	plan, err := influxadmin.NewPlan(cfg.Bucket, cfg.RawBucket, cfg.Retention)
 	if err != nil {
 		return fmt.Errorf("EDGEFLOW_INFLUX_BUCKET, _RAW_BUCKET, _RAW_RETENTION_DAYS, _WINDOW_RETENTION_DAYS: %w", err)
-	}
-	influx, err := devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(data, "influxdb"), Port: cfg.InfluxPort, Plan: &plan})
-	if err != nil {
-		return err
-	}
-	log.Info("influxdb retention", "windows", cfg.Bucket, "window_days", cfg.WindowDays, "raw", cfg.RawBucket, "raw_days", cfg.RawDays)
-	// Stopped in this order: the simulation, then ingest (its queue drains
-	// into JetStream), then the processors (their last flush reaches
-	// InfluxDB), then InfluxDB; NATS last of all.
-	var stack []*devenv.Process
-	defer func() {
-		order := map[string]int{"simulate-sensors": 0, "dashboard": 0, "notifier": 0, "ingest": 1, "influxd": 3}
-		rank := func(p *devenv.Process) int {
-			if r, ok := order[p.Name]; ok {
-				return r
-			}
-			return 2 // processors
-		}
-		slices.SortStableFunc(stack, func(a, b *devenv.Process) int { return rank(a) - rank(b) })
-		for _, p := range stack {
-			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := p.Stop(sctx); err != nil {
-				log.Warn("stop", "process", p.Name, "err", err)
-			}
-			cancel()
-			log.Info("stopped", "process", p.Name)
-		}
-	}()
-	stack = append(stack, influx)
-
-	env := []string{
-		"EDGEFLOW_NATS_URL=" + natsURL,
-		"EDGEFLOW_INFLUX_URL=" + influx.URL,
-		"EDGEFLOW_INFLUX_BUCKET=" + cfg.Bucket,
-		"EDGEFLOW_INFLUX_RAW_BUCKET=" + cfg.RawBucket,
-		"EDGEFLOW_MQTT_URL=tcp://" + net(cfg.Host, cfg.MQTTPort),
-		// NATS's MQTT listener has no shared subscriptions; one ingest runs.
-		"EDGEFLOW_INGEST_SHARE_GROUP=",
-		"EDGEFLOW_INGEST_CLIENT_ID=edgeflow-ingest-local",
-	}
-	ports := []int{cfg.IngestPort}
-	for i := range cfg.Processors {
-		ports = append(ports, cfg.ProcessorPort+i)
-	}
-	start := func(name, binName string, port int, extra ...string) error {
-		addr := net(cfg.Host, port)
-		p, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
-			Name: name, Bin: filepath.Join(bin, binName), Dir: logs, Addr: addr, URL: "http://" + addr,
-			Env:      append(slices.Clone(env), extra...),
-			ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: 60 * time.Second, StopTimeout: 30 * time.Second,
-		})
-		if err != nil {
-			return err
-		}
-		stack = append(stack, p)
-		return nil
-	}
-	// ingest first: it creates TELEMETRY, which the processors wait for.
-	if err := start("ingest", "ingest", ports[0], "EDGEFLOW_INGEST_HTTP_ADDR="+net(cfg.Host, ports[0])); err != nil {
-		return err
-	}
-	for i := range cfg.Processors {
-		id := "local-" + strconv.Itoa(i)
-		if err := start("processor-"+strconv.Itoa(i), "processor", ports[1+i],
-			"EDGEFLOW_PROCESSOR_ID="+id, "EDGEFLOW_PROCESSOR_HTTP_ADDR="+net(cfg.Host, ports[1+i])); err != nil {
-			return err
-		}
 	}
 	// The notifier evaluates the processors' windows, with the rules of the
 	// repository's rules.yaml (or EDGEFLOW_RULES); it runs in the log
@@ -180,32 +103,68 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 			return err
 		}
 	}
-	if err := start("notifier", "notifier", cfg.NotifierPort, "EDGEFLOW_NOTIFIER_ID=local", "EDGEFLOW_RULES="+rulesFile,
-		"EDGEFLOW_NOTIFIER_HTTP_ADDR="+net(cfg.Host, cfg.NotifierPort)); err != nil {
+	// NATS's MQTT listener is the broker: no Mosquitto.
+	l := &launcher.Launcher{
+		Dir: logs, Bin: bin, Host: cfg.Host,
+		NATS: &devenv.NATSOptions{Host: cfg.Host, Port: cfg.NATSPort, MQTTPort: cfg.MQTTPort,
+			StoreDir: filepath.Join(data, "nats"), ServerName: "edgeflow-local", SyncInterval: cfg.SyncInterval},
+		MQTTURL: "tcp://" + net(cfg.Host, cfg.MQTTPort),
+		Influx:  &devenv.InfluxOptions{Dir: filepath.Join(data, "influxdb"), Port: cfg.InfluxPort, Plan: &plan},
+		Bucket:  cfg.Bucket, RawBucket: cfg.RawBucket, Rules: rulesFile,
+		// NATS's MQTT listener has no shared subscriptions; one ingest runs.
+		Overrides:    map[string][]string{launcher.Ingest: {"EDGEFLOW_INGEST_SHARE_GROUP="}},
+		ReadyTimeout: 60 * time.Second, StopTimeout: 30 * time.Second,
+		Log: log,
+	}
+	// Stopped in this order: the simulation and the dashboard and notifier,
+	// then ingest (its queue drains into JetStream), then the processors
+	// (their last flush reaches InfluxDB), then InfluxDB; NATS last of all.
+	var sim *devenv.Process
+	defer func() {
+		if sim != nil {
+			if err := sim.Stop(context.Background()); err != nil {
+				log.Warn("stop", "process", sim.Name, "err", err)
+			}
+			log.Info("stopped", "process", sim.Name)
+		}
+		_ = l.Stop(context.Background()) // logs each process's stop
+	}()
+	if err := l.StartServers(ctx); err != nil {
+		if l.NATSServer() == nil {
+			return fmt.Errorf("start NATS on ports %d (NATS) and %d (MQTT): is another `task up` running, or a system "+
+				"broker on 1883 (Debian's mosquitto service: `systemctl disable --now mosquitto`)? EDGEFLOW_DEV_MQTT_PORT "+
+				"and EDGEFLOW_DEV_NATS_PORT move them: %w", cfg.NATSPort, cfg.MQTTPort, err)
+		}
 		return err
+	}
+	log.Info("influxdb retention", "windows", cfg.Bucket, "window_days", cfg.WindowDays, "raw", cfg.RawBucket, "raw_days", cfg.RawDays)
+
+	// ingest first: it creates TELEMETRY, which the processors wait for.
+	services := []launcher.Service{{Kind: launcher.Ingest, ID: "edgeflow-ingest-local", Port: cfg.IngestPort}}
+	for i := range cfg.Processors {
+		services = append(services, launcher.Service{Kind: launcher.Processor, Name: "processor-" + strconv.Itoa(i),
+			ID: "local-" + strconv.Itoa(i), Port: cfg.ProcessorPort + i})
 	}
 	// The dashboard reads everything above: it starts last, and its pipeline
 	// page scrapes each service.
-	services := []string{"ingest=http://" + net(cfg.Host, ports[0])}
-	for i := range cfg.Processors {
-		services = append(services, "processor-"+strconv.Itoa(i)+"=http://"+net(cfg.Host, ports[1+i]))
-	}
-	services = append(services, "notifier=http://"+net(cfg.Host, cfg.NotifierPort))
-	if err := start("dashboard", "dashboard", cfg.DashboardPort,
-		"EDGEFLOW_DASHBOARD_HTTP_ADDR="+net(cfg.Host, cfg.DashboardPort),
-		"EDGEFLOW_DASHBOARD_SERVICES="+strings.Join(services, ",")); err != nil {
-		return err
+	services = append(services,
+		launcher.Service{Kind: launcher.Notifier, ID: "local", Port: cfg.NotifierPort},
+		launcher.Service{Kind: launcher.Dashboard, Port: cfg.DashboardPort})
+	for _, s := range services {
+		if _, err := l.Start(ctx, s); err != nil {
+			return err
+		}
 	}
 	if cfg.Sim == "on" {
-		sim, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
+		sim, err = devenv.StartProcess(ctx, devenv.ProcessOptions{
 			Name: "simulate-sensors", Bin: "bash", Args: []string{filepath.Join(root, "scripts", "simulate-sensors.sh")},
 			Dir: logs, Env: []string{"EDGEFLOW_MQTT_HOST=" + cfg.Host, "EDGEFLOW_MQTT_PORT=" + strconv.Itoa(cfg.MQTTPort)},
 		})
 		if err != nil {
 			return err
 		}
-		stack = append(stack, sim)
 	}
+	natsURL, influxURL := l.NATSURL, l.InfluxURL
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nedgeflow is running (data in %s, logs in %s)\n", data, logs)
@@ -214,9 +173,9 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 		net(cfg.Host, cfg.MQTTPort), cfg.Host, cfg.MQTTPort)
 	fmt.Fprintf(&b, "  NATS                  %s\n", natsURL)
 	fmt.Fprintf(&b, "  InfluxDB              %s   (1.8.3 with the 2.x API; %s kept %d days, %s %d days)\n",
-		influx.URL, cfg.Bucket, cfg.WindowDays, cfg.RawBucket, cfg.RawDays)
-	for _, p := range stack[1:] {
-		if strings.HasPrefix(p.URL, "http") && p.Name != "dashboard" {
+		influxURL, cfg.Bucket, cfg.WindowDays, cfg.RawBucket, cfg.RawDays)
+	for _, p := range l.Services() {
+		if p.Name != "dashboard" {
 			fmt.Fprintf(&b, "  %-21s %s/metrics  /healthz  /readyz\n", p.Name, p.URL)
 		}
 	}

@@ -22,7 +22,7 @@
 //  7. the state's size on disk, then down.sh --wipe, and the lock released.
 //
 // Every component and pod is read the same way, from /proc (RSS, PSS, CPU
-// time; internal/footprint), every -every. The report goes to bench/results/
+// time; scripts/internal/footprint), every -every. The report goes to bench/results/
 // as footprint-<time>.json, .md (side by side, the claims' verdicts, each
 // layout's phases and tour), .svg (memory per component and phase) and
 // -time.svg (PSS over time of both layouts).
@@ -49,7 +49,7 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/footprint"
+	"github.com/edgeflow/edgeflow/scripts/internal/footprint"
 )
 
 // mqttNodePort is where the devcluster overlay's broker answers, on the

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/footprint"
+	"github.com/edgeflow/edgeflow/scripts/internal/footprint"
 )
 
 // The report says where the numbers come from, every layout and phase, the

@@ -15,7 +15,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/devenv/browser"
+	"github.com/edgeflow/edgeflow/scripts/internal/browser"
 )
 
 // screenshot saves the page as <repo>/test-artifacts/<test>/<name>.png,

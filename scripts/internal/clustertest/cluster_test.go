@@ -21,8 +21,8 @@ import (
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/footprint"
-	"github.com/edgeflow/edgeflow/internal/kube"
+	"github.com/edgeflow/edgeflow/scripts/internal/footprint"
+	"github.com/edgeflow/edgeflow/scripts/internal/kube"
 )
 
 const namespace = "edgeflow"
@@ -143,7 +143,7 @@ func deployAndCheck(t *testing.T, l layout) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the dev cluster needs root (network namespace, iptables, mounts)")
 	}
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func (c *cluster) serverDryRun(overlay string) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		c.t.Fatal(err)
 	}
-	kust := fmt.Sprintf("# Written by internal/clustertest.\nnamespace: %s\nresources:\n  - ../../../manifests/overlays/%s\n", ns, overlay)
+	kust := fmt.Sprintf("# Written by scripts/internal/clustertest.\nnamespace: %s\nresources:\n  - ../../../manifests/overlays/%s\n", ns, overlay)
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(kust), 0o644); err != nil {
 		c.t.Fatal(err)
 	}

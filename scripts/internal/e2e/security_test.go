@@ -25,6 +25,7 @@ import (
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/devenv"
 	"github.com/edgeflow/edgeflow/internal/secure"
+	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
 
 // The security tests run the pipeline as the cluster runs it: secrets made by
@@ -163,61 +164,36 @@ func newSecurePipeline(t *testing.T) *securePipeline {
 	}
 	_, err := devenv.MosquittoBinary()
 	devenv.RequireInstalled(t, err)
-	if shared.err != nil {
-		t.Fatalf("shared influxdb: %v", shared.err)
-	}
 	root, err := devenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &pipeline{t: t, dir: t.TempDir(), processors: map[string]*devenv.Process{}}
-	p.db = "e2e" + strconv.FormatInt(dbSeq.Add(1), 10)
-	p.influxURL = shared.influx.URL
-	sp := &securePipeline{pipeline: p, secrets: generateSecrets(t, filepath.Join(p.dir, "secrets")), natsLog: &serverLog{}}
-	sec := sp.secrets
-
+	sec := generateSecrets(t, filepath.Join(t.TempDir(), "secrets"))
 	// NATS reads the users' passwords from its environment, as in the
 	// StatefulSet (manifests/base/nats.yaml).
 	for u, pw := range sec.nats {
 		t.Setenv(strings.ToUpper(u)+"_PASSWORD", pw)
 	}
-	if p.natsPort, err = devenv.FreePort(); err != nil {
-		t.Fatal(err)
-	}
-	p.natsStore = filepath.Join(p.dir, "nats")
-	ns, err := devenv.StartNATS(devenv.NATSOptions{Port: p.natsPort, StoreDir: p.natsStore,
-		AuthConfig: filepath.Join(root, devenv.NATSAuthConfig),
-		TLS:        &devenv.NATSTLS{Cert: filepath.Join(sec.tlsDir, "tls.crt"), Key: filepath.Join(sec.tlsDir, "tls.key")}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns.SetLogger(sp.natsLog, false, false)
-	p.nats, p.natsURL = ns, ns.ClientURL()
+	p := startServers(t, options{security: &launcher.Security{
+		CA: sec.ca, Cert: filepath.Join(sec.tlsDir, "tls.crt"), Key: filepath.Join(sec.tlsDir, "tls.key"),
+		NATSAuthConfig:   filepath.Join(root, devenv.NATSAuthConfig),
+		MQTTPasswordFile: filepath.Join(sec.dir, "edgeflow-mqtt", "passwd"),
+		NATSPasswords:    sec.nats,
+		MQTTUser:         "ingest", MQTTPassword: sec.mqtt["ingest"],
+		InfluxToken: sec.influx, DashboardToken: sec.dash,
+	}})
+	sp := &securePipeline{pipeline: p, secrets: sec, natsLog: &serverLog{}}
+	p.nats.SetLogger(sp.natsLog, false, false)
 	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		if t.Failed() {
-			saveArtifact(t, "nats-server.log", sp.natsLog.String())
+		if !t.Failed() {
+			return
+		}
+		saveArtifact(t, "nats-server.log", sp.natsLog.String())
+		if log, err := p.mqtt.Log(); err == nil {
+			saveArtifact(t, "mosquitto.log", log)
 		}
 	})
-
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	p.mqtt, err = devenv.StartMosquitto(ctx, devenv.MosquittoOptions{Dir: filepath.Join(p.dir, "mosquitto"),
-		Secure: &devenv.MosquittoSecurity{PasswordFile: filepath.Join(sec.dir, "edgeflow-mqtt", "passwd"),
-			CertFile: filepath.Join(sec.tlsDir, "tls.crt"), KeyFile: filepath.Join(sec.tlsDir, "tls.key"), CAFile: sec.ca}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = p.mqtt.Stop(context.Background())
-		if t.Failed() {
-			if log, err := p.mqtt.Log(); err == nil {
-				saveArtifact(t, "mosquitto.log", log)
-			}
-		}
-	})
-	p.mqttURL = p.mqtt.URL // ssl://127.0.0.1:<port>; 127.0.0.1 is in the certificate
+	// p.mqttURL is ssl://127.0.0.1:<port>; 127.0.0.1 is in the certificate.
 
 	// The test's own reads (dead letters on failure) go through the
 	// read-only dashboard user.
@@ -230,12 +206,6 @@ func newSecurePipeline(t *testing.T) *securePipeline {
 		t.Fatal(err)
 	}
 	return sp
-}
-
-// natsEnv are the variables a service logs in to NATS with.
-func (sp *securePipeline) natsEnv(user string) []string {
-	return []string{"EDGEFLOW_NATS_USER=" + user, "EDGEFLOW_NATS_PASSWORD=" + sp.secrets.nats[user],
-		"EDGEFLOW_NATS_TLS_CA=" + sp.secrets.ca, "EDGEFLOW_INFLUX_TOKEN=" + sp.secrets.influx}
 }
 
 // connect logs in to NATS as user over TLS with the cluster's CA; errs, when
@@ -278,12 +248,13 @@ func (sp *securePipeline) mqttClient(user, password string) (mqtt.Client, error)
 func TestSecurePipeline(t *testing.T) {
 	sp := newSecurePipeline(t)
 	sec := sp.secrets
-	ingest := sp.startIngest("ingest", append(sp.natsEnv("ingest"),
-		"EDGEFLOW_MQTT_USERNAME=ingest", "EDGEFLOW_MQTT_PASSWORD="+sec.mqtt["ingest"], "EDGEFLOW_MQTT_TLS_CA="+sec.ca)...)
+	// The launcher logs every service in as its own NATS user over TLS,
+	// ingest as its broker user (launcher.Security).
+	ingest := sp.startIngest("ingest")
 	// Two processors: the partitions' hand-over (leases handed back and
 	// taken) runs under the permissions too.
-	processor := sp.startProcessor("p1", sp.natsEnv("processor")...)
-	processor2 := sp.startProcessor("p2", sp.natsEnv("processor")...)
+	processor := sp.startProcessor("p1")
+	processor2 := sp.startProcessor("p2")
 
 	hooks := make(chan string, 16)
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -311,8 +282,8 @@ rules:
 `), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	notifier := sp.startNotifier(rules, append(sp.natsEnv("notifier"), "EDGEFLOW_E2E_HOOK_URL="+hook.URL)...)
-	dashboard := sp.startDashboard(append(sp.natsEnv("dashboard"), "EDGEFLOW_DASHBOARD_TOKEN="+sec.dash)...)
+	notifier := sp.startNotifier(rules, "EDGEFLOW_E2E_HOOK_URL="+hook.URL)
+	dashboard := sp.startDashboard()
 	services := []*devenv.Process{ingest, processor, processor2, notifier, dashboard}
 
 	// Readings from the load generator, as the device user over TLS.
@@ -581,13 +552,9 @@ func TestWrongCredentialsFailWithoutShowingSecrets(t *testing.T) {
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		cmd := exec.CommandContext(ctx, svc.bin)
-		cmd.Env = append(os.Environ(),
-			"EDGEFLOW_NATS_URL="+sp.natsURL, "EDGEFLOW_NATS_CONNECT_TIMEOUT=2s",
-			"EDGEFLOW_NATS_USER="+svc.name, "EDGEFLOW_NATS_PASSWORD="+wrong[svc.name], "EDGEFLOW_NATS_TLS_CA="+sec.ca,
-			"EDGEFLOW_MQTT_URL="+sp.mqttURL, "EDGEFLOW_MQTT_USERNAME=ingest", "EDGEFLOW_MQTT_PASSWORD="+sec.mqtt["ingest"],
-			"EDGEFLOW_MQTT_TLS_CA="+sec.ca, "EDGEFLOW_INFLUX_URL="+sp.influxURL, "EDGEFLOW_INFLUX_TOKEN="+sec.influx,
-			"EDGEFLOW_INFLUX_BUCKET="+sp.db, "EDGEFLOW_DASHBOARD_TOKEN="+sec.dash, "EDGEFLOW_RULES="+rules,
-			"EDGEFLOW_"+strings.ToUpper(svc.name)+"_HTTP_ADDR="+sp.httpAddr())
+		cmd.Env = append(os.Environ(), sp.l.ServiceEnv(launcher.Service{Kind: svc.name, Env: []string{
+			"EDGEFLOW_NATS_CONNECT_TIMEOUT=2s", "EDGEFLOW_NATS_PASSWORD=" + wrong[svc.name], "EDGEFLOW_RULES=" + rules,
+		}}, sp.httpAddr())...)
 		out, err := cmd.CombinedOutput()
 		cancel()
 		if err == nil {
@@ -603,16 +570,10 @@ func TestWrongCredentialsFailWithoutShowingSecrets(t *testing.T) {
 	// ready, and says so without the password.
 	wrongMQTT := "wrong-" + sec.mqtt["ingest"]
 	secrets["wrong MQTT password"] = wrongMQTT
-	addr := sp.httpAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	proc, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
-		Name: "ingest-wrong-mqtt", Bin: bins.ingest, Dir: filepath.Join(sp.dir, "logs"), URL: "http://" + addr,
-		Env: append(sp.natsEnv("ingest"), "EDGEFLOW_NATS_URL="+sp.natsURL, "EDGEFLOW_INGEST_HTTP_ADDR="+addr,
-			"EDGEFLOW_MQTT_URL="+sp.mqttURL, "EDGEFLOW_MQTT_USERNAME=ingest", "EDGEFLOW_MQTT_PASSWORD="+wrongMQTT,
-			"EDGEFLOW_MQTT_TLS_CA="+sec.ca, "EDGEFLOW_INGEST_CLIENT_ID=ingest-wrong"),
-		ReadyURL: "http://" + addr + "/healthz",
-	})
+	proc, err := sp.l.Start(ctx, launcher.Service{Kind: launcher.Ingest, Name: "ingest-wrong-mqtt", ID: "ingest-wrong",
+		Env: []string{"EDGEFLOW_MQTT_PASSWORD=" + wrongMQTT}, ReadyPath: "/healthz"})
 	if err != nil {
 		t.Fatal(err)
 	}

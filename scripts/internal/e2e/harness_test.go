@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
 
 // Binaries built once for the whole package: the services with -race, so a
@@ -94,10 +94,9 @@ func build(dir string) error {
 type pipeline struct {
 	t          *testing.T
 	dir        string
+	l          *launcher.Launcher
 	nats       *server.Server
 	natsURL    string
-	natsPort   int
-	natsStore  string
 	mqtt       *devenv.Process
 	mqttURL    string
 	influxURL  string
@@ -111,6 +110,60 @@ type pipeline struct {
 
 type options struct {
 	ownInflux bool // a private InfluxDB the test may stop
+	// security runs the shipped security mode (newSecurePipeline).
+	security *launcher.Security
+}
+
+// newLauncher is the tests' launcher: NATS on a fixed free port (so a test
+// can restart it on the same URL), Mosquitto, this test's database, and
+// short windows and timings, so a test sees windows close within seconds.
+func (p *pipeline) newLauncher(opt options) *launcher.Launcher {
+	p.t.Helper()
+	ports, err := devenv.FreePorts(2)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	l := &launcher.Launcher{
+		Dir: filepath.Join(p.dir, "logs"),
+		Bins: map[string]string{launcher.Ingest: bins.ingest, launcher.Processor: bins.processor,
+			launcher.Notifier: bins.notifier, launcher.Dashboard: bins.dashboard},
+		NATS:      &devenv.NATSOptions{Port: ports[0], StoreDir: filepath.Join(p.dir, "nats")},
+		Mosquitto: &devenv.MosquittoOptions{Dir: filepath.Join(p.dir, "mosquitto"), Port: ports[1]},
+		Bucket:    p.db,
+		LogLevel:  "info",
+		// The dashboard's pipeline page reads the ingests and processors.
+		Scrape: []string{launcher.Ingest, launcher.Processor},
+		Overrides: map[string][]string{
+			launcher.Processor: {
+				"EDGEFLOW_PROCESSOR_WINDOWS=2s,10s",
+				"EDGEFLOW_PROCESSOR_LATENESS=2s",
+				"EDGEFLOW_PROCESSOR_IDLE_GRACE=1s",
+				"EDGEFLOW_PROCESSOR_FLUSH_INTERVAL=300ms",
+				"EDGEFLOW_PROCESSOR_PURGE_INTERVAL=1s",
+				"EDGEFLOW_PROCESSOR_LEASE_TTL=3s",
+			},
+			launcher.Dashboard: {
+				"EDGEFLOW_DASHBOARD_WINDOWS=2s,10s",
+				"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=1s",
+			},
+			launcher.Notifier: {
+				"EDGEFLOW_NOTIFIER_TICK=200ms",
+				"EDGEFLOW_NOTIFIER_RULES_POLL=200ms",
+				"EDGEFLOW_NOTIFIER_FAILOVER=2s",
+			},
+		},
+		Security:     opt.security,
+		ReadyTimeout: 60 * time.Second,
+	}
+	if opt.ownInflux {
+		l.Influx = &devenv.InfluxOptions{Dir: filepath.Join(p.dir, "influxdb")}
+	} else {
+		if shared.err != nil {
+			p.t.Fatalf("shared influxdb: %v", shared.err)
+		}
+		l.InfluxURL = shared.influx.URL
+	}
+	return l
 }
 
 // newPipeline starts NATS, Mosquitto and (unless shared) InfluxDB. The
@@ -118,45 +171,8 @@ type options struct {
 func newPipeline(t *testing.T, opt options) *pipeline {
 	t.Helper()
 	requireServers(t)
-
-	p := &pipeline{t: t, dir: t.TempDir(), processors: map[string]*devenv.Process{}}
-	p.db = "e2e" + strconv.FormatInt(dbSeq.Add(1), 10)
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-
+	p := startServers(t, opt)
 	var err error
-	p.natsPort, err = devenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.natsStore = filepath.Join(p.dir, "nats")
-	p.startNATS()
-
-	mport, err := devenv.FreePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.mqtt, err = devenv.StartMosquitto(ctx, devenv.MosquittoOptions{Dir: filepath.Join(p.dir, "mosquitto"), Port: mport})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.mqtt.Stop(context.Background()) })
-	p.mqttURL = "tcp://127.0.0.1:" + strconv.Itoa(mport)
-
-	if opt.ownInflux {
-		p.influx, err = devenv.StartInfluxDB(ctx, devenv.InfluxOptions{Dir: filepath.Join(p.dir, "influxdb")})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = p.influx.Stop(context.Background()) })
-		p.influxURL = p.influx.URL
-	} else {
-		if shared.err != nil {
-			t.Fatalf("shared influxdb: %v", shared.err)
-		}
-		p.influxURL = shared.influx.URL
-	}
-
 	p.nc, err = nats.Connect(p.natsURL, nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -169,15 +185,33 @@ func newPipeline(t *testing.T, opt options) *pipeline {
 	return p
 }
 
+// startServers starts the launcher's servers; they stop at cleanup, after
+// the services (whose cleanups run first).
+func startServers(t *testing.T, opt options) *pipeline {
+	t.Helper()
+	p := &pipeline{t: t, dir: t.TempDir(), processors: map[string]*devenv.Process{}}
+	p.db = "e2e" + strconv.FormatInt(dbSeq.Add(1), 10)
+	p.l = p.newLauncher(opt)
+	t.Cleanup(func() { _ = p.l.Stop(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := p.l.StartServers(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p.nats, p.natsURL = p.l.NATSServer(), p.l.NATSURL
+	p.mqtt, p.mqttURL = p.l.MQTT(), p.l.MQTTURL
+	p.influx, p.influxURL = p.l.InfluxDB(), p.l.InfluxURL
+	return p
+}
+
+// startNATS starts NATS again (after the test shut it down) on the same
+// port and store.
 func (p *pipeline) startNATS() {
 	p.t.Helper()
-	ns, err := devenv.StartNATS(devenv.NATSOptions{Port: p.natsPort, StoreDir: p.natsStore})
-	if err != nil {
+	if err := p.l.RestartNATS(); err != nil {
 		p.t.Fatal(err)
 	}
-	p.nats = ns
-	p.natsURL = ns.ClientURL()
-	p.t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	p.nats = p.l.NATSServer()
 }
 
 func (p *pipeline) httpAddr() string {
@@ -189,24 +223,15 @@ func (p *pipeline) httpAddr() string {
 }
 
 // service starts one of our binaries and stops it (SIGTERM) at cleanup.
-func (p *pipeline) service(name, bin string, env ...string) *devenv.Process {
+func (p *pipeline) service(s launcher.Service) *devenv.Process {
 	p.t.Helper()
-	addr := p.httpAddr()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	kind := strings.ToUpper(strings.SplitN(name, "-", 2)[0])
-	proc, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
-		Name: name, Bin: bin, Dir: filepath.Join(p.dir, "logs"), Addr: addr, URL: "http://" + addr,
-		Env: append([]string{
-			"EDGEFLOW_NATS_URL=" + p.natsURL,
-			"EDGEFLOW_" + kind + "_HTTP_ADDR=" + addr,
-			"EDGEFLOW_LOG_LEVEL=info",
-		}, env...),
-		ReadyURL: "http://" + addr + "/readyz", ReadyTimeout: 60 * time.Second,
-	})
+	proc, err := p.l.Start(ctx, s)
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	name := proc.Name
 	p.t.Cleanup(func() {
 		if p.t.Failed() {
 			// A goroutine dump in the log shows where a stuck service waits.
@@ -225,28 +250,15 @@ func (p *pipeline) service(name, bin string, env ...string) *devenv.Process {
 }
 
 func (p *pipeline) startIngest(name string, env ...string) *devenv.Process {
-	proc := p.service(name, bins.ingest, append([]string{
-		"EDGEFLOW_MQTT_URL=" + p.mqttURL,
-		"EDGEFLOW_INGEST_CLIENT_ID=" + name,
-	}, env...)...)
+	proc := p.service(launcher.Service{Kind: launcher.Ingest, Name: name, Env: env})
 	p.ingests = append(p.ingests, proc)
 	return proc
 }
 
-// startProcessor runs a replica with short windows and timings, so a test
-// sees its windows close within seconds.
+// startProcessor runs a replica with the launcher's short windows and
+// timings.
 func (p *pipeline) startProcessor(id string, env ...string) *devenv.Process {
-	proc := p.service("processor-"+id, bins.processor, append([]string{
-		"EDGEFLOW_PROCESSOR_ID=" + id,
-		"EDGEFLOW_INFLUX_URL=" + p.influxURL,
-		"EDGEFLOW_INFLUX_BUCKET=" + p.db,
-		"EDGEFLOW_PROCESSOR_WINDOWS=2s,10s",
-		"EDGEFLOW_PROCESSOR_LATENESS=2s",
-		"EDGEFLOW_PROCESSOR_IDLE_GRACE=1s",
-		"EDGEFLOW_PROCESSOR_FLUSH_INTERVAL=300ms",
-		"EDGEFLOW_PROCESSOR_PURGE_INTERVAL=1s",
-		"EDGEFLOW_PROCESSOR_LEASE_TTL=3s",
-	}, env...)...)
+	proc := p.service(launcher.Service{Kind: launcher.Processor, Name: "processor-" + id, ID: id, Env: env})
 	p.processors[id] = proc
 	return proc
 }
@@ -254,33 +266,14 @@ func (p *pipeline) startProcessor(id string, env ...string) *devenv.Process {
 // startDashboard runs the dashboard on this pipeline's database and
 // windows, with the running ingest and processors on its pipeline page.
 func (p *pipeline) startDashboard(env ...string) *devenv.Process {
-	var services []string
-	for _, s := range p.ingests {
-		services = append(services, s.Name+"="+s.URL)
-	}
-	for _, s := range p.processors {
-		services = append(services, s.Name+"="+s.URL)
-	}
-	sort.Strings(services)
-	return p.service("dashboard", bins.dashboard, append([]string{
-		"EDGEFLOW_INFLUX_URL=" + p.influxURL,
-		"EDGEFLOW_INFLUX_BUCKET=" + p.db,
-		"EDGEFLOW_DASHBOARD_WINDOWS=2s,10s",
-		"EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL=1s",
-		"EDGEFLOW_DASHBOARD_SERVICES=" + strings.Join(services, ","),
-	}, env...)...)
+	return p.service(launcher.Service{Kind: launcher.Dashboard, Env: env})
 }
 
 // startNotifier runs the notifier with the rules file at rules and short
 // timings; env adds variables (such as the secrets the rules name).
 func (p *pipeline) startNotifier(rules string, env ...string) *devenv.Process {
-	return p.service("notifier", bins.notifier, append([]string{
-		"EDGEFLOW_NOTIFIER_ID=e2e",
-		"EDGEFLOW_RULES=" + rules,
-		"EDGEFLOW_NOTIFIER_TICK=200ms",
-		"EDGEFLOW_NOTIFIER_RULES_POLL=200ms",
-		"EDGEFLOW_NOTIFIER_FAILOVER=2s",
-	}, env...)...)
+	return p.service(launcher.Service{Kind: launcher.Notifier, ID: "e2e",
+		Env: append([]string{"EDGEFLOW_RULES=" + rules}, env...)})
 }
 
 // loadReport is the part of the load generator's report the tests read.

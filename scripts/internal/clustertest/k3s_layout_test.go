@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/footprint"
+	"github.com/edgeflow/edgeflow/scripts/internal/footprint"
 )
 
 // k3sLayout is the dev cluster's K3s layout (scripts/devcluster, LAYOUT=k3s) as a test
@@ -51,7 +51,7 @@ func TestK3sLayout(t *testing.T) {
 		}
 		idle = d
 	}
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/edgeflow/edgeflow/internal/devenv/browser"
+	"github.com/edgeflow/edgeflow/scripts/internal/browser"
 )
 
 // checkDashboardInBrowser opens the dashboard at base in headless Chromium (Debian's

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/chaos"
+	"github.com/edgeflow/edgeflow/scripts/internal/chaos"
 )
 
 // The suite's chaos run (docs/chaos.md; `go tool task chaos` is the long

@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/procstat"
+	"github.com/edgeflow/edgeflow/scripts/internal/procstat"
 )
 
 // Kinds of what is measured.
