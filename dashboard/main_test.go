@@ -19,7 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // One InfluxDB for the package's tests (3-4 s to start); each test has its

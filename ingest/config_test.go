@@ -4,7 +4,7 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/edgeflow/edgeflow/internal/service/envtest"
+	"github.com/edgeflow/edgeflow/devenv/envtest"
 )
 
 func TestConfigRefusesWhatCannotWork(t *testing.T) {

@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/edgeflow/edgeflow/internal/service/envtest"
+	"github.com/edgeflow/edgeflow/devenv/envtest"
 )
 
 func TestConfigRefusesWhatCannotWork(t *testing.T) {

@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeflow/edgeflow/internal/bus"
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/notifier/alert"
 	"github.com/edgeflow/edgeflow/notifier/internal/smtptest"

@@ -11,7 +11,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )

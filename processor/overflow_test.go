@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/processor/window"

@@ -18,7 +18,7 @@
 #
 # Debian's mosquitto package may start a system broker on port 1883 where an
 # init system is present. The tests start their own broker on a free loopback
-# port (internal/devenv), and `task up` serves MQTT on 1883 itself.
+# port (devenv), and `task up` serves MQTT on 1883 itself.
 set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive

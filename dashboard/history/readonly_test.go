@@ -9,8 +9,8 @@ import (
 
 	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // The dashboard reads history with a user that may only read the database,

@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // BenchmarkTelemetryPublishSync is the cost of JetStream's storage sync

@@ -143,7 +143,7 @@ func TestMosquittoPasswdLine(t *testing.T) {
 
 // The hash is the one mosquitto_passwd writes: a line it made checks out
 // with our implementation. (The broker accepting our lines is tested in
-// internal/devenv with a real broker.)
+// devenv with a real broker.)
 func TestMosquittoPasswdMatchesMosquittoPasswd(t *testing.T) {
 	bin, err := exec.LookPath("mosquitto_passwd")
 	if err != nil {

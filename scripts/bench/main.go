@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/scripts/internal/procstat"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // The buckets of manifests/base's edgeflow-influx ConfigMap (EDGEFLOW_INFLUX_BUCKET,

@@ -20,8 +20,8 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 	"github.com/edgeflow/edgeflow/internal/service"
 	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )

@@ -12,7 +12,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // testBroker is a mosquitto of the test's own on a free loopback port,

@@ -16,7 +16,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/internal/secure"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // Binary is Debian's chromium (scripts/install-deps.sh chromium), or $EDGEFLOW_CHROMIUM.

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // series is one series of an InfluxQL result (times in Unix milliseconds).

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // NATSServerPackage is the nats-server command in the module nats.go and the

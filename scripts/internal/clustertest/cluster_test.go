@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/scripts/internal/footprint"
 	"github.com/edgeflow/edgeflow/scripts/internal/kube"
 )

@@ -1,5 +1,5 @@
 // Package launcher starts edgeflow's pipeline on one machine: the servers
-// (NATS, Mosquitto, InfluxDB, through internal/devenv) and the services
+// (NATS, Mosquitto, InfluxDB, through devenv) and the services
 // (ingest, processor replicas, notifier, dashboard) with the EDGEFLOW_*
 // environment that joins them. It is the one place that environment is
 // assembled: `task up` (scripts/devstack), `task bench`, the chaos run and
@@ -27,7 +27,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // The service kinds: each is a binary of the same name and reads

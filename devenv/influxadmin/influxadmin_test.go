@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 var users = []influxadmin.User{

@@ -2,7 +2,7 @@
 // sets up for the services, since they hold less: the database, one
 // retention policy per bucket with the durations operators choose, and the
 // services' users with a privilege each (the processor writes, the
-// dashboard reads). `task up` (scripts/devstack, through internal/devenv)
+// dashboard reads). `task up` (scripts/devstack, through devenv)
 // and `task deploy` (the dev cluster's InfluxDB 1.8) apply it at every
 // start; it is idempotent and brings a changed duration or password to what
 // is asked.

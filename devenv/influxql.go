@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // InfluxDB is where the tests and tools check what the pipeline wrote: an

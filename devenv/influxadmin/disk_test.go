@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/devenv"
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // The disk a point takes in InfluxDB 1.8.3, fully compacted, for the

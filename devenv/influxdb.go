@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeflow/edgeflow/internal/influxadmin"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // InfluxReadyTimeout bounds InfluxDB's start. It is ready in 3-4 s (Flux
