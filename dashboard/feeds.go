@@ -217,6 +217,7 @@ type Health struct {
 	InfluxDB    string                `json:"influxdb"`    // "ok" or the error
 	Devices     int                   `json:"devices"`
 	Clients     int                   `json:"clients"`
+	Build       service.Build         `json:"build"` // the dashboard's own
 }
 
 // pollPipeline refreshes the pipeline view every scrape interval and sends
@@ -238,7 +239,7 @@ func (d *Dashboard) refreshHealth(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.ScrapeInterval+5*time.Second)
 	defer cancel()
 	h := Health{At: time.Now().UnixMilli(), Services: d.scraper.Scrape(ctx), Streams: pipeline.ReadStreams(ctx, d.js),
-		InfluxDB: "ok", Devices: d.devices.Len(), Clients: d.hub.Clients()}
+		InfluxDB: "ok", Devices: d.devices.Len(), Clients: d.hub.Clients(), Build: service.Version()}
 	if err := d.influxUp(ctx); err != nil {
 		h.InfluxDB = err.Error()
 	}

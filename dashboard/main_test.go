@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/internal/bus"
+	"github.com/edgeflow/edgeflow/internal/service"
 )
 
 // One InfluxDB for the package's tests (3-4 s to start); each test has its
@@ -357,6 +358,7 @@ func TestAPI(t *testing.T) {
 		DeadCount   uint64                                             `json:"deadletter_count"`
 		DeadLetters []struct{ Topic, Reason, Excerpt, Service string } `json:"deadletters"`
 		InfluxDB    string
+		Build       service.Build
 	}
 	eventually(t, 10*time.Second, "pipeline shows the dead letter", func() bool {
 		e.get("/api/pipeline", &p)
@@ -367,6 +369,10 @@ func TestAPI(t *testing.T) {
 	}
 	if p.InfluxDB != "ok" || len(p.Streams) != 4 {
 		t.Fatalf("pipeline %+v", p)
+	}
+	// The pipeline view names the dashboard's build, as its edgeflow_build_info does.
+	if want := service.Version(); p.Build != want || p.Build.Version == "" || p.Build.Revision == "" || p.Build.GoVersion == "" {
+		t.Errorf("pipeline build %+v, want %+v", p.Build, want)
 	}
 	raw, _ := http.Get(e.url + "/api/pipeline")
 	body, _ := io.ReadAll(raw.Body)

@@ -3,7 +3,9 @@
 // hardened pods, probes, resources with GOMEMLIMIT inside the memory limit, disruption
 // budgets, the Secrets' keys, the network policies, that components/edge-agents
 // (PLACEMENT=edge) places every workload, how ingest subscribes (ingest_test.go) and
-// that Mosquitto's queues fit its memory limit (mosquitto_test.go).
+// that Mosquitto's queues fit its memory limit (mosquitto_test.go), and what Prometheus
+// scraping relies on: the annotations, components/prometheus's PodMonitors and the policy
+// that admits the scraper (prometheus_test.go).
 // scripts/internal/clustertest deploys the devcluster overlay on a real cluster.
 package manifests
 
@@ -487,6 +489,13 @@ var (
 // ones). It returns the objects decoded twice: typed, and as plain maps.
 func RenderWith(t *testing.T, overlay string, components ...string) ([]Object, []map[string]any) {
 	t.Helper()
+	what, out := renderWith(t, overlay, components...)
+	return decode[Object](t, what, out), decode[map[string]any](t, what, out)
+}
+
+// renderWith is RenderWith's rendering, undecoded, and what it is.
+func renderWith(t *testing.T, overlay string, components ...string) (string, []byte) {
+	t.Helper()
 	dir := t.TempDir()
 	rel := func(p string) string {
 		abs, err := filepath.Abs(p)
@@ -506,9 +515,7 @@ func RenderWith(t *testing.T, overlay string, components ...string) ([]Object, [
 	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out := kustomize(t, dir)
-	what := fmt.Sprintf("overlays/%s with %v", overlay, components)
-	return decode[Object](t, what, out), decode[map[string]any](t, what, out)
+	return fmt.Sprintf("overlays/%s with %v", overlay, components), kustomize(t, dir)
 }
 
 // components/edge-agents puts every workload's pods on the edge agents and changes

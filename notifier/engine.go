@@ -167,8 +167,8 @@ func (e *Engine) Tick(ctx context.Context, caughtUp bool) error {
 			pending++
 		}
 	})
-	e.metrics.Firing.Set(float64(firing))
-	e.metrics.Pending.Set(float64(pending))
+	e.metrics.Alerts.WithLabelValues("firing").Set(float64(firing))
+	e.metrics.Alerts.WithLabelValues("pending").Set(float64(pending))
 	errs = append(errs, e.Sweep(ctx, false))
 	return errors.Join(errs...)
 }

@@ -18,8 +18,7 @@ type Metrics struct {
 	Evaluations  *prometheus.CounterVec // by rule kind
 	Transitions  *prometheus.CounterVec // by state entered (repeat for reminders)
 	Conflicts    prometheus.Counter
-	Firing       prometheus.Gauge
-	Pending      prometheus.Gauge
+	Alerts       *prometheus.GaugeVec   // by state: firing, pending
 	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed
 	Retrying     *prometheus.GaugeVec   // by channel
 	Queued       *prometheus.GaugeVec   // by channel
@@ -43,10 +42,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Alert changes this replica committed, by state entered (repeat: a reminder)."}, []string{"state"}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "state_conflicts_total",
 			Help: "Alert state writes that lost a compare-and-set to another writer and were decided again."}),
-		Firing: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_firing",
-			Help: "Alerts firing now (rules in effect)."}),
-		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_pending",
-			Help: "Alerts pending now: breaching, not yet for their `for`."}),
+		// One gauge with a state label, not one per state (Prometheus's naming
+		// guide): sum() is every alert not resolved.
+		Alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "alerts",
+			Help: "Alerts of the rules in effect now, by state: firing, or pending (breaching, not yet for their `for`)."}, []string{"state"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "deliveries_total",
 			Help: "Delivery attempts by this replica, by channel and result (ok, failed; a failed one is retried)."}, []string{"channel", "result"}),
 		Retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_retrying",
@@ -56,8 +55,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "loop_restarts_total",
 			Help: "Restarts of a consumer loop that ended on its own (its consumer deleted, its pull ended by the server), by loop: aggregates, deliver-{channel}."}, []string{"loop"}),
 	}
+	// Both states exist from the start, at 0, so a query never finds one missing.
+	m.Alerts.WithLabelValues("firing")
+	m.Alerts.WithLabelValues("pending")
 	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Conflicts,
-		m.Firing, m.Pending, m.Deliveries, m.Retrying, m.Queued, m.Restarts)
+		m.Alerts, m.Deliveries, m.Retrying, m.Queued, m.Restarts)
 	return m
 }
 

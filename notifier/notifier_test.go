@@ -131,7 +131,7 @@ func TestThresholdFiresOncePerTransition(t *testing.T) {
 	if v := r.metric(t, "edgeflow_notifier_messages_in_total"); v != 12 {
 		t.Errorf("windows read = %v", v)
 	}
-	eventually(t, 5*time.Second, "firing gauge", func() bool { return r.metric(t, "edgeflow_notifier_alerts_firing") == 2 })
+	eventually(t, 5*time.Second, "firing gauge", func() bool { return r.metric(t, `edgeflow_notifier_alerts{state="firing"}`) == 2 })
 }
 
 // An undecodable window is dead-lettered, not evaluated, and does not stop

@@ -33,12 +33,14 @@ edgeflow_ingest_messages_deadlettered_total{reason="bad_name"} 2
 edgeflow_ingest_backlog 7
 # TYPE go_goroutines gauge
 go_goroutines 12
+# TYPE edgeflow_build_info gauge
+edgeflow_build_info{goversion="go1.26.4",revision="4fe7e94",version="v1.2.3"} 1
 `
 	s, err := ParseSample(strings.NewReader(in), time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !s.Has || s.In != 120 || s.Out != 100 || s.DeadLettered != 5 || s.Backlog != 7 {
+	if !s.Has || s.In != 120 || s.Out != 100 || s.DeadLettered != 5 || s.Backlog != 7 || s.Version != "v1.2.3" {
 		t.Fatalf("sample %+v", s)
 	}
 	if r := rate(100, 160, 2); r != 30 {

@@ -68,7 +68,8 @@ type Sample struct {
 	DeadLettered float64
 	Dropped      float64
 	Backlog      float64
-	Has          bool // any edgeflow_*_messages_in_total was found
+	Has          bool   // any edgeflow_*_messages_in_total was found
+	Version      string // the version label of edgeflow_build_info
 }
 
 // maxMetricsBytes bounds one scrape: a service's /metrics is a few tens of KB.
@@ -84,6 +85,16 @@ func ParseSample(r io.Reader, at time.Time) (Sample, error) {
 	s := Sample{At: at}
 	for name, f := range fams {
 		if !strings.HasPrefix(name, "edgeflow_") {
+			continue
+		}
+		if name == "edgeflow_build_info" {
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "version" {
+						s.Version = l.GetValue()
+					}
+				}
+			}
 			continue
 		}
 		switch {
@@ -132,6 +143,7 @@ type Service struct {
 	DeadLettered float64 `json:"deadlettered"`
 	Dropped      float64 `json:"dropped"`
 	Backlog      float64 `json:"backlog"`
+	Version      string  `json:"version,omitempty"` // its edgeflow_build_info
 }
 
 // Scraper scrapes targets and turns counter deltas into rates.
@@ -168,6 +180,7 @@ func (s *Scraper) scrape(ctx context.Context, t Target) Service {
 	}
 	svc.Up = true
 	svc.In, svc.Out, svc.DeadLettered, svc.Dropped, svc.Backlog = sample.In, sample.Out, sample.DeadLettered, sample.Dropped, sample.Backlog
+	svc.Version = sample.Version
 	s.mu.Lock()
 	prev, ok := s.prev[t.Name]
 	s.prev[t.Name] = sample

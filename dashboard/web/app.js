@@ -560,6 +560,13 @@
       a.rule, el('td', 'num', fmtNum(a.value)), el('td', 'num', fmtNum(a.threshold)), fmtTime(t, true));
   }
 
+  // The dashboard's own build (edgeflow_build_info): version, revision on hover.
+  function buildInfo(b) {
+    const span = el('span', 'muted build', 'dashboard ' + ((b && b.version) || 'unknown'));
+    if (b) span.title = 'revision ' + b.revision + ', ' + b.goversion;
+    return span;
+  }
+
   // Pipeline: rates per service, stream backlogs, dead letters.
   views.pipeline = {
     topic: () => 'view=pipeline',
@@ -569,12 +576,12 @@
     },
     onPipeline(h) { this.render(h); },
     render(h) {
-      const svc = table(['service', 'status', 'in /s', 'out /s', 'dead-lettered /s', 'backlog'], 'services');
+      const svc = table(['service', 'status', 'in /s', 'out /s', 'dead-lettered /s', 'backlog', 'version'], 'services');
       for (const s of h.services || []) {
         const st = el('span', 'status ' + (s.ready ? 'on' : s.up ? 'warn' : 'off'), s.ready ? 'ready' : s.up ? 'not ready' : 'down');
         if (s.error) st.title = s.error;
         svc.tBodies[0].append(row(s.name, el('td', null, st), el('td', 'num', fmtRate(s.in_rate)), el('td', 'num', fmtRate(s.out_rate)),
-          el('td', 'num', fmtRate(s.dead_rate)), el('td', 'num', fmtNum(s.backlog))));
+          el('td', 'num', fmtRate(s.dead_rate)), el('td', 'num', fmtNum(s.backlog)), el('td', 'mono', s.version || '–')));
       }
       const str = table(['stream', 'messages', 'size', 'consumer backlog'], 'streams');
       for (const s of h.streams || []) {
@@ -592,7 +599,7 @@
         el('div', 'tile', el('span', 'metric-name', 'InfluxDB'), influxStatus(h.influxdb)),
         el('div', 'tile', el('span', 'metric-name', 'live viewers'), el('span', 'value big', String(h.clients))));
       view().replaceChildren(el('div', 'pipeline',
-        el('div', 'page-head', el('h1', null, 'Pipeline'), el('span', 'muted', 'updated ' + fmtTime(h.at))), tiles,
+        el('div', 'page-head', el('h1', null, 'Pipeline'), el('span', 'muted', 'updated ' + fmtTime(h.at)), buildInfo(h.build)), tiles,
         el('section', 'panel', el('h2', null, 'Services'), (h.services || []).length ? el('div', 'table-wrap', svc)
           : el('p', 'muted', 'No services configured (EDGEFLOW_DASHBOARD_SERVICES).')),
         el('section', 'panel', el('h2', null, 'Streams'), el('div', 'table-wrap', str)),

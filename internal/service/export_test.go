@@ -12,3 +12,6 @@ func SetIdleTimeout(t testing.TB, d time.Duration) {
 	idleTimeout = d
 	t.Cleanup(func() { idleTimeout = old })
 }
+
+// VersionOf is versionOf, for the fallback's test.
+var VersionOf = versionOf

@@ -17,10 +17,11 @@ type Pipeline struct {
 }
 
 // NewRegistry returns a registry with the Go runtime and process collectors,
-// which carry the RSS and GC figures the performance work reads.
+// which carry the RSS and GC figures the performance work reads, and
+// edgeflow_build_info (version.go), so every service exports its build.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), newBuildInfo())
 	return reg
 }
 

@@ -38,13 +38,17 @@ func Fatal(log *slog.Logger, msg string, err error) {
 	os.Exit(1)
 }
 
-// Main is every service's main: `<binary> env` prints its variables;
-// otherwise it sets the soft memory limit (SetMemoryLimit), loads the configuration (refusing to start on an invalid
+// Main is every service's main: `<binary> env` prints its variables,
+// `<binary> --version` its build (Version); otherwise it sets the soft memory limit (SetMemoryLimit), loads the configuration (refusing to start on an invalid
 // one), runs until SIGTERM or SIGINT, and exits 1 if run failed.
 func Main[C any](name string, load func() (C, error), run func(context.Context, C) error) {
 	if len(os.Args) > 1 && (os.Args[1] == "env" || os.Args[1] == "-h" || os.Args[1] == "--help") {
 		var spec C
 		PrintEnv(os.Stdout, name, &spec)
+		return
+	}
+	if len(os.Args) > 1 && (os.Args[1] == "--version" || os.Args[1] == "-version" || os.Args[1] == "version") {
+		PrintVersion(os.Stdout, name)
 		return
 	}
 	log := NewLogger(name)

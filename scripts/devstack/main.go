@@ -55,7 +55,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: devstack (run by `task up`; configure with the environment)")
 		service.PrintEnv(os.Stderr, "task up", &Config{})
 	}
+	showVersion := flag.Bool("version", false, "print the build (version, revision, Go version) and exit")
 	flag.Parse()
+	if *showVersion {
+		service.PrintVersion(os.Stdout, "devstack")
+		return
+	}
 	log := service.NewLogger("devstack")
 	var cfg Config
 	if err := envconfig.Process("edgeflow", &cfg); err != nil {

@@ -16,14 +16,16 @@ import (
 
 // goBuildFlags make static, reproducible binaries: no cgo, no file system
 // paths and no VCS stamp in the binary (the image labels carry the
-// revision), no symbol tables.
-var goBuildFlags = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+// revision, and GoBuild's stamp puts it in the binary: one per commit, not
+// per build), no symbol tables.
+var goBuildFlags = []string{"-trimpath", "-buildvcs=false"}
 
 // GoBuild builds the packages (relative to dir, e.g. ./ingest) for every
 // platform into out/<platform>/, one `go build` per platform and at most
 // jobs at a time; each go build already uses every core for its packages.
-// It returns the output directory per platform.
-func GoBuild(ctx context.Context, log *slog.Logger, dir, out string, pkgs []string, platforms []Platform, jobs int) (map[Platform]string, error) {
+// stamp is more -ldflags, the -X flags of the build's version
+// (service.StampFlags). It returns the output directory per platform.
+func GoBuild(ctx context.Context, log *slog.Logger, dir, out string, pkgs []string, platforms []Platform, jobs int, stamp string) (map[Platform]string, error) {
 	dirs := make(map[Platform]string, len(platforms))
 	for _, p := range platforms {
 		dirs[p] = filepath.Join(out, p.Dir())
@@ -37,7 +39,7 @@ func GoBuild(ctx context.Context, log *slog.Logger, dir, out string, pkgs []stri
 			}
 			start := time.Now()
 			args := append([]string{"build"}, goBuildFlags...)
-			args = append(args, "-o", dirs[p]+string(filepath.Separator))
+			args = append(args, "-ldflags=-s -w "+stamp, "-o", dirs[p]+string(filepath.Separator))
 			args = append(args, pkgs...)
 			cmd := exec.CommandContext(ctx, "go", args...)
 			cmd.Dir = dir

@@ -76,7 +76,7 @@ func TestMultiPlatformIndex(t *testing.T) {
 	ctx := t.Context()
 	platforms := all3(t)
 	src := helloModule(t)
-	binDirs, err := GoBuild(ctx, quietLog(), src, t.TempDir(), []string{"."}, platforms, 3)
+	binDirs, err := GoBuild(ctx, quietLog(), src, t.TempDir(), []string{"."}, platforms, 3, "")
 	if err != nil {
 		t.Fatal(err)
 	}

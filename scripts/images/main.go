@@ -25,6 +25,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/edgeflow/edgeflow/internal/service"
 )
 
 // Services are edgeflow's service images, one per command folder.
@@ -158,7 +160,9 @@ func run(ctx context.Context, log *slog.Logger, o options) error {
 		for i, s := range services {
 			pkgs[i] = "./" + s
 		}
-		binDirs, err := GoBuild(ctx, log, root, filepath.Join(root, ".build", "bin"), pkgs, platforms, o.jobs)
+		// The binaries say what the image labels say: version the tag, revision the commit.
+		binDirs, err := GoBuild(ctx, log, root, filepath.Join(root, ".build", "bin"), pkgs, platforms, o.jobs,
+			service.StampFlags(tag, rev.Commit))
 		if err != nil {
 			return err
 		}

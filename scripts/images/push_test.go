@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -16,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/validate"
+
+	"github.com/edgeflow/edgeflow/internal/service"
 )
 
 // TestPushAndRunIngest builds the real ingest image for the host platform,
@@ -34,9 +37,16 @@ func TestPushAndRunIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	host := HostPlatform()
-	binDirs, err := GoBuild(ctx, quietLog(), root, t.TempDir(), []string{"./ingest"}, []Platform{host}, 1)
+	rev := Revision{Commit: strings.Repeat("ab", 20), Tag: "test"}
+	binDirs, err := GoBuild(ctx, quietLog(), root, t.TempDir(), []string{"./ingest"}, []Platform{host}, 1,
+		service.StampFlags(rev.Tag, rev.Commit))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The binary carries the build the image labels name (edgeflow_build_info, --version).
+	out, err := exec.Command(filepath.Join(binDirs[host], "ingest"), "--version").Output()
+	if want := "ingest test (revision " + rev.Commit + ", " + runtime.Version() + ")\n"; err != nil || string(out) != want {
+		t.Fatalf("ingest --version = %q, %v; want %q", out, err, want)
 	}
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	defer srv.Close()
@@ -45,7 +55,6 @@ func TestPushAndRunIngest(t *testing.T) {
 		t.Fatal(err)
 	}
 	repo := u.Host + "/edgeflow"
-	rev := Revision{Commit: strings.Repeat("ab", 20), Tag: "test"}
 	spec := serviceSpec("ingest", repo, "test", rev, []Platform{host}, binDirs)
 	baseFS, err := BaseRootfs()
 	if err != nil {
@@ -121,7 +130,7 @@ func TestPushAndRunIngest(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(fsys, "bin", "sh")); err == nil {
 		t.Error("the image has a shell")
 	}
-	out, err := exec.CommandContext(ctx, filepath.Join(fsys, "ingest"), "-h").CombinedOutput()
+	out, err = exec.CommandContext(ctx, filepath.Join(fsys, "ingest"), "-h").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ingest -h from the pulled image: %v\n%s", err, out)
 	}
