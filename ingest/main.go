@@ -1,7 +1,7 @@
 // Command ingest subscribes to the sensors' MQTT topics, validates and
 // normalises every message, and publishes it to the TELEMETRY stream of NATS
 // JetStream; what it rejects goes to DEADLETTER with the reason. See
-// the README ("Messages", "Guarantees") for the contract and bridge.go for
+// docs/architecture.md and docs/guarantees.md for the contract and bridge.go for
 // the guarantees.
 package main
 

@@ -24,7 +24,7 @@ type IngestSubscription struct {
 }
 
 // ingestSubscription reads how ingest subscribes (its workload, and the ConfigMaps its
-// environment comes from) and checks it against the README ("Brokers and ingest
+// environment comes from) and checks it against docs/configuration.md ("Brokers and ingest
 // replicas"):
 //   - a StatefulSet whose pods take their MQTT client id from their name, so a restarted
 //     pod finds its persistent session, and what the broker queued for it, again, and

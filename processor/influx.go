@@ -20,7 +20,7 @@ import (
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
-// Measurements of the InfluxDB schema in the README ("Messages", InfluxDB).
+// Measurements of the InfluxDB schema in docs/architecture.md ("InfluxDB").
 const (
 	MeasurementRaw = "telemetry"
 	// MeasurementWindowPrefix + window name, e.g. telemetry_1m.

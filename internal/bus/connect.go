@@ -1,5 +1,5 @@
 // Package bus is how the services reach NATS JetStream: one way to connect,
-// the stream topology of the README ("Messages"), and dead-lettering.
+// the stream topology of docs/architecture.md, and dead-lettering.
 package bus
 
 import (

@@ -1,6 +1,6 @@
 // Package reading is the normalised measurement that ingest publishes on the
 // TELEMETRY stream and every other service reads. It is the one payload model
-// the services share; the README ("Messages") is its contract.
+// the services share; docs/architecture.md is its contract.
 package reading
 
 import (

@@ -1,6 +1,6 @@
 package reading
 
-// Subjects of the streams in the README ("Messages"). Every token passed in
+// Subjects of the streams in docs/architecture.md. Every token passed in
 // must already be a ValidName: these functions only join.
 
 // TelemetrySubject is where ingest publishes one reading.

@@ -307,7 +307,7 @@ func TestMessages(t *testing.T) {
 	if err := json.Unmarshal(out[1].Data, &n); err != nil {
 		t.Fatal(err)
 	}
-	// The webhook schema of the README.
+	// The webhook schema of docs/alerting.md.
 	for k, v := range map[string]any{"id": "hot.warehouse.wh-01.2", "rule": "hot", "site": "warehouse", "device": "wh-01",
 		"state": "firing", "severity": "critical", "value": 42.0, "threshold": 40.0, "since": "2026-01-02T03:04:00Z",
 		"at": "2026-01-02T03:04:25Z", "repeat": false, "kind": "threshold", "metric": "temperature", "aggregate": "mean",

@@ -23,7 +23,7 @@ const (
 )
 
 // Webhook POSTs the notification as JSON (alert.Notification, documented in
-// the README as "Webhook body"). Any 2xx answer is a delivery.
+// docs/alerting.md as "Webhook body"). Any 2xx answer is a delivery.
 type Webhook struct {
 	URL    string
 	Client *http.Client

@@ -14,7 +14,7 @@ import (
 // FuzzParse: whatever the rules file holds, Parse returns a valid Set or an
 // *Error listing problems within the file's lines; it never panics, never
 // repeats a channel secret from the environment, and gives the same answer
-// twice. Seeds: the shipped rules.yaml, the README example, every problem
+// twice. Seeds: the shipped rules.yaml, the example of docs/alerting.md, every problem
 // case of TestParseProblems, and testdata/fuzz/FuzzParse.
 func FuzzParse(f *testing.F) {
 	if data, err := os.ReadFile("../../rules.yaml"); err == nil {

@@ -21,7 +21,7 @@ var testEnv = map[string]string{
 
 func lookup(k string) (string, bool) { v, ok := testEnv[k]; return v, ok }
 
-const validFile = `# the example of the README
+const validFile = `# the example of docs/alerting.md
 channels:
   log:
     type: log
