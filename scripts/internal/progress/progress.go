@@ -41,18 +41,20 @@ func (r *Reporter) Elapsed() time.Duration { return r.now().Sub(r.start) }
 
 // Printf writes one line: the prefix, the text, and ", elapsed <duration>".
 func (r *Reporter) Printf(format string, args ...any) {
-	r.write(fmt.Sprintf(format, args...) + ", elapsed " + Duration(r.Elapsed()))
+	r.write(fmt.Sprintf(format, args...), r.Elapsed())
 }
 
-func (r *Reporter) write(text string) {
+func (r *Reporter) write(text string, elapsed time.Duration) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	_, _ = io.WriteString(r.w, r.prefix+text+"\n")
+	_, _ = io.WriteString(r.w, r.prefix+text+", elapsed "+Duration(elapsed)+"\n")
 }
 
 // Every writes line(elapsed) as a Printf line at each tick taken until ctx ends or
 // the returned stop is called; stop returns once the line of a tick already taken is
-// written, so nothing is written after it. An empty line is skipped. The ticks come from ticks (tests send
+// written, so nothing is written after it. The elapsed time of a line is the tick's
+// time less the start (a time.Ticker sends the time of the tick), so a test's ticks
+// carry their own time and need no clock shared with the reporter's goroutine. An empty line is skipped. The ticks come from ticks (tests send
 // their own), or from a time.Ticker of interval when ticks is nil; an interval <= 0
 // with nil ticks writes nothing.
 func (r *Reporter) Every(ctx context.Context, interval time.Duration, ticks <-chan time.Time, line func(elapsed time.Duration) string) (stop func()) {
@@ -72,9 +74,10 @@ func (r *Reporter) Every(ctx context.Context, interval time.Duration, ticks <-ch
 			select {
 			case <-ctx.Done():
 				return
-			case <-ticks:
-				if s := line(r.Elapsed()); s != "" {
-					r.Printf("%s", s)
+			case t := <-ticks:
+				elapsed := t.Sub(r.start)
+				if s := line(elapsed); s != "" {
+					r.write(s, elapsed)
 				}
 			}
 		}

@@ -103,8 +103,7 @@ func TestEvery(t *testing.T) {
 	})
 	for range 3 {
 		c.Advance(5 * time.Second)
-		// The tick channel is unbuffered: each send waits until the reporter took the
-		// previous tick and wrote its line.
+		// Each tick carries its time: the reporter's goroutine reads no clock.
 		ticks <- c.Now()
 	}
 	stop()
