@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -58,7 +57,7 @@ func TestRunWritesRateLines(t *testing.T) {
 	t0 := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return t0 }
 	ticks := make(chan time.Time)
-	var out lockedBuffer
+	var out bytes.Buffer // written by the reporter only, read after it stopped
 	gen.SetProgress(Progress{W: &out, Ticks: ticks, Now: clock})
 
 	done := make(chan Report, 1)
@@ -119,21 +118,4 @@ func TestProgressFlag(t *testing.T) {
 			t.Errorf("-progress %s: stdout is not the summary alone:\n%s", tc.every, stdout.String())
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

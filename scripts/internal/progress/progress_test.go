@@ -3,7 +3,6 @@ package progress
 import (
 	"bytes"
 	"context"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -90,7 +89,7 @@ func TestPrintf(t *testing.T) {
 // lines, and writes nothing after stop.
 func TestEvery(t *testing.T) {
 	c := newClock()
-	var out syncBuffer
+	var out bytes.Buffer // written by the reporter only, read after it stopped
 	r := New(&out, "loadgen: ", c.Now)
 	ticks := make(chan time.Time)
 	n := 0
@@ -121,7 +120,7 @@ func TestEvery(t *testing.T) {
 // The reporter stops with its context as well.
 func TestEveryStopsWithTheContext(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out bytes.Buffer // written by the reporter only, read after it stopped
 	stop := New(&out, "", nil).Every(ctx, 0, make(chan time.Time), func(time.Duration) string { return "x" })
 	cancel()
 	stop() // returns: the goroutine ended
@@ -130,21 +129,4 @@ func TestEveryStopsWithTheContext(t *testing.T) {
 	}
 	// No ticks and no interval: nothing to run.
 	New(&out, "", nil).Every(context.Background(), 0, nil, func(time.Duration) string { return "x" })()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
