@@ -13,26 +13,29 @@ import (
 const stepTick = 15 * time.Second
 
 // stepsLeft estimates how long the steps from done on still take, current of step done
-// having passed: the configured durations not run yet, at the pace of the steps done
-// (took for their configured durations; each also waits for a fresh window, the drain
-// and the window counts), or the configured durations alone before any is done.
+// having passed: the configured durations, at the pace of the steps done (took for
+// their configured durations; each also waits for a fresh window, the drain and the
+// window counts), or as configured before any is done. The running step's share is its
+// paced duration less current, so the estimate keeps falling while it drains.
 func stepsLeft(durations []time.Duration, done int, took, current time.Duration) time.Duration {
-	var plannedDone, plannedLeft time.Duration
+	var plannedDone, plannedAfter time.Duration
 	for i, d := range durations {
-		if i < done {
+		switch {
+		case i < done:
 			plannedDone += d
-		} else {
-			plannedLeft += d
+		case i > done:
+			plannedAfter += d
 		}
 	}
+	pace := 1.0
+	if plannedDone > 0 && took > 0 {
+		pace = took.Seconds() / plannedDone.Seconds()
+	}
+	left := time.Duration(float64(plannedAfter) * pace)
 	if done < len(durations) {
-		plannedLeft -= min(current, durations[done])
+		left += max(time.Duration(float64(durations[done])*pace)-current, 0)
 	}
-	plannedLeft = max(plannedLeft, 0)
-	if left, ok := progress.Left(took, plannedDone.Seconds(), (plannedDone + plannedLeft).Seconds()); ok {
-		return left
-	}
-	return plannedLeft
+	return left
 }
 
 // stepLine is where step i (from 0) of the plan is, current after it started:

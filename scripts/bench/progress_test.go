@@ -7,7 +7,8 @@ import (
 )
 
 // The estimate starts from the configured step durations and, once steps are done,
-// goes at their pace (which includes what a step waits for after publishing).
+// goes at their pace (which includes what a step waits for after publishing), the
+// running step's time counted off its share.
 func TestStepsLeft(t *testing.T) {
 	m := time.Minute
 	four := []time.Duration{m, m, m, m}
@@ -22,8 +23,9 @@ func TestStepsLeft(t *testing.T) {
 		{"into the first step: what it has not run yet", four, 0, 0, 20 * time.Second, 3*m + 40*time.Second},
 		{"first step past its duration: the others", four, 0, 0, 90 * time.Second, 3 * m},
 		{"one done in 1m30s: the pace of it", four, 1, 90 * time.Second, 0, 3 * 90 * time.Second},
-		{"two done in 3m, half of the third run", four, 2, 3 * m, 30 * time.Second, 135 * time.Second},
+		{"two done in 3m, 30s of the third run", four, 2, 3 * m, 30 * time.Second, 150 * time.Second},
 		{"all done", four, 4, 6 * m, 0, 0},
+		{"draining past the step's paced duration", four, 3, 6 * m, 2 * m, 0},
 		{"uneven durations", []time.Duration{10 * time.Second, 50 * time.Second}, 1, 20 * time.Second, 0, 100 * time.Second},
 	} {
 		if got := stepsLeft(tc.durations, tc.done, tc.took, tc.current); got != tc.want {
@@ -41,8 +43,8 @@ func TestStepLine(t *testing.T) {
 		want          string
 	}{
 		{0, 0, 0, "step 1/3: 5000 msgs/s, for 1m00s, about 3m00s left"},
-		{1, 80 * time.Second, 45 * time.Second, "step 2/3: 10000 msgs/s, publishing 45s of 1m00s, about 1m40s left"},
-		{2, 160 * time.Second, 70 * time.Second, "step 3/3: 15000 msgs/s, draining and counting windows, about 0s left"},
+		{1, 80 * time.Second, 45 * time.Second, "step 2/3: 10000 msgs/s, publishing 45s of 1m00s, about 1m55s left"},
+		{2, 160 * time.Second, 70 * time.Second, "step 3/3: 15000 msgs/s, draining and counting windows, about 10s left"},
 	} {
 		if got := stepLine(rates, durations, tc.i, tc.took, tc.current); got != tc.want {
 			t.Errorf("step %d:\n got %q\nwant %q", tc.i, got, tc.want)
