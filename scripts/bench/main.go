@@ -23,6 +23,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/scripts/internal/procstat"
+	"github.com/edgeflow/edgeflow/scripts/internal/progress"
 )
 
 // Defaults of the flags.
@@ -145,6 +146,8 @@ func run() int {
 			RawCount: *rawCount, RawPublishers: *rawPubs, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync},
 		IdleRSS: map[string]int64{}, Roles: map[string]string{},
 	}
+	// The steps' progress lines: i/N, an estimate of the time left, and the time since here.
+	prog := progress.New(stampWriter{os.Stdout, time.Now}, "bench: ", nil)
 	logf("starting Mosquitto, NATS and InfluxDB under %s", dir)
 	if err := stack.StartServers(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -183,12 +186,23 @@ func run() int {
 		}
 		logf("profiles of every step go to %s", runner.Profiles)
 	}
+	durations := make([]time.Duration, len(rates))
+	for i := range durations {
+		durations[i] = *stepDur
+	}
+	var took time.Duration // by the steps done
 	for i, rate := range rates {
 		if ctx.Err() != nil {
 			break
 		}
-		logf("step %d: %.0f msgs/s for %s", i+1, rate, *stepDur)
+		stepStart := time.Now()
+		prog.Printf("%s", stepLine(rates, durations, i, took, 0))
+		stopTicks := prog.Every(ctx, stepTick, nil, func(time.Duration) string {
+			return stepLine(rates, durations, i, took, time.Since(stepStart))
+		})
 		s, err := runner.Run(ctx, StepPlan{Index: i, Rate: rate, Duration: *stepDur})
+		stopTicks()
+		took += time.Since(stepStart)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			break
@@ -198,12 +212,13 @@ func run() int {
 		if !s.Pass {
 			verdict = "FAIL: " + strings.Join(s.Reasons, "; ")
 		}
-		logf("step %d: published %.0f msgs/s, acked %d, counted %d, drained after %.1fs, ack p99 %s ms: %s",
-			i+1, s.PublishRate, s.Acked, s.Counted, s.DrainSeconds, latencyText(s.AckP99Ms, s.AckP99Overflow), verdict)
+		logf("step %s: published %.0f msgs/s, acked %d, counted %d, drained after %.1fs, ack p99 %s ms: %s",
+			progress.Step(i+1, len(rates)), s.PublishRate, s.Acked, s.Counted, s.DrainSeconds, latencyText(s.AckP99Ms, s.AckP99Overflow), verdict)
 		if !s.Pass && !*keepGoing {
 			break
 		}
 	}
+	prog.Printf("finished: %s steps run in %s", progress.Step(len(res.Steps), len(rates)), progress.Duration(took))
 	res.evaluate()
 	path, err := writeReport(*out, res)
 	if err != nil {

@@ -17,6 +17,10 @@ import (
 // Kube runs kubectl against the configured cluster.
 type Kube struct {
 	Config
+	// Poll is how often WaitRollouts looks at the workloads (0: rolloutPoll).
+	Poll time.Duration
+	// Out receives WaitRollouts' progress lines (nil: standard error).
+	Out io.Writer
 }
 
 func (k *Kube) command(ctx context.Context, args ...string) *exec.Cmd {
@@ -139,27 +143,6 @@ func (k *Kube) WorkloadKind(ctx context.Context, name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no Deployment or StatefulSet %q in namespace %s (workloads: %s)", name, Namespace, strings.Join(Workloads, ", "))
-}
-
-// WaitRollouts waits for every workload's rollout, all within the timeout.
-func (k *Kube) WaitRollouts(ctx context.Context, names []string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for _, n := range names {
-		kind, err := k.WorkloadKind(ctx, n)
-		if err != nil {
-			return err
-		}
-		left := time.Until(deadline).Round(time.Second)
-		if left < time.Second {
-			left = time.Second
-		}
-		if _, err := k.Output(ctx, "-n", Namespace, "rollout", "status", kind+"/"+n, "--timeout="+left.String()); err != nil {
-			k.explain(ctx, n)
-			return fmt.Errorf("%s/%s not ready within %s: %w", kind, n, timeout, err)
-		}
-		logf("%s/%s ready", kind, n)
-	}
-	return nil
 }
 
 // explain prints what a workload's pods are waiting for.

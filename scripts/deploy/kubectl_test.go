@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +14,10 @@ import (
 
 // fakeKubectl puts a kubectl on PATH that answers the argument lists of answers (joined
 // by spaces) with their text, a leading "!" making it fail with the rest on stderr, and
-// any other with a failure. It returns a function listing the calls made so far, and
-// the standard input of each call to `apply -f -`.
+// any other with a failure. An answer of several parts joined by then is a sequence:
+// the nth call gets the nth part, and every call after the last part gets the last. It
+// returns a function listing the calls made so far, and the standard input of each call
+// to `apply -f -`.
 func fakeKubectl(t *testing.T, answers map[string]string) (calls func() []string, applied func() []string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -24,14 +27,26 @@ func fakeKubectl(t *testing.T, answers map[string]string) (calls func() []string
 	fmt.Fprintf(&s, "#!/bin/sh\nprintf '%%s\\n' \"$*\" >> %q\n", log)
 	fmt.Fprintf(&s, "if [ \"$*\" = \"apply -f -\" ]; then cat >> %q; printf '\\n---\\n' >> %q; exit 0; fi\n", stdin, stdin)
 	s.WriteString("case \"$*\" in\n")
+	n := 0
 	for args, answer := range answers {
-		body, fail := strings.CutPrefix(answer, "!")
-		out, code := "", 0
-		if fail {
-			out, code = " >&2", 1
+		n++
+		counter := filepath.Join(dir, fmt.Sprintf("count%d", n))
+		fmt.Fprintf(&s, "%q)\nn=$(($(cat %q 2>/dev/null || echo 0) + 1)); echo $n > %q\ncase $n in\n", args, counter, counter)
+		parts := strings.Split(answer, then)
+		for i, part := range parts {
+			pattern := strconv.Itoa(i + 1)
+			if i == len(parts)-1 {
+				pattern = "*"
+			}
+			body, fail := strings.CutPrefix(part, "!")
+			out, code := "", 0
+			if fail {
+				out, code = " >&2", 1
+			}
+			// printf '%s': no newline added, as kubectl prints a jsonpath.
+			fmt.Fprintf(&s, "%s) printf '%%s' '%s'%s; exit %d;;\n", pattern, strings.ReplaceAll(body, "'", `'\''`), out, code)
 		}
-		// printf '%s': no newline added, as kubectl prints a jsonpath.
-		fmt.Fprintf(&s, "%q)\nprintf '%%s' '%s'%s\nexit %d;;\n", args, strings.ReplaceAll(body, "'", `'\''`), out, code)
+		s.WriteString("esac;;\n")
 	}
 	s.WriteString("*) echo \"fake kubectl: unexpected: $*\" >&2; exit 1;;\nesac\n")
 	if err := os.WriteFile(filepath.Join(dir, "kubectl"), []byte(s.String()), 0o755); err != nil {
@@ -73,8 +88,11 @@ func fakeGo(t *testing.T, images string) func() []string {
 	}
 }
 
+// then joins the answers of a fakeKubectl sequence.
+const then = "\n--then--\n"
+
 func testKube(t *testing.T) *Kube {
-	return &Kube{Config: Config{Root: t.TempDir(), Overlay: "k3s", Timeout: time.Minute}}
+	return &Kube{Config: Config{Root: t.TempDir(), Overlay: "k3s", Timeout: time.Minute}, Poll: time.Millisecond}
 }
 
 const nodesJSON = `{"items": [
@@ -159,32 +177,6 @@ func TestWorkloadKind(t *testing.T) {
 	}
 	if n := len(calls()); n != 5 {
 		t.Errorf("%d kubectl calls, want 5: %q", n, calls())
-	}
-}
-
-// WaitRollouts waits for each workload in turn within what is left of the timeout, and
-// says what the pods of one that does not become ready wait for.
-func TestWaitRollouts(t *testing.T) {
-	calls, _ := fakeKubectl(t, map[string]string{
-		"-n edgeflow get deployment nats -o name":                                       "!not found",
-		"-n edgeflow get statefulset nats -o name":                                      "statefulset.apps/nats",
-		"-n edgeflow rollout status statefulset/nats --timeout=1m0s":                    "rolled out",
-		"-n edgeflow get deployment processor -o name":                                  "deployment.apps/processor",
-		"-n edgeflow rollout status deployment/processor --timeout=1m0s":                "!timed out waiting for the condition",
-		"-n edgeflow get pods -l app.kubernetes.io/name=processor -o wide":              "processor-x 0/1 Pending",
-		"-n edgeflow get events --sort-by=.lastTimestamp --field-selector type=Warning": "FailedScheduling",
-	})
-	k := testKube(t)
-	if err := k.WaitRollouts(context.Background(), []string{"nats"}, time.Minute); err != nil {
-		t.Fatal(err)
-	}
-	err := k.WaitRollouts(context.Background(), []string{"processor"}, time.Minute)
-	if err == nil || !strings.Contains(err.Error(), "deployment/processor not ready within 1m0s") ||
-		!strings.Contains(err.Error(), "timed out waiting") {
-		t.Fatalf("a rollout that times out: %v", err)
-	}
-	if !slices.Contains(calls(), "-n edgeflow get pods -l app.kubernetes.io/name=processor -o wide") {
-		t.Errorf("the pods of the failed rollout were not shown: %q", calls())
 	}
 }
 
@@ -301,9 +293,10 @@ func TestScaleArguments(t *testing.T) {
 
 func TestScale(t *testing.T) {
 	calls, _ := fakeKubectl(t, map[string]string{
-		"-n edgeflow get deployment processor -o name":                   "deployment.apps/processor",
-		"-n edgeflow scale deployment/processor --replicas=4":            "scaled",
-		"-n edgeflow rollout status deployment/processor --timeout=1m0s": "rolled out",
+		"-n edgeflow get deployment processor -o name":        "deployment.apps/processor",
+		"-n edgeflow scale deployment/processor --replicas=4": "scaled",
+		getWorkloads: listJSON(deploymentJSON("processor", 2, 2, 4, 4, 4, 4)),
+		getPods:      podsReady,
 	})
 	if err := scale(context.Background(), testKube(t), []string{"processor=4"}); err != nil {
 		t.Fatal(err)
@@ -402,15 +395,15 @@ func TestRollout(t *testing.T) {
  {"name": "notifier", "ref": "reg.example/edgeflow/notifier:v1"}]`)
 	image := "-o jsonpath={.spec.template.spec.containers[0].image}"
 	calls, _ := fakeKubectl(t, map[string]string{
-		"get nodes -o json":                                              nodesJSON,
-		"-n edgeflow get deployment processor -o name":                   "deployment.apps/processor",
-		"-n edgeflow get deployment notifier -o name":                    "deployment.apps/notifier",
-		"-n edgeflow get deployment processor " + image:                  "reg.example/edgeflow/processor:v1",
-		"-n edgeflow get deployment notifier " + image:                   "reg.example/edgeflow/notifier:v1",
-		"apply -k " + k.buildDir("deploy", "k3s"):                        "applied",
-		"-n edgeflow rollout restart deployment/notifier":                "restarted",
-		"-n edgeflow rollout status deployment/processor --timeout=1m0s": "rolled out",
-		"-n edgeflow rollout status deployment/notifier --timeout=1m0s":  "rolled out",
+		"get nodes -o json":                               nodesJSON,
+		"-n edgeflow get deployment processor -o name":    "deployment.apps/processor",
+		"-n edgeflow get deployment notifier -o name":     "deployment.apps/notifier",
+		"-n edgeflow get deployment processor " + image:   "reg.example/edgeflow/processor:v1",
+		"-n edgeflow get deployment notifier " + image:    "reg.example/edgeflow/notifier:v1",
+		"apply -k " + k.buildDir("deploy", "k3s"):         "applied",
+		"-n edgeflow rollout restart deployment/notifier": "restarted",
+		getWorkloads: listJSON(deploymentJSON("processor", 2, 2, 1, 1, 1, 1), deploymentJSON("notifier", 3, 3, 1, 1, 1, 1)),
+		getPods:      podsReady,
 	})
 	if err := rollout(context.Background(), k, []string{"processor", "notifier"}); err != nil {
 		t.Fatal(err)

@@ -82,37 +82,12 @@ type Pod struct {
 }
 
 func (k *Kube) pods(ctx context.Context) ([]Pod, error) {
-	var list struct {
-		Items []struct {
-			Metadata struct{ Name string } `json:"metadata"`
-			Spec     struct {
-				NodeName   string `json:"nodeName"`
-				Containers []struct {
-					Resources struct {
-						Limits map[string]string `json:"limits"`
-					} `json:"resources"`
-				} `json:"containers"`
-			} `json:"spec"`
-			Status struct {
-				Phase             string `json:"phase"`
-				ContainerStatuses []struct {
-					Ready        bool `json:"ready"`
-					RestartCount int  `json:"restartCount"`
-					LastState    struct {
-						Terminated *struct {
-							Reason   string `json:"reason"`
-							ExitCode int    `json:"exitCode"`
-						} `json:"terminated"`
-					} `json:"lastState"`
-				} `json:"containerStatuses"`
-			} `json:"status"`
-		} `json:"items"`
-	}
-	if err := k.JSON(ctx, &list, "-n", Namespace, "get", "pods"); err != nil {
+	items, err := k.podList(ctx)
+	if err != nil {
 		return nil, err
 	}
 	var pods []Pod
-	for _, it := range list.Items {
+	for _, it := range items {
 		p := Pod{Name: it.Metadata.Name, Node: it.Spec.NodeName, Phase: it.Status.Phase}
 		ready := 0
 		for _, c := range it.Status.ContainerStatuses {

@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/edgeflow/edgeflow/scripts/internal/progress"
 )
 
 // up builds and delivers the images, creates the Secrets, applies the overlay and waits
@@ -78,8 +80,8 @@ func up(ctx context.Context, k *Kube) error {
 	if err := k.WaitRollouts(ctx, Workloads, k.Timeout-time.Since(tApply)); err != nil {
 		return err
 	}
-	logf("all ready %.1fs after apply (images %.1fs, total %.1fs)",
-		time.Since(tApply).Seconds(), tImages.Sub(t0).Seconds(), time.Since(t0).Seconds())
+	logf("all ready %s after apply (images %s), total %s",
+		progress.Duration(time.Since(tApply)), progress.Duration(tImages.Sub(t0)), progress.Duration(time.Since(t0)))
 	return endpoints(ctx, k, nodes)
 }
 

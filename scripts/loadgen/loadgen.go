@@ -42,6 +42,8 @@ type Generator struct {
 	tls *tls.Config
 
 	connectionLosses atomic.Int64
+	// progress is where the rate line goes; the zero value writes none.
+	progress Progress
 }
 
 // New validates cfg and returns a Generator. log may be nil.
@@ -134,6 +136,8 @@ func (g *Generator) Run(ctx context.Context) (Report, error) {
 		defer cancel()
 	}
 	start := time.Now()
+	var draining atomic.Bool
+	stopProgress := g.startProgress(ctx, pubs, &draining)
 	// Each publisher gets the share of the rate its devices are of all devices.
 	var wg sync.WaitGroup
 	for _, p := range pubs {
@@ -145,6 +149,7 @@ func (g *Generator) Run(ctx context.Context) (Report, error) {
 	}
 	wg.Wait()
 	published := time.Since(start)
+	draining.Store(true)
 
 	// One deadline for all publishers; a closed channel, not a timer's,
 	// because every drain must see it.
@@ -156,6 +161,7 @@ func (g *Generator) Run(ctx context.Context) (Report, error) {
 		}
 	}
 	elapsed := time.Since(start)
+	stopProgress()
 	disconnect()
 	return g.report(pubs, start, published, elapsed), nil
 }

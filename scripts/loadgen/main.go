@@ -39,6 +39,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cfg := DefaultConfig()
 	var reportPath string
 	var qos uint
+	every := DefaultProgress
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Broker, "broker", cfg.Broker, "MQTT broker URL")
@@ -63,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.MaxInFlight, "max-inflight", cfg.MaxInFlight, "most unacknowledged messages per connection")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", cfg.DrainTimeout, "how long to wait for the last acknowledgements; what is left counts as failed")
 	fs.StringVar(&reportPath, "report", "", "write the report as JSON to this file")
+	fs.DurationVar(&every, "progress", every, "write a rate line (sent, acked, failed, msgs/s, time left, elapsed) to stderr this often; 0 = none")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: loadgen [flags]\n\nEvery flag can also be set as %s<FLAG> (upper case, - as _); flags win.\n\n", envPrefix)
 		fs.PrintDefaults()
@@ -94,6 +96,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadgen: invalid configuration:\n%v\n", err)
 		return exitUsage
 	}
+
+	gen.SetProgress(Progress{W: stderr, Every: every})
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -55,6 +55,7 @@ type publisher struct {
 
 	mu       sync.Mutex
 	stats    []deviceStats // by position in devices
+	counts   Counts        // the sums of stats, read by the rate line
 	latency  latencyHistogram
 	failures map[string]int64
 }
@@ -266,7 +267,9 @@ func (p *publisher) attempted(m *message) {
 		st.dupsSent++
 	} else {
 		st.attempted++
+		p.counts.Attempted++
 	}
+	p.counts.Sent++
 	p.mu.Unlock()
 }
 
@@ -287,6 +290,7 @@ func (p *publisher) acked(m *message, at time.Time) {
 		}
 		st.acked++
 	}
+	p.counts.Acked++
 	p.mu.Unlock()
 	if p.cfg.QoS > 0 {
 		p.release()
@@ -301,6 +305,7 @@ func (p *publisher) failed(m *message, reason string) {
 	} else {
 		st.failed++
 	}
+	p.counts.Failed++
 	p.failures[reason]++
 	p.mu.Unlock()
 }
