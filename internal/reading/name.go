@@ -6,7 +6,7 @@ import "unicode/utf8"
 const MaxNameLen = 64
 
 // ValidName reports whether s matches ^[A-Za-z0-9_-]{1,64}$. Names become
-// NATS subject tokens, InfluxDB tags, Flux literals and HTML text, so this is
+// NATS subject tokens, InfluxDB tags, InfluxQL literals and HTML text, so this is
 // a security boundary: nothing downstream may be built from a name that did
 // not pass it.
 func ValidName(s string) bool {
