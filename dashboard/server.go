@@ -35,6 +35,8 @@ func (d *Dashboard) Handler(ops http.Handler) http.Handler {
 	app.Handle("GET /{$}", assets)
 	app.Handle("GET /app.js", assets)
 	app.Handle("GET /app.css", assets)
+	app.Handle("GET /vendor/uplot/uPlot.iife.min.js", assets)
+	app.Handle("GET /vendor/uplot/uPlot.min.css", assets)
 	app.HandleFunc("GET /api/overview", d.apiOverview)
 	app.HandleFunc("GET /api/devices/{site}/{device}", d.apiDevice)
 	app.HandleFunc("GET /api/history/{site}/{device}", d.apiHistory)
