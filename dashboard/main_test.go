@@ -417,8 +417,7 @@ func TestAssets(t *testing.T) {
 			}
 		}
 	}
-	// Before uPlot (hand-drawn canvas charts): 38,395 bytes, 11,882 gzipped;
-	// with it 95,469 and 36,021 (docs/decisions.md).
+	// The budget holds uPlot (docs/decisions.md has the weight before and after).
 	t.Logf("page weight: %d bytes (%d gzipped) for index.html, app.js, app.css and uPlot's script and stylesheet", total, gz)
 	if gz > 45<<10 {
 		t.Fatalf("page weighs %d bytes gzipped, want under 45 KiB", gz)
