@@ -17,8 +17,8 @@ import (
 	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
-// InfluxReadyTimeout bounds InfluxDB's start. It is ready in 3-4 s (Flux
-// initialisation) on an idle 2-core machine, much slower under a parallel
+// InfluxReadyTimeout bounds InfluxDB's start: well under a second with Flux
+// off on an idle machine (3-4 s with Flux on), much slower under a parallel
 // test run.
 const InfluxReadyTimeout = 60 * time.Second
 
