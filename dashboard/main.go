@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeflow/edgeflow/dashboard/alerts"
@@ -36,10 +35,6 @@ func run(ctx context.Context, cfg Config) error {
 	defer nc.Close()
 	health.AddCheck("nats", bus.Ready(nc))
 
-	influx := influxdb2.NewClientWithOptions(cfg.Influx.URL, cfg.Influx.Token,
-		influxdb2.DefaultOptions().SetHTTPRequestTimeout(uint(cfg.Influx.Timeout/time.Second)))
-	defer influx.Close()
-
 	d := &Dashboard{
 		cfg:     cfg,
 		log:     log,
@@ -49,7 +44,7 @@ func run(ctx context.Context, cfg Config) error {
 		devices: devices.NewRegistry(int64(cfg.DeviceMemory) << 20),
 		hub:     live.NewHub(live.Options{Buffer: cfg.SSEBuffer}, live.NewMetrics(reg)),
 		alerts:  alerts.NewBook(10000, cfg.AlertHistory),
-		history: history.NewReader(influx.QueryAPI(cfg.Influx.Org), cfg.Influx.Bucket, cfg.Influx.RawBucket, cfg.Windows),
+		history: history.NewReader(history.NewClient(cfg.Influx.URL, cfg.Influx.Token, cfg.Influx.Timeout), cfg.Influx.Bucket, cfg.Influx.RawBucket, cfg.Windows),
 		scraper: pipeline.NewScraper(cfg.Targets(), 3*time.Second),
 	}
 	d.influxUp = d.history.Ready

@@ -387,7 +387,7 @@ func TestAssets(t *testing.T) {
 	e := newEnv(t)
 	e.start()
 	total, gz := 0, 0
-	for _, path := range []string{"/", "/app.js", "/app.css"} {
+	for _, path := range []string{"/", "/app.js", "/app.css", "/vendor/uplot/uPlot.iife.min.js", "/vendor/uplot/uPlot.min.css"} {
 		for _, enc := range []string{"identity", "gzip"} {
 			req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
 			req.Header.Set("Accept-Encoding", enc)
@@ -423,9 +423,10 @@ func TestAssets(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("page weight: %d bytes (%d gzipped) for index.html, app.js and app.css", total, gz)
-	if gz > 30<<10 {
-		t.Fatalf("page weighs %d bytes gzipped, want under 30 KiB", gz)
+	// The budget holds uPlot (docs/decisions.md has the weight before and after).
+	t.Logf("page weight: %d bytes (%d gzipped) for index.html, app.js, app.css and uPlot's script and stylesheet", total, gz)
+	if gz > 45<<10 {
+		t.Fatalf("page weighs %d bytes gzipped, want under 45 KiB", gz)
 	}
 }
 

@@ -5,9 +5,13 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"math"
 	"net/http"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -31,6 +35,8 @@ func (d *Dashboard) Handler(ops http.Handler) http.Handler {
 	app.Handle("GET /{$}", assets)
 	app.Handle("GET /app.js", assets)
 	app.Handle("GET /app.css", assets)
+	app.Handle("GET /vendor/uplot/uPlot.iife.min.js", assets)
+	app.Handle("GET /vendor/uplot/uPlot.min.css", assets)
 	app.HandleFunc("GET /api/overview", d.apiOverview)
 	app.HandleFunc("GET /api/devices/{site}/{device}", d.apiDevice)
 	app.HandleFunc("GET /api/history/{site}/{device}", d.apiHistory)
@@ -169,9 +175,42 @@ func (d *Dashboard) apiHistory(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		d.log.Warn("history query", "site", site, "device", device, "range", rng, "err", err)
 		writeJSON(w, r, http.StatusBadGateway, apiError{"history unavailable: InfluxDB did not answer"})
+	case r.URL.Query().Get("format") == "csv":
+		writeHistoryCSV(w, res)
 	default:
 		writeJSON(w, r, http.StatusOK, res)
 	}
+}
+
+// writeHistoryCSV sends a history as a CSV download (format=csv): a header
+// row, then one row per metric and point, by metric then time, times in
+// RFC 3339 UTC, empty cells where a value is missing. Names are validated,
+// so the file name needs no quoting beyond the quotes.
+func writeHistoryCSV(w http.ResponseWriter, res history.Result) {
+	h := w.Header()
+	h.Set("Content-Type", "text/csv; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Disposition", `attachment; filename="`+res.Site+"_"+res.Device+"_"+res.Range+`.csv"`)
+	metrics := make([]string, 0, len(res.Series))
+	for m := range res.Series {
+		metrics = append(metrics, m)
+	}
+	sort.Strings(metrics)
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"time", "site", "device", "metric", "min", "max", "mean"})
+	cell := func(v float64) string {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return ""
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	}
+	for _, m := range metrics {
+		for _, b := range res.Series[m] {
+			_ = cw.Write([]string{time.UnixMilli(b.T).UTC().Format(time.RFC3339), res.Site, res.Device, m,
+				cell(b.Min), cell(b.Max), cell(b.Mean)})
+		}
+	}
+	cw.Flush()
 }
 
 func (d *Dashboard) apiAlerts(w http.ResponseWriter, r *http.Request) {

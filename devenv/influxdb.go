@@ -17,8 +17,8 @@ import (
 	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
-// InfluxReadyTimeout bounds InfluxDB's start. It is ready in 3-4 s (Flux
-// initialisation) on an idle 2-core machine, much slower under a parallel
+// InfluxReadyTimeout bounds InfluxDB's start: well under a second with Flux
+// off on an idle machine (3-4 s with Flux on), much slower under a parallel
 // test run.
 const InfluxReadyTimeout = 60 * time.Second
 
@@ -83,8 +83,8 @@ func InfluxdBinary() (string, error) {
 }
 
 // StartInfluxDB starts InfluxDB 1.8.3 on 127.0.0.1, configured by environment
-// only, with Flux enabled (the 2.x-compatible /api/v2/query refuses every
-// query without it), and waits until GET /ping answers 204. The returned
+// only, with Flux off (1.8's default: edgeflow reads with InfluxQL on /query,
+// which every InfluxDB version serves), and waits until GET /ping answers 204. The returned
 // Process has Addr and URL (http://host:port), which is also the URL of the
 // 2.x API; the bucket of Database is "<Database>/autogen" or "<Database>".
 func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
@@ -136,7 +136,6 @@ func StartInfluxDB(ctx context.Context, opts InfluxOptions) (*Process, error) {
 			"INFLUXDB_DATA_QUERY_LOG_ENABLED=false",
 			"INFLUXDB_HTTP_LOG_ENABLED=false",
 			"INFLUXDB_HTTP_BIND_ADDRESS=" + addr,
-			"INFLUXDB_HTTP_FLUX_ENABLED=true",
 		}, InfluxCardinalityEnv...), opts.Env...),
 		Dir:          dir,
 		Addr:         addr,

@@ -63,7 +63,8 @@ func (p Point) MarshalJSON() ([]byte, error) {
 type series struct {
 	ring    [RingLen]Point
 	head, n int
-	changed bool // since the last TakeChanged
+	changed bool   // since the last TakeChanged
+	unit    string // the last one the device sent (SenML u), "" if none
 }
 
 func (s *series) last() (Point, bool) {
@@ -142,6 +143,9 @@ func (g *Registry) Update(r *reading.Reading, now time.Time) {
 	for name, v := range r.Metrics {
 		if s := g.series(d, name); s != nil {
 			s.add(Point{T: r.TS, V: v})
+			if u := r.Units[name]; u != "" {
+				s.unit = u
+			}
 		}
 	}
 	d.changed = true
@@ -300,6 +304,7 @@ type Metric struct {
 	Last   Point     `json:"last"`
 	Spark  []float64 `json:"spark,omitempty"`  // overview: recent values
 	Points []Point   `json:"points,omitempty"` // device page: recent points
+	Unit   string    `json:"unit,omitempty"`   // as the device sent it (reading.ValidUnit)
 }
 
 // Summary is one device in the overview or on its own page.
@@ -328,7 +333,7 @@ func (g *Registry) Overview() []Summary {
 			for i, p := range pts {
 				spark[i] = p.V
 			}
-			s.Metrics[name] = Metric{Last: last, Spark: spark}
+			s.Metrics[name] = Metric{Last: last, Spark: spark, Unit: ser.unit}
 		}
 		out = append(out, s)
 	}
@@ -352,7 +357,7 @@ func (g *Registry) Device(site, name string) (Summary, bool) {
 	s := Summary{Site: d.site, Device: d.name, Seen: d.seen, Metrics: make(map[string]Metric, len(d.metrics))}
 	for mname, ser := range d.metrics {
 		if last, ok := ser.last(); ok {
-			s.Metrics[mname] = Metric{Last: last, Points: ser.points(RingLen)}
+			s.Metrics[mname] = Metric{Last: last, Points: ser.points(RingLen), Unit: ser.unit}
 		}
 	}
 	return s, true

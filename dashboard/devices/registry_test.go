@@ -72,3 +72,21 @@ func TestBounded(t *testing.T) {
 		t.Fatal("seeded an invalid name")
 	}
 }
+
+// A metric's unit, as the device sent it, is on the overview and the
+// device page; a reading without one keeps the unit already known.
+func TestUnitFollowsTheMetric(t *testing.T) {
+	g := NewRegistry(1 << 20)
+	now := time.Now()
+	g.Update(&reading.Reading{Site: "lab", Device: "t1", TS: now.UnixMilli(), Metrics: map[string]float64{"temp": 21, "n": 1},
+		Units: map[string]string{"temp": "Cel"}}, now)
+	g.Update(&reading.Reading{Site: "lab", Device: "t1", TS: now.UnixMilli() + 2000, Metrics: map[string]float64{"temp": 22}}, now)
+	o := g.Overview()
+	if len(o) != 1 || o[0].Metrics["temp"].Unit != "Cel" || o[0].Metrics["n"].Unit != "" {
+		t.Fatalf("overview units: %+v", o)
+	}
+	d, _ := g.Device("lab", "t1")
+	if d.Metrics["temp"].Unit != "Cel" {
+		t.Fatalf("device units: %+v", d)
+	}
+}

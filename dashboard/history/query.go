@@ -8,8 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
@@ -76,38 +74,21 @@ func Choose(rangeName string, windows []time.Duration) (Plan, error) {
 		Measurement: "telemetry_" + reading.WindowName(w), Step: step}, nil
 }
 
-// fluxTemplate is the only query the dashboard sends for history. %[1]s is
-// the bucket, %[2]s the span, %[3]s the measurement, %[4]s and %[5]s site
-// and device, %[6]s the step: all either configuration quoted by
-// fluxString, durations formatted here, or names that passed ValidName.
-// min, max and sum/count are aggregated separately per step so that the
-// band is exact and the mean is weighted by count.
-const fluxTemplate = `base = from(bucket: %[1]s)
-  |> range(start: -%[2]s)
-  |> filter(fn: (r) => r._measurement == %[3]s and r.site == %[4]s and r.device == %[5]s)
-lo = base |> filter(fn: (r) => r._field == "min") |> aggregateWindow(every: %[6]s, fn: min, timeSrc: "_start", createEmpty: false)
-hi = base |> filter(fn: (r) => r._field == "max") |> aggregateWindow(every: %[6]s, fn: max, timeSrc: "_start", createEmpty: false)
-sc = base |> filter(fn: (r) => r._field == "sum" or r._field == "count") |> toFloat() |> aggregateWindow(every: %[6]s, fn: sum, timeSrc: "_start", createEmpty: false)
-union(tables: [lo, hi, sc])
-  |> keep(columns: ["_time", "_field", "_value", "metric"])`
-
-// Flux returns the query of plan for one device.
-func (p Plan) Flux(bucket, site, device string) (string, error) {
+// InfluxQL returns the only history query the dashboard sends, for one
+// device over [from, to], and the database it runs in. Every name is
+// quoted and escaped (quoteIdent, quoteString) although site and device
+// passed ValidName and the measurement is built from a window length; the
+// bucket comes from configuration; the time bounds are formatted from
+// time.Time values. min, max and sum/count are aggregated separately per
+// step so that the band is exact and the mean is weighted by count; GROUP BY
+// time aligns steps to the epoch, as Flux's aggregateWindow did.
+func (p Plan) InfluxQL(bucket, site, device string, from, to time.Time) (db, q string, err error) {
 	if !reading.ValidName(site) || !reading.ValidName(device) {
-		return "", ErrName
+		return "", "", ErrName
 	}
-	return fmt.Sprintf(fluxTemplate, fluxString(bucket), fluxDuration(p.Span), fluxString(p.Measurement),
-		fluxString(site), fluxString(device), fluxDuration(p.Step)), nil
-}
-
-// fluxString quotes s as a Flux string literal. Names never need it (they
-// are validated), but the bucket comes from configuration.
-func fluxString(s string) string {
-	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "${", `\${`, "\n", `\n`, "\r", `\r`, "\t", `\t`)
-	return `"` + r.Replace(s) + `"`
-}
-
-// fluxDuration formats d as a Flux duration literal in whole seconds.
-func fluxDuration(d time.Duration) string {
-	return strconv.FormatInt(int64(d/time.Second), 10) + "s"
+	db, src := source(bucket, p.Measurement)
+	q = fmt.Sprintf(`SELECT min("min") AS "min", max("max") AS "max", sum("sum") AS "sum", sum("count") AS "count" FROM %s`+
+		` WHERE "site" = %s AND "device" = %s AND time >= %s AND time <= %s GROUP BY time(%ds), "metric" fill(none)`,
+		src, quoteString(site), quoteString(device), timeLiteral(from), timeLiteral(to), int64(p.Step/time.Second))
+	return db, q, nil
 }

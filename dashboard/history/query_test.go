@@ -47,33 +47,49 @@ func TestChooseMeasurementByRange(t *testing.T) {
 
 // A query is the fixed template filled with validated names only: anything
 // else is refused before a query exists.
-func TestFluxOnlyFromValidNames(t *testing.T) {
+func TestInfluxQLOnlyFromValidNames(t *testing.T) {
 	p, _ := Choose("1h", []time.Duration{10 * time.Second})
-	q, err := p.Flux("edgeflow/autogen", "lab", "t-1")
+	to := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	db, q, err := p.InfluxQL("edgeflow/raw", "lab", "t-1", to.Add(-time.Hour), to)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{`from(bucket: "edgeflow/autogen")`, `range(start: -3600s)`, `r._measurement == "telemetry_10s"`,
-		`r.site == "lab" and r.device == "t-1"`, `every: 10s`} {
+	if db != "edgeflow" {
+		t.Errorf("database %q, want edgeflow", db)
+	}
+	for _, want := range []string{`FROM "edgeflow"."raw"."telemetry_10s"`, `"site" = 'lab' AND "device" = 't-1'`,
+		`time >= '2026-11-25T09:00:00Z' AND time <= '2026-11-25T10:00:00Z'`, `GROUP BY time(10s), "metric" fill(none)`} {
 		if !strings.Contains(q, want) {
 			t.Errorf("query lacks %q:\n%s", want, q)
 		}
 	}
+	if _, q, _ := p.InfluxQL("edgeflow", "lab", "t1", to, to); !strings.Contains(q, `FROM "edgeflow".."telemetry_10s"`) {
+		t.Errorf("a bucket without a policy reads the default one: %s", q)
+	}
 	if strings.Contains(q, `"telemetry"`) {
 		t.Error("query reads the raw measurement")
 	}
-	for _, bad := range []string{`lab" or true or "`, "lab\n", "", "lab)|>drop()", "<b>", strings.Repeat("a", 65)} {
-		if _, err := p.Flux("edgeflow", bad, "t1"); !errors.Is(err, ErrName) {
+	for _, bad := range []string{`lab' or true or '`, "lab\n", "", "lab;DROP DATABASE x", "<b>", strings.Repeat("a", 65)} {
+		if _, _, err := p.InfluxQL("edgeflow", bad, "t1", to, to); !errors.Is(err, ErrName) {
 			t.Errorf("site %q: err %v, want ErrName", bad, err)
 		}
-		if _, err := p.Flux("edgeflow", "lab", bad); !errors.Is(err, ErrName) {
+		if _, _, err := p.InfluxQL("edgeflow", "lab", bad, to, to); !errors.Is(err, ErrName) {
 			t.Errorf("device %q: err %v, want ErrName", bad, err)
 		}
 	}
 }
 
-func TestFluxStringEscapesConfiguration(t *testing.T) {
-	if got := fluxString(`a"b\c${d}`); got != `"a\"b\\c\${d}"` {
-		t.Fatalf("fluxString = %s", got)
+// Configuration is quoted, not trusted: a bucket holding quotes, a
+// backslash, a statement separator or a newline stays one identifier.
+func TestInfluxQLQuotesConfiguration(t *testing.T) {
+	if got := quoteIdent("a\"b\\c'd\ne;"); got != `"a\"b\\c\'d\ne;"` {
+		t.Fatalf("quoteIdent = %s", got)
+	}
+	if got := quoteString(`x' OR '1'='1`); got != `'x\' OR \'1\'=\'1'` {
+		t.Fatalf("quoteString = %s", got)
+	}
+	db, from := source(`ev"il/r"p`, "telemetry_1m")
+	if db != `ev"il` || from != `"ev\"il"."r\"p"."telemetry_1m"` {
+		t.Fatalf("source = %s, %s", db, from)
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/influxdata/influxdb-client-go/v2/api"
-
 	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -17,10 +15,10 @@ import (
 // that overloads InfluxDB when many browsers switch ranges at once.
 const MaxConcurrent = 4
 
-// Querier is the part of the InfluxDB client the reader uses; tests use the
-// real client against a real InfluxDB.
+// Querier runs one InfluxQL statement in a database (Client); tests use
+// the real client against a real InfluxDB.
 type Querier interface {
-	Query(ctx context.Context, query string) (*api.QueryTableResult, error)
+	Query(ctx context.Context, db, q string) ([]Series, error)
 }
 
 // Reader runs the history templates.
@@ -97,58 +95,58 @@ func (r *Reader) Device(ctx context.Context, rangeName, site, device string) (Re
 	if err != nil {
 		return Result{}, err
 	}
-	q, err := plan.Flux(r.bucket(plan.Window), site, device)
-	if err != nil {
-		return Result{}, err
-	}
 	if err := r.acquire(ctx); err != nil {
 		return Result{}, err
 	}
 	defer func() { <-r.sem }()
 	now := time.Now()
+	from := now.Add(-plan.Span)
+	db, q, err := plan.InfluxQL(r.bucket(plan.Window), site, device, from, now)
+	if err != nil {
+		return Result{}, err
+	}
 	res := Result{Site: site, Device: device, Range: rangeName, Measurement: plan.Measurement,
-		StepMillis: plan.Step.Milliseconds(), From: now.Add(-plan.Span).UnixMilli(), To: now.UnixMilli(),
+		StepMillis: plan.Step.Milliseconds(), From: from.UnixMilli(), To: now.UnixMilli(),
 		Series: map[string][]Band{}}
-	tables, err := r.q.Query(ctx, q)
+	series, err := r.q.Query(ctx, db, q)
 	if err != nil {
 		return res, fmt.Errorf("history %s %s/%s: %w", rangeName, site, device, err)
 	}
-	defer tables.Close()
 	bands := map[string]map[int64]*Band{}
-	for tables.Next() {
-		rec := tables.Record()
-		metric, _ := rec.ValueByKey("metric").(string)
+	for _, s := range series {
+		metric := s.Tags["metric"]
 		if !reading.ValidName(metric) {
 			continue
 		}
-		v, ok := toFloat(rec.Value())
-		if !ok {
-			continue
+		col := columns(s.Columns)
+		for _, row := range s.Values {
+			t, ok := number(col(row, "time"))
+			if !ok {
+				continue
+			}
+			m := bands[metric]
+			if m == nil {
+				m = map[int64]*Band{}
+				bands[metric] = m
+			}
+			b := m[int64(t)]
+			if b == nil {
+				b = &Band{T: int64(t), Min: math.NaN(), Max: math.NaN(), Mean: math.NaN()}
+				m[int64(t)] = b
+			}
+			if v, ok := number(col(row, "min")); ok {
+				b.Min = v
+			}
+			if v, ok := number(col(row, "max")); ok {
+				b.Max = v
+			}
+			if v, ok := number(col(row, "sum")); ok {
+				b.sum = v
+			}
+			if v, ok := number(col(row, "count")); ok {
+				b.n = v
+			}
 		}
-		t := rec.Time().UnixMilli()
-		m := bands[metric]
-		if m == nil {
-			m = map[int64]*Band{}
-			bands[metric] = m
-		}
-		b := m[t]
-		if b == nil {
-			b = &Band{T: t, Min: math.NaN(), Max: math.NaN(), Mean: math.NaN()}
-			m[t] = b
-		}
-		switch rec.Field() {
-		case "min":
-			b.Min = v
-		case "max":
-			b.Max = v
-		case "sum":
-			b.sum = v
-		case "count":
-			b.n = v
-		}
-	}
-	if err := tables.Err(); err != nil {
-		return res, fmt.Errorf("history %s %s/%s: %w", rangeName, site, device, err)
 	}
 	for metric, m := range bands {
 		out := make([]Band, 0, len(m))
@@ -164,17 +162,10 @@ func (r *Reader) Device(ctx context.Context, rangeName, site, device string) (Re
 	return res, nil
 }
 
-// latestTemplate reads the newest window of every series of the finest
-// measurement over the last day: the dashboard's memory after a restart.
-const latestTemplate = `from(bucket: %[1]s)
-  |> range(start: -24h)
-  |> filter(fn: (r) => r._measurement == %[2]s and r._field == "last")
-  |> last()
-  |> keep(columns: ["_time", "_value", "site", "device", "metric"])`
-
 // Latest calls fn with the last value of every device's metrics in the
 // finest window measurement over the last day, and the end of that window
-// (when the device was last heard of).
+// (when the device was last heard of): the dashboard's memory after a
+// restart. last() is a selector, so each row's time is its window's start.
 func (r *Reader) Latest(ctx context.Context, fn func(site, device, metric string, start, end time.Time, v float64)) error {
 	if len(r.windows) == 0 {
 		return ErrWindows
@@ -187,36 +178,31 @@ func (r *Reader) Latest(ctx context.Context, fn func(site, device, metric string
 		return err
 	}
 	defer func() { <-r.sem }()
-	tables, err := r.q.Query(ctx, fmt.Sprintf(latestTemplate, fluxString(r.bucket(w)), fluxString("telemetry_"+reading.WindowName(w))))
+	db, src := source(r.bucket(w), "telemetry_"+reading.WindowName(w))
+	q := fmt.Sprintf(`SELECT last("last") AS "last" FROM %s WHERE time >= %s GROUP BY "site", "device", "metric"`,
+		src, timeLiteral(time.Now().Add(-24*time.Hour)))
+	series, err := r.q.Query(ctx, db, q)
 	if err != nil {
 		return fmt.Errorf("latest values: %w", err)
 	}
-	defer tables.Close()
-	for tables.Next() {
-		rec := tables.Record()
-		site, _ := rec.ValueByKey("site").(string)
-		device, _ := rec.ValueByKey("device").(string)
-		metric, _ := rec.ValueByKey("metric").(string)
-		v, ok := toFloat(rec.Value())
-		if !ok || !reading.ValidName(site) || !reading.ValidName(device) || !reading.ValidName(metric) {
+	for _, s := range series {
+		site, device, metric := s.Tags["site"], s.Tags["device"], s.Tags["metric"]
+		if !reading.ValidName(site) || !reading.ValidName(device) || !reading.ValidName(metric) {
 			continue
 		}
-		fn(site, device, metric, rec.Time(), rec.Time().Add(w), v)
-	}
-	if err := tables.Err(); err != nil {
-		return fmt.Errorf("latest values: %w", err)
+		col := columns(s.Columns)
+		for _, row := range s.Values {
+			t, ok1 := number(col(row, "time"))
+			v, ok2 := number(col(row, "last"))
+			if !ok1 || !ok2 {
+				continue
+			}
+			start := time.UnixMilli(int64(t))
+			fn(site, device, metric, start, start.Add(w), v)
+		}
 	}
 	return nil
 }
-
-// probeTemplate reads nothing (a measurement no one writes, over a second),
-// but fails where a history query would: InfluxDB unreachable, or the
-// bucket missing (1.8: "no database", "invalid retention policy"; 2.x:
-// "could not find bucket").
-const probeTemplate = `from(bucket: %s)
-  |> range(start: -1s)
-  |> filter(fn: (r) => r._measurement == "edgeflow_probe")
-  |> limit(n: 1)`
 
 // Ready reports whether history can be read: InfluxDB answers and the
 // buckets exist. A ping alone says the first only.
@@ -233,25 +219,30 @@ func (r *Reader) Ready(ctx context.Context) error {
 	return nil
 }
 
+// probe reads nothing (a measurement no one writes, over a second), but
+// fails where a history query would: InfluxDB unreachable, the credential
+// refused, or the bucket missing (1.x: "database not found", "retention
+// policy not found"; 2.x: no DBRP mapping for it).
 func (r *Reader) probe(ctx context.Context, bucket string) error {
-	tables, err := r.q.Query(ctx, fmt.Sprintf(probeTemplate, fluxString(bucket)))
-	if err != nil {
-		return err
-	}
-	defer tables.Close()
-	for tables.Next() {
-	}
-	return tables.Err()
+	db, src := source(bucket, "edgeflow_probe")
+	_, err := r.q.Query(ctx, db, fmt.Sprintf(`SELECT * FROM %s WHERE time >= %s LIMIT 1`, src, timeLiteral(time.Now().Add(-time.Second))))
+	return err
 }
 
-func toFloat(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
-	case int64:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
+// columns returns a reader of a row's value by column name: nil when the
+// column is absent or the row short.
+func columns(names []string) func(row []any, name string) any {
+	idx := make(map[string]int, len(names))
+	for i, n := range names {
+		idx[n] = i
 	}
-	return 0, false
+	return func(row []any, name string) any {
+		i, ok := idx[name]
+		if !ok || i >= len(row) {
+			return nil
+		}
+		return row[i]
+	}
 }
+
+func isBad(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) }

@@ -55,7 +55,7 @@ func TestHistoryWithReadOnlyUser(t *testing.T) {
 
 	dash := influxdb2.NewClient(p.URL, users[1].Token())
 	defer dash.Close()
-	r := NewReader(dash.QueryAPI(""), "edgeflow", "edgeflow/raw", []time.Duration{10 * time.Second, time.Minute})
+	r := NewReader(NewClient(p.URL, users[1].Token(), 10*time.Second), "edgeflow", "edgeflow/raw", []time.Duration{10 * time.Second, time.Minute})
 	if err := r.Ready(ctx); err != nil {
 		t.Fatalf("ready with the read-only user: %v", err)
 	}

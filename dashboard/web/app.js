@@ -1,4 +1,5 @@
-// edgeflow dashboard. Plain JavaScript, no dependencies, no build step.
+// edgeflow dashboard. Plain JavaScript, no build step; the one library is
+// uPlot (vendor/uplot, loaded before this script as the global uPlot).
 // Rule: every string that came from a device, a broker or another service
 // reaches the page through textContent (el() and text()), never as markup.
 'use strict';
@@ -108,6 +109,7 @@
       let cur = d.m.get(name);
       if (!cur) { cur = { last: null, spark: [], points: [] }; d.m.set(name, cur); }
       if (!cur.last || m.last[0] >= cur.last[0]) cur.last = m.last;
+      if (m.unit) cur.unit = m.unit;
       if (m.spark) cur.spark = m.spark.slice();
       if (withPoints && m.points) cur.points = m.points.slice();
     }
@@ -171,89 +173,103 @@
     g.stroke();
   }
 
-  function niceTicks(lo, hi, n) {
-    const span = hi - lo || 1;
-    const step0 = span / n;
-    const mag = Math.pow(10, Math.floor(Math.log10(step0)));
-    const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => span / s <= n) || 10 * mag;
-    const out = [];
-    for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(+v.toFixed(10));
-    return out;
+  // ---- uPlot charts ----------------------------------------------------
+  // withGaps turns [[t, ...values]] (ms) into uPlot's columns (seconds),
+  // with a null row wherever two points are more than maxGap apart, so a
+  // gap in the data is a gap in the line.
+  function withGaps(rows, width, maxGap) {
+    const cols = Array.from({ length: width }, () => []);
+    let prev = null;
+    for (const r of rows) {
+      if (prev != null && r[0] - prev > maxGap) {
+        cols[0].push((prev + r[0]) / 2000);
+        for (let i = 1; i < width; i++) cols[i].push(null);
+      }
+      cols[0].push(r[0] / 1000);
+      for (let i = 1; i < width; i++) cols[i].push(r[i] == null ? null : r[i]);
+      prev = r[0];
+    }
+    return cols;
   }
 
-  // drawChart draws a time chart: an optional min/max band ([t,lo,hi]) and
-  // a line ([t,v]); a gap longer than maxGap breaks both.
-  function drawChart(c, { band, line, x0, x1, maxGap, empty }) {
-    const s = setupCanvas(c);
-    if (!s) return;
-    const { g, w, h } = s;
-    const padL = 48, padR = 10, padT = 10, padB = 22;
-    let lo = Infinity, hi = -Infinity;
-    for (const p of band || []) { if (p[1] != null && p[1] < lo) lo = p[1]; if (p[2] != null && p[2] > hi) hi = p[2]; }
-    for (const p of line || []) { if (p[1] != null) { if (p[1] < lo) lo = p[1]; if (p[1] > hi) hi = p[1]; } }
-    g.font = '11px system-ui, sans-serif';
-    g.fillStyle = css('--muted');
-    if (lo === Infinity) {
-      g.textAlign = 'center';
-      g.fillText(empty || 'no data yet', w / 2, h / 2);
-      return;
+  // Chart is one uPlot time chart in node: hover shows each series' value
+  // in the legend, a drag zooms the time axis, a double-click goes back to
+  // the whole range. node.dataset says what is on screen (xmin, xmax) and
+  // where the data is (first, last), in ms. The chart is zoomed while its
+  // x scale is other than the range asked for: uPlot applies scales in a
+  // microtask, so that is told from the scale, not from who set it.
+  class Chart {
+    constructor(node, kind) {
+      this.node = node;
+      this.kind = kind; // 'live': one line; 'history': min/max band and mean
+      this.zoomed = false;
+      this.u = null;
+      this.key = '';
     }
-    if (hi === lo) { hi += 1; lo -= 1; }
-    const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
-    const X = (t) => padL + ((t - x0) / (x1 - x0)) * (w - padL - padR);
-    const Y = (v) => padT + (1 - (v - lo) / (hi - lo)) * (h - padT - padB);
-    // grid and axes
-    g.strokeStyle = css('--grid'); g.lineWidth = 1;
-    g.textAlign = 'right'; g.textBaseline = 'middle';
-    for (const v of niceTicks(lo, hi, 4)) {
-      const y = Math.round(Y(v)) + 0.5;
-      g.beginPath(); g.moveTo(padL, y); g.lineTo(w - padR, y); g.stroke();
-      g.fillText(fmtNum(v), padL - 6, y);
+    // setData shows rows ([t, v] or [t, min, max, mean]) of metric in unit
+    // over [x0, x1] (ms).
+    setData(rows, { metric, unit, x0, x1, maxGap, empty }) {
+      const key = metric + '|' + unit;
+      this.x0 = x0 / 1000; this.x1 = x1 / 1000;
+      if (!this.u || this.key !== key) this.build(metric, unit, key);
+      const width = this.kind === 'live' ? 2 : 4;
+      const data = withGaps(rows, width, maxGap);
+      this.u.setData(data, false);
+      if (!this.zoomed) this.fit();
+      else this.u.redraw(true, true);
+      this.node.dataset.points = String(rows.length);
+      this.node.dataset.first = rows.length ? String(rows[0][0]) : '';
+      this.node.dataset.last = rows.length ? String(rows[rows.length - 1][0]) : '';
+      this.node.classList.toggle('no-data', !rows.length);
+      this.node.dataset.empty = rows.length ? '' : empty;
     }
-    g.textAlign = 'center'; g.textBaseline = 'top';
-    const span = x1 - x0, withDate = span > 36 * 3600e3;
-    const nx = Math.max(2, Math.floor((w - padL - padR) / 90));
-    for (let i = 0; i <= nx; i++) {
-      const t = x0 + (span * i) / nx;
-      const d = new Date(t);
-      const label = withDate ? d.toLocaleDateString([], { month: 'short', day: 'numeric' })
-        : d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: span < 600e3 ? '2-digit' : undefined, hour12: false });
-      g.fillText(label, Math.min(Math.max(X(t), padL + 20), w - padR - 20), h - padB + 6);
-    }
-    g.save();
-    g.beginPath(); g.rect(padL, padT, w - padL - padR, h - padT - padB); g.clip();
-    // band: one filled polygon per run without gaps
-    if (band && band.length) {
-      g.fillStyle = css('--band');
-      for (const run of runs(band, maxGap)) {
-        g.beginPath();
-        run.forEach((p, i) => (i ? g.lineTo(X(p[0]), Y(p[2])) : g.moveTo(X(p[0]), Y(p[2]))));
-        for (let i = run.length - 1; i >= 0; i--) g.lineTo(X(run[i][0]), Y(run[i][1]));
-        g.closePath(); g.fill();
-        if (run.length === 1) g.fillRect(X(run[0][0]) - 1, Y(run[0][2]), 2, Y(run[0][1]) - Y(run[0][2]));
+    build(metric, unit, key) {
+      if (this.u) this.u.destroy();
+      this.key = key;
+      this.zoomed = false;
+      const suffix = unit ? ' ' + unit : '';
+      const value = (u, v) => (v == null ? '–' : fmtNum(v) + suffix);
+      const accent = css('--accent'), band = css('--band'), muted = css('--muted'), grid = css('--grid');
+      const axis = { stroke: muted, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
+      const series = [{ value: (u, t) => (t == null ? '–' : fmtTime(t * 1000, this.x1 - this.x0 > 36 * 3600)) }];
+      const opts = {
+        width: this.width(), height: this.height(),
+        series,
+        axes: [Object.assign({}, axis), Object.assign({ label: unit || undefined, size: 56,
+          values: (u, vals) => vals.map((v) => fmtNum(v)) }, axis)],
+        scales: { x: { time: true }, y: { auto: true } },
+        cursor: { drag: { x: true, y: false, setScale: true } },
+        legend: { live: true },
+        hooks: {
+          setScale: [(u, k) => {
+            if (k !== 'x') return;
+            const { min, max } = u.scales.x;
+            if (!Number.isFinite(min) || !Number.isFinite(max)) return;
+            this.zoomed = Math.abs(min - this.x0) > 1e-3 || Math.abs(max - this.x1) > 1e-3;
+            this.node.dataset.xmin = String(Math.round(min * 1000));
+            this.node.dataset.xmax = String(Math.round(max * 1000));
+          }],
+        },
+      };
+      if (this.kind === 'live') {
+        series.push({ label: metric, stroke: accent, width: 2, value, points: { show: (u) => u.data[0].length < 60 } });
+      } else {
+        series.push({ label: 'min', stroke: band, width: 1, value, points: { show: false } },
+          { label: 'max', stroke: band, width: 1, value, points: { show: false } },
+          { label: 'mean', stroke: accent, width: 2, value, points: { show: (u) => u.data[0].length < 60 } });
+        opts.bands = [{ series: [2, 1], fill: band }];
       }
+      this.node.replaceChildren();
+      this.u = new uPlot(opts, [[]].concat(series.slice(1).map(() => [])), this.node);
+      // uPlot's own double-click resets the x scale to the data; the whole
+      // range asked for is what the chart shows unzoomed.
+      this.u.over.addEventListener('dblclick', () => { this.zoomed = false; this.fit(); });
     }
-    if (line && line.length) {
-      g.strokeStyle = css('--accent'); g.fillStyle = css('--accent'); g.lineWidth = 2; g.lineJoin = 'round';
-      for (const run of runs(line, maxGap)) {
-        g.beginPath();
-        run.forEach((p, i) => (i ? g.lineTo(X(p[0]), Y(p[1])) : g.moveTo(X(p[0]), Y(p[1]))));
-        g.stroke();
-        if (run.length === 1) { g.beginPath(); g.arc(X(run[0][0]), Y(run[0][1]), 2.5, 0, 7); g.fill(); }
-      }
-    }
-    g.restore();
-  }
-  function runs(pts, maxGap) {
-    const out = [];
-    let cur = [];
-    for (const p of pts) {
-      if (p[1] == null) continue;
-      if (cur.length && p[0] - cur[cur.length - 1][0] > maxGap) { out.push(cur); cur = []; }
-      cur.push(p);
-    }
-    if (cur.length) out.push(cur);
-    return out;
+    fit() { this.u.setScale('x', { min: this.x0, max: this.x1 }); }
+    width() { return Math.max(200, this.node.clientWidth || 600); }
+    height() { return window.innerWidth <= 600 ? 200 : 240; }
+    resize() { if (this.u) this.u.setSize({ width: this.width(), height: this.height() }); }
+    destroy() { if (this.u) this.u.destroy(); this.u = null; }
   }
 
   // ---- alerts banner (every page) ---------------------------------------
@@ -321,15 +337,61 @@
       const root = el('div', 'overview');
       const total = state.devices.size;
       const up = [...state.devices.values()].filter(online).length;
+      const filter = this.filterBox();
+      const focused = document.activeElement === filter;
       root.append(el('div', 'page-head', el('h1', null, 'Devices'),
-        el('span', 'muted', this.summary = el('span', null, up + ' of ' + total + ' online'))));
+        el('span', 'muted', this.summary = el('span', null, up + ' of ' + total + ' online')),
+        this.matchInfo = el('span', 'muted small'), filter));
       if (!total) root.append(el('p', 'muted empty', 'No device has reported yet. Readings appear here as they arrive.'));
+      this.sections = [];
       for (const [site, list] of bySite) {
         const grid = el('div', 'grid');
-        for (const d of list) grid.append(this.card(d));
-        root.append(el('section', 'site', el('h2', null, site, el('span', 'muted count', ' · ' + list.length)), grid));
+        const sec = { cards: [] };
+        for (const d of list) {
+          const node = this.card(d);
+          grid.append(node);
+          sec.cards.push({ node, text: (d.site + '/' + d.device).toLowerCase() });
+        }
+        sec.node = el('section', 'site', el('h2', null, site, el('span', 'muted count', ' · ' + list.length)), grid);
+        this.sections.push(sec);
+        root.append(sec.node);
       }
+      this.root = root;
       view().replaceChildren(root);
+      if (focused) filter.focus();
+      this.applyFilter();
+    },
+    // filterBox is the device filter: a case-insensitive match on
+    // "site/device", applied 150 ms after the last keystroke, in the
+    // browser (the overview API sends every device).
+    filterBox() {
+      if (!this.filterInput) {
+        const f = el('input', 'filter');
+        f.type = 'search';
+        f.id = 'device-filter';
+        f.placeholder = 'Filter by site or device';
+        f.setAttribute('aria-label', 'Filter devices by site or device');
+        let timer;
+        f.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => this.applyFilter(), 150); });
+        this.filterInput = f;
+      }
+      return this.filterInput;
+    },
+    applyFilter() {
+      const q = this.filterInput.value.trim().toLowerCase();
+      let shown = 0;
+      for (const sec of this.sections || []) {
+        let n = 0;
+        for (const c of sec.cards) {
+          const hit = !q || c.text.includes(q);
+          c.node.hidden = !hit;
+          if (hit) n++;
+        }
+        sec.node.hidden = n === 0;
+        shown += n;
+      }
+      text(this.matchInfo, q ? shown + ' shown' : '');
+      if (this.root) this.root.dataset.shown = String(shown);
     },
     card(d) {
       const status = el('span', 'status');
@@ -410,23 +472,31 @@
       this.tabs = el('div', 'tabs', );
       this.tabs.setAttribute('role', 'tablist');
       this.latest = el('div', 'latest');
-      this.liveCanvas = el('canvas', 'chart');
-      this.liveCanvas.id = 'live-chart';
-      this.histCanvas = el('canvas', 'chart');
-      this.histCanvas.id = 'history-chart';
+      if (this.liveChart) this.liveChart.destroy();
+      if (this.histChart) this.histChart.destroy();
+      this.liveNode = el('div', 'chart');
+      this.liveNode.id = 'live-chart';
+      this.histNode = el('div', 'chart');
+      this.histNode.id = 'history-chart';
+      this.liveChart = new Chart(this.liveNode, 'live');
+      this.histChart = new Chart(this.histNode, 'history');
       this.histInfo = el('span', 'muted small');
+      this.csv = el('a', 'csv', 'CSV');
+      this.csv.id = 'history-csv';
+      this.csv.title = 'download this range as CSV';
       const ranges = el('div', 'ranges');
       for (const rg of RANGES) {
         const b = el('button', rg === this.range ? 'active' : '', rg);
         b.type = 'button';
         b.dataset.range = rg;
-        b.addEventListener('click', () => { this.range = rg; for (const x of ranges.children) x.classList.toggle('active', x === b); this.loadHistory(); });
+        b.addEventListener('click', () => { this.range = rg; for (const x of ranges.children) x.classList.toggle('active', x === b); this.histChart.zoomed = false; this.loadHistory(); });
         ranges.append(b);
       }
+      ranges.append(this.csv);
       view().replaceChildren(el('div', 'device', head, this.latest, this.tabs,
-        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'Live'), el('span', 'muted small', 'last 2 minutes, one point per second')), this.liveCanvas),
-        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'History'), ranges), this.histCanvas,
-          el('div', 'legend', el('span', 'key band'), 'min–max', el('span', 'key line'), 'mean', this.histInfo))));
+        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'Live'), el('span', 'muted small', 'last 2 minutes, one point per second')), this.liveNode),
+        el('section', 'panel', el('div', 'panel-head', el('h2', null, 'History'), ranges), this.histNode,
+          el('div', 'legend', 'drag to zoom, double-click to reset', this.histInfo))));
       try {
         const o = await getJSON('/api/devices/' + encodeURIComponent(r.site) + '/' + encodeURIComponent(r.device));
         state.offlineAfter = o.offline_after || state.offlineAfter;
@@ -453,7 +523,7 @@
       }));
       this.latest.replaceChildren(...names.filter((n) => d && d.m.has(n)).map((n) => {
         const m = d.m.get(n);
-        return el('div', 'tile', el('span', 'metric-name', n), el('span', 'value big', fmtNum(m.last && m.last[1])),
+        return el('div', 'tile', el('span', 'metric-name', n), el('span', 'value big', fmtNum(m.last && m.last[1]) + (m.unit ? ' ' + m.unit : '')),
           el('span', 'muted small', fmtTime(m.last && m.last[0])));
       }));
       this.second();
@@ -461,6 +531,8 @@
     },
     async loadHistory() {
       const r = this.r, rg = this.range;
+      this.csv.href = '/api/history/' + encodeURIComponent(r.site) + '/' + encodeURIComponent(r.device) + '?range=' + rg + '&format=csv';
+      this.csv.download = r.site + '_' + r.device + '_' + rg + '.csv';
       this.histAt = Date.now();
       if (!this.hist) text(this.histInfo, 'loading…');
       try {
@@ -479,16 +551,14 @@
       const now = Date.now();
       const pts = m ? m.points : [];
       const last = pts.length ? pts[pts.length - 1][0] : now;
-      drawChart(this.liveCanvas, { line: pts, x0: Math.max(now, last) - LIVE_SPAN, x1: Math.max(now, last), maxGap: 5000,
+      const metric = this.metric || '', unit = (m && m.unit) || '';
+      this.liveChart.setData(pts, { metric, unit, x0: Math.max(now, last) - LIVE_SPAN, x1: Math.max(now, last), maxGap: 5000,
         empty: this.metric ? 'waiting for readings…' : 'no metrics yet' });
       const h = this.hist;
       if (h) {
         const s = (this.metric && h.series[this.metric]) || [];
-        drawChart(this.histCanvas, { band: s, line: s.map((p) => [p[0], p[3]]), x0: h.from, x1: h.to, maxGap: h.step * 2.5,
-          empty: 'no windows in this range' });
+        this.histChart.setData(s, { metric, unit, x0: h.from, x1: h.to, maxGap: h.step * 2.5, empty: 'no windows in this range' });
       }
-      this.histCanvas.dataset.points = h ? String(((this.metric && h.series[this.metric]) || []).length) : '';
-      this.liveCanvas.dataset.points = String(pts.length);
     },
     onDevices(batch) {
       let changed = false, newMetric = false;
@@ -509,7 +579,7 @@
       [...this.latest.children].forEach((tile, i) => {
         const m = d.m.get(names[i]);
         if (!m) return;
-        text(tile.children[1], fmtNum(m.last && m.last[1]));
+        text(tile.children[1], fmtNum(m.last && m.last[1]) + (m.unit ? ' ' + m.unit : ''));
         text(tile.children[2], fmtTime(m.last && m.last[0]));
       });
     },
@@ -676,7 +746,7 @@
   let resizeTimer;
   window.addEventListener('resize', () => { clearTimeout(resizeTimer); resizeTimer = setTimeout(() => {
     const r = state.route;
-    if (r.name === 'device') views.device.draw();
+    if (r.name === 'device') { views.device.liveChart.resize(); views.device.histChart.resize(); }
     if (r.name === 'overview') for (const c of views.overview.cards.values()) if (c.visible) drawCard(c, true);
   }, 150); });
   route();

@@ -1,7 +1,7 @@
 // Package web holds the dashboard's browser assets, embedded in the binary:
 // one HTML page, one script and one stylesheet, hand-written, with no
-// framework, chart library or build step. Charts are drawn on canvas by
-// app.js. Every string that came from a device or a broker is put on the
+// framework or build step, and the chart library uPlot, vendored unchanged
+// (vendor/uplot/README.md: version, source, sha256). Every string that came from a device or a broker is put on the
 // page with textContent, never as markup.
 package web
 
@@ -15,7 +15,7 @@ import (
 	"strings"
 )
 
-//go:embed index.html app.js app.css
+//go:embed index.html app.js app.css vendor/uplot/uPlot.iife.min.js vendor/uplot/uPlot.min.css
 var files embed.FS
 
 // Asset is one embedded file, ready to serve.
@@ -32,13 +32,15 @@ var Assets = load()
 
 func load() map[string]*Asset {
 	types := map[string]string{
-		"index.html": "text/html; charset=utf-8",
-		"app.js":     "text/javascript; charset=utf-8",
-		"app.css":    "text/css; charset=utf-8",
+		"index.html":                     "text/html; charset=utf-8",
+		"app.js":                         "text/javascript; charset=utf-8",
+		"app.css":                        "text/css; charset=utf-8",
+		"vendor/uplot/uPlot.iife.min.js": "text/javascript; charset=utf-8",
+		"vendor/uplot/uPlot.min.css":     "text/css; charset=utf-8",
 	}
 	out := map[string]*Asset{}
 	version := sha256.New()
-	for _, name := range []string{"app.js", "app.css", "index.html"} {
+	for _, name := range []string{"vendor/uplot/uPlot.iife.min.js", "vendor/uplot/uPlot.min.css", "app.js", "app.css", "index.html"} {
 		body, err := files.ReadFile(name)
 		if err != nil {
 			panic(err)

@@ -1,8 +1,11 @@
 package web
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -56,5 +59,33 @@ func TestHandler(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/web.go", nil))
 	if rec.Code != 404 {
 		t.Fatalf("GET /web.go: %d", rec.Code)
+	}
+}
+
+// The vendored uPlot is the release vendor/uplot/README.md records: each
+// file's sha256 matches its row, so an edit or a different version shows.
+func TestVendoredUPlotIsTheRecordedRelease(t *testing.T) {
+	readme, err := os.ReadFile("vendor/uplot/README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "uplot@1.6.32") {
+		t.Fatal("README does not name uplot@1.6.32")
+	}
+	for _, name := range []string{"uPlot.iife.min.js", "uPlot.min.css"} {
+		m := regexp.MustCompile(`(?m)^\| ` + regexp.QuoteMeta(name) + ` \| ([0-9a-f]{64}) \|$`).FindStringSubmatch(string(readme))
+		if m == nil {
+			t.Fatalf("README records no sha256 of %s", name)
+		}
+		a := Assets["/vendor/uplot/"+name]
+		if a == nil {
+			t.Fatalf("%s is not served", name)
+		}
+		if sum := sha256.Sum256(a.Body); hex.EncodeToString(sum[:]) != m[1] {
+			t.Errorf("%s: sha256 %x, README records %s", name, sum, m[1])
+		}
+	}
+	if !strings.HasPrefix(string(Assets["/vendor/uplot/uPlot.iife.min.js"].Body), "/*! https://github.com/leeoniya/uPlot (v1.6.32) */") {
+		t.Error("uPlot.iife.min.js is not uPlot v1.6.32")
 	}
 }

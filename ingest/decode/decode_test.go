@@ -499,6 +499,9 @@ func TestDecode(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Decode(%s): %v", clip(tc.payload), err)
 			}
+			for i := range got {
+				got[i].Units = nil // TestDecodeSenMLKeepsUnits checks units
+			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("Decode(%s)\n got %s\nwant %s", clip(tc.payload), show(got), show(tc.want))
 			}
@@ -567,6 +570,9 @@ func TestDecodeSenMLAbsolute(t *testing.T) {
 			got, err := Decode(devTopic, []byte(tc.payload), tc.now, DefaultLimits())
 			if err != nil {
 				t.Fatal(err)
+			}
+			for i := range got {
+				got[i].Units = nil // TestDecodeSenMLKeepsUnits checks units
 			}
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Fatalf("\n got %s\nwant %s", show(got), show(tc.want))
@@ -758,4 +764,35 @@ func show(rs []reading.Reading) string {
 		fmt.Fprintf(&b, "\n  {%s/%s ts=%d dt=%v seq=%s rx=%d %v}", r.Site, r.Device, r.TS, r.DeviceTime, seq, r.Received, r.Metrics)
 	}
 	return b.String()
+}
+
+// A SenML unit (u, or the base unit bu in force) goes with its metric to
+// the reading, where the dashboard labels the chart with it; a unit that is
+// not ValidUnit (markup, too long) is dropped, not the reading.
+func TestDecodeSenMLKeepsUnits(t *testing.T) {
+	pack := `[{"bn":"t1:","bu":"Cel","n":"temp","v":21.5},{"n":"hum","u":"%RH","v":40},` +
+		`{"n":"odd","u":"<b>x</b>","v":1},{"n":"plain","bu":"","v":2}]`
+	rs, err := Decode(devTopic, []byte(pack), testNow, Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 1 {
+		t.Fatalf("%d readings, want 1", len(rs))
+	}
+	want := map[string]string{"temp": "Cel", "hum": "%RH"}
+	if !reflect.DeepEqual(rs[0].Units, want) {
+		t.Fatalf("units %v, want %v (metrics %v)", rs[0].Units, want, rs[0].Metrics)
+	}
+	if len(rs[0].Metrics) != 4 {
+		t.Fatalf("metrics %v: a bad unit cost a value", rs[0].Metrics)
+	}
+	r := rs[0]
+	r.Units = map[string]string{"temp": "C<"}
+	if err := r.Validate(); err == nil {
+		t.Fatal("a reading with an invalid unit validated")
+	}
+	r.Units = map[string]string{"nosuch": "Cel"}
+	if err := r.Validate(); err == nil {
+		t.Fatal("a reading with the unit of a metric it lacks validated")
+	}
 }

@@ -5,7 +5,7 @@
 //
 // Topics are exactly sensors/{site}/{device} or sensors/{site}/{device}/{metric},
 // and every segment must pass reading.ValidName. Names become NATS subject
-// tokens, InfluxDB tags, Flux literals and HTML text downstream, so a name that
+// tokens, InfluxDB tags, InfluxQL literals and HTML text downstream, so a name that
 // fails the check is rejected here rather than escaped later.
 //
 // Three payload forms are accepted, because they are what small devices

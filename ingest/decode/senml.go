@@ -22,15 +22,16 @@ const (
 // senmlBase holds the base fields in force; each applies from the record
 // that sets it to the next record that sets it again.
 type senmlBase struct {
-	name             string
+	name, unit       string
 	time, value, sum float64
 }
 
 // senmlRecord is one record's fields, before base fields are applied.
 type senmlRecord struct {
-	bn, n               string
+	bn, n, bu, u        string
 	bt, bv, bs, t, v, s float64
 	hasBN, hasBT, hasBV bool
+	hasBU, hasU         bool
 	hasBS, hasV, hasS   bool
 	// regular is set by a field (n, u, t, ut) that only makes sense with a value.
 	regular bool
@@ -100,6 +101,9 @@ func (d *decoder) senml(s *scanner) ([]reading.Reading, *Error) {
 		if rec.hasBS {
 			base.sum = rec.bs
 		}
+		if rec.hasBU {
+			base.unit = rec.bu
+		}
 		if rec.hasV || rec.hasS {
 			name, value, at, err := d.resolve(&base, &rec)
 			if err != nil {
@@ -147,6 +151,21 @@ func (d *decoder) senml(s *scanner) ([]reading.Reading, *Error) {
 			}
 			sources = append(sources, senmlSource{reading: j, metric: name, bn: base.name, n: rec.n})
 			m[name] = value
+			// A unit is carried when valid (reading.ValidUnit) and dropped
+			// otherwise: it is shown, never computed with, so a device's odd
+			// unit does not cost its reading.
+			unit := base.unit
+			if rec.hasU {
+				unit = rec.u
+			}
+			if reading.ValidUnit(unit) {
+				if out[j].Units == nil {
+					out[j].Units = map[string]string{}
+				}
+				out[j].Units[name] = unit
+			} else {
+				delete(out[j].Units, name)
+			}
 			if len(m) > d.lim.MaxMetrics {
 				return nil, fail(ReasonTooManyMetrics, "SenML pack has more than %d metrics at one instant", d.lim.MaxMetrics)
 			}
@@ -264,10 +283,11 @@ func readRecord(s *scanner) (senmlRecord, *Error) {
 			rec.n, err = stringField(s)
 			rec.regular = true
 		case "bu":
-			// Units are not part of a reading; the field is still checked.
-			err = skipStringField(s)
+			rec.bu, err = stringField(s)
+			rec.hasBU = true
 		case "u":
-			err = skipStringField(s)
+			rec.u, err = stringField(s)
+			rec.hasU = true
 			rec.regular = true
 		case "bt":
 			rec.bt, err = numberField(s, ReasonTimestamp, ReasonTimestamp)
@@ -333,15 +353,6 @@ func stringField(s *scanner) (string, *Error) {
 		return "", notString(s)
 	}
 	return s.text()
-}
-
-// skipStringField checks a value that must be a JSON string and drops it.
-func skipStringField(s *scanner) *Error {
-	if s.peek() != '"' {
-		return notString(s)
-	}
-	_, _, err := s.str()
-	return err
 }
 
 func notString(s *scanner) *Error {

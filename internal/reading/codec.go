@@ -65,6 +65,28 @@ func Encode(r *Reading) ([]byte, error) {
 	if r.DeviceTime {
 		b = append(b, `,"dt":true`...)
 	}
+	if len(r.Units) > 0 {
+		units := make([]string, 0, len(r.Units))
+		for name, u := range r.Units {
+			if !ValidName(name) || !ValidUnit(u) {
+				return r.Marshal() // escapes what needs escaping
+			}
+			units = append(units, name)
+		}
+		slices.Sort(units)
+		b = append(b, `,"units":{`...)
+		for i, name := range units {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '"')
+			b = append(b, name...)
+			b = append(b, `":"`...)
+			b = append(b, r.Units[name]...)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
 	b = append(b, '}')
 	return b, nil
 }
@@ -105,7 +127,7 @@ func Decode(data []byte) (Reading, error) {
 }
 
 // parseCompact parses {"site":"…","device":"…","ts":…[,"seq":…],
-// "metrics":{"…":…,…},"rx":…[,"dt":true|false]}; ok is false at the first
+// "metrics":{"…":…,…},"rx":…[,"dt":true|false][,"units":{"…":"…",…}]}; ok is false at the first
 // byte it does not expect.
 func parseCompact(data []byte) (r Reading, ok bool) {
 	p := compact{b: data}
@@ -146,6 +168,22 @@ func parseCompact(data []byte) (r Reading, ok bool) {
 		r.DeviceTime = true
 	case p.lit(`,"dt":false`):
 	}
+	if p.lit(`,"units":{`) {
+		r.Units = make(map[string]string, 2)
+		for first := true; !p.lit("}"); first = false {
+			if !first && !p.lit(",") {
+				return r, false
+			}
+			var name, u string
+			if !p.name(&name) || !p.lit(":") || !p.unit(&u) {
+				return r, false
+			}
+			if _, dup := r.Units[name]; dup {
+				return r, false
+			}
+			r.Units[name] = u
+		}
+	}
 	return r, p.lit("}") && len(p.b) == 0
 }
 
@@ -173,6 +211,25 @@ func (p *compact) name(dst *string) bool {
 			*dst = string(p.b[1:i])
 			p.b = p.b[i+1:]
 			return true
+		default:
+			return false
+		}
+	}
+	return false
+}
+
+// unit consumes a quoted string of unit bytes (ValidUnit's, no escapes).
+func (p *compact) unit(dst *string) bool {
+	if len(p.b) < 2 || p.b[0] != '"' {
+		return false
+	}
+	for i := 1; i < len(p.b); i++ {
+		switch c := p.b[i]; {
+		case c == '"':
+			*dst = string(p.b[1:i])
+			p.b = p.b[i+1:]
+			return true
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '%', c == '/', c == '.', c == '_', c == '-':
 		default:
 			return false
 		}

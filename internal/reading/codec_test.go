@@ -19,6 +19,9 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 		{Site: "x", Device: "y", Metrics: map[string]float64{}},
 		{Site: "bad<site>", Device: "y", Metrics: map[string]float64{"t": 1}},
 		{Site: "x", Device: "y", Metrics: map[string]float64{"a&b": 1}},
+		{Site: "x", Device: "y", Metrics: map[string]float64{"t": 1, "h": 2}, Units: map[string]string{"t": "Cel", "h": "%RH"}},
+		{Site: "x", Device: "y", Metrics: map[string]float64{"t": 1}, Units: map[string]string{"t": "<b>"}},
+		{Site: "x", Device: "y", Metrics: map[string]float64{"t": 1}, Units: map[string]string{}},
 	}
 	for _, r := range cases {
 		want, wantErr := r.Marshal()
@@ -65,6 +68,10 @@ func FuzzReadingRoundTrip(f *testing.F) {
 
 var decodeSeeds = []string{
 	`{"site":"site-0","device":"dev-0001","ts":1732560000100,"seq":7,"metrics":{"humidity":48.3,"pressure":1004.6,"temperature":21.5},"rx":1732560000123,"dt":true}`,
+	`{"site":"s","device":"d","ts":5,"metrics":{"h":2,"t":1},"rx":0,"units":{"h":"%RH","t":"m/s2"}}`,
+	`{"site":"s","device":"d","ts":5,"metrics":{"t":1},"rx":0,"units":{"t":"<b>"}}`,
+	`{"site":"s","device":"d","ts":5,"metrics":{"t":1},"rx":0,"units":{"x":"Cel"}}`,
+	`{"site":"s","device":"d","ts":5,"metrics":{"t":1},"rx":0,"units":{"t":"Cel","t":"V"}}`,
 	`{"site":"s","device":"d","ts":-5,"metrics":{"t":1e-7,"u":-0,"v":1E+21},"rx":0}`,
 	`{"site":"s","device":"d","ts":5,"metrics":{},"rx":0}`,
 	`{"site":"s","device":"d","ts":5,"metrics":{"t":1,"t":2},"rx":0}`,
@@ -98,8 +105,10 @@ func TestDecodeMatchesUnmarshal(t *testing.T) {
 	for _, s := range decodeSeeds {
 		checkDecode(t, []byte(s))
 	}
-	if _, ok := parseCompact([]byte(decodeSeeds[0])); !ok {
-		t.Error("ingest's form did not take the fast path")
+	for _, s := range decodeSeeds[:2] {
+		if _, ok := parseCompact([]byte(s)); !ok {
+			t.Errorf("ingest's form did not take the fast path: %s", s)
+		}
 	}
 }
 

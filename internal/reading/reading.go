@@ -30,6 +30,9 @@ type Reading struct {
 	// DeviceTime is true when TS came from the device, false when ingest
 	// stamped it. Deduplication relies only on what the device sent.
 	DeviceTime bool `json:"dt,omitempty"`
+	// Units maps a metric to the unit the device sent with it (SenML u or
+	// bu), when it sent a valid one (ValidUnit); only the dashboard reads it.
+	Units map[string]string `json:"units,omitempty"`
 }
 
 // Errors returned by Validate and Unmarshal.
@@ -57,6 +60,11 @@ func (r *Reading) Validate() error {
 		}
 		if math.IsNaN(v) || math.IsInf(v, 0) {
 			return fmt.Errorf("metric %q is not finite: %w", name, ErrMetrics)
+		}
+	}
+	for name, u := range r.Units {
+		if _, ok := r.Metrics[name]; !ok || !ValidUnit(u) {
+			return fmt.Errorf("unit %q of metric %q: %w", Truncate(u, 80), Truncate(name, 80), ErrMetrics)
 		}
 	}
 	return nil

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 )
 
 // render writes the kustomization task deploy would write for c and renders it with
@@ -85,5 +87,27 @@ func TestInfluxAPIRefusesAnUnmarkedStatefulSet(t *testing.T) {
 	}
 	if _, err := InfluxAPI([]byte("kind: Deployment\nmetadata: {name: x}\n")); err == nil {
 		t.Error("no influxdb StatefulSet: accepted")
+	}
+}
+
+// On InfluxDB 2.x each bucket is mapped to the database/retention policy of
+// the 1.8 layout (influxadmin's plan for the same buckets), the names the
+// dashboard's InfluxQL reads: the window bucket as the database's default
+// policy, the raw bucket as policy raw. (The mapping call itself is
+// untested: InfluxDB 2.x does not build here.)
+func TestDBRPMappingsFollowThe18Layout(t *testing.T) {
+	plan, err := influxadmin.NewPlan(influxBucket, influxRawBucket, influxadmin.Retention{RawDays: 7, WindowDays: 180})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, bucket := range []string{influxBucket, influxRawBucket} {
+		db, rp, isDefault := dbrpOf(bucket)
+		want := plan.Policies[i].Name
+		if want == "" {
+			want = "autogen" // the default policy of a new 1.x database
+		}
+		if db != plan.Database || rp != want || isDefault != (plan.Policies[i].Name == "") {
+			t.Errorf("bucket %s mapped to %s/%s default=%v, want %s/%s as in the 1.8 plan", bucket, db, rp, isDefault, plan.Database, want)
+		}
 	}
 }

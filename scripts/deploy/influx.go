@@ -144,7 +144,8 @@ func setupInflux(ctx context.Context, k *Kube, api string) error {
 	return nil
 }
 
-// setupInflux2 sets the buckets' retention on InfluxDB 2.x (creating the raw bucket) and
+// setupInflux2 sets the buckets' retention on InfluxDB 2.x (creating the raw bucket), maps
+// each to the database/retention policy the dashboard's InfluxQL reads (ensureDBRP), and
 // makes an authorization per service whose <user>-token is not stored yet: write on both
 // buckets for the processor, read for the dashboard. It reports whether it stored a token.
 // Not run by any test: InfluxDB 2.x does not build here (components/influxdb2 lists
@@ -177,6 +178,9 @@ func setupInflux2(ctx context.Context, url, token string, r influxadmin.Retentio
 			return false, errors.New("bucket " + name + " has no id")
 		}
 		ids = append(ids, *b.Id)
+		if err := ensureDBRP(ctx, c, *org.Id, name, *b.Id); err != nil {
+			return false, err
+		}
 	}
 	made := false
 	for _, u := range influxUsers {
@@ -209,4 +213,35 @@ func setupInflux2(ctx context.Context, url, token string, r influxadmin.Retentio
 		made = true
 	}
 	return made, nil
+}
+
+// dbrpOf is the 1.x database and retention policy a bucket is read as over InfluxQL,
+// the 1.8 layout (docs/operations.md, "InfluxDB retention"): "db/rp" is policy rp of
+// database db; "db" is db's default policy, autogen, which a query naming no policy reads.
+func dbrpOf(bucket string) (db, rp string, isDefault bool) {
+	db, rp, found := strings.Cut(bucket, "/")
+	if !found || rp == "" {
+		return db, "autogen", true
+	}
+	return db, rp, false
+}
+
+// ensureDBRP maps bucket to its database/retention policy (dbrpOf) unless a mapping of
+// that pair exists: InfluxDB 2.x serves InfluxQL on /query (the dashboard's history)
+// only for buckets so mapped. Untested like the rest of the 2.x set-up.
+func ensureDBRP(ctx context.Context, c influxdb2.Client, orgID, bucket, bucketID string) error {
+	db, rp, isDefault := dbrpOf(bucket)
+	have, err := c.APIClient().GetDBRPs(ctx, &domain.GetDBRPsParams{OrgID: &orgID, Db: &db, Rp: &rp})
+	if err != nil {
+		return fmt.Errorf("dbrp mappings of %s: %w", bucket, err)
+	}
+	if have.Content != nil && len(*have.Content) > 0 {
+		return nil
+	}
+	_, err = c.APIClient().PostDBRP(ctx, &domain.PostDBRPAllParams{Body: domain.PostDBRPJSONRequestBody(domain.DBRPCreate{
+		BucketID: bucketID, OrgID: &orgID, Database: db, RetentionPolicy: rp, Default: &isDefault})})
+	if err != nil {
+		return fmt.Errorf("dbrp mapping %s/%s of bucket %s: %w", db, rp, bucket, err)
+	}
+	return nil
 }

@@ -74,8 +74,6 @@ func thirdPartySpec(ctx context.Context, log *slog.Logger, root, cache, repo, im
 				"INFLUXDB_META_DIR=/var/lib/influxdb/meta",
 				"INFLUXDB_DATA_DIR=/var/lib/influxdb/data",
 				"INFLUXDB_DATA_WAL_DIR=/var/lib/influxdb/wal",
-				// edgeflow reads InfluxDB with Flux: refused with 403 otherwise.
-				"INFLUXDB_HTTP_FLUX_ENABLED=true",
 				// A device is a tag value: no limit on devices, an index on
 				// disk (devenv.InfluxCardinalityEnv says why).
 				"INFLUXDB_DATA_INDEX_VERSION=tsi1",

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/csv"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,7 +96,9 @@ func TestDashboardInBrowser(t *testing.T) {
 			case <-tick.C:
 			}
 			v := float64(i % 50)
-			for _, d := range []string{"lab/t1", "lab/t2", "greenhouse/gh-1"} {
+			// lab/t1 speaks SenML with units, which its charts show.
+			c.Publish("sensors/lab/t1", 1, false, fmt.Sprintf(`[{"n":"temperature","u":"Cel","v":%g},{"n":"humidity","u":"%%RH","v":%g}]`, 20+v/10, 50-v/5)).Wait()
+			for _, d := range []string{"lab/t2", "greenhouse/gh-1"} {
 				c.Publish("sensors/"+d, 1, false, fmt.Sprintf(`{"temperature":%g,"humidity":%g}`, 20+v/10, 50-v/5)).Wait()
 			}
 		}
@@ -153,7 +157,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		waitJS(t, ctx, "15m range reads telemetry_2s", `document.querySelector('.legend .small').textContent.includes('telemetry_2s')`, 10*time.Second)
 		waitJS(t, ctx, "history chart has windows", `+document.getElementById('history-chart').dataset.points >= 2`, 30*time.Second)
 		for _, id := range []string{"live-chart", "history-chart"} {
-			inked := evalJS[int](t, ctx, `(() => { const c = document.getElementById('`+id+`');
+			inked := evalJS[int](t, ctx, `(() => { const c = document.querySelector('#`+id+` .uplot canvas');
 				const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
 				for (let i = 3; i < d.length; i += 4) if (d[i] > 0) n++; return n; })()`)
 			if inked < 500 {
@@ -161,6 +165,108 @@ func TestDashboardInBrowser(t *testing.T) {
 			}
 		}
 		screenshot(t, ctx, "device")
+	})
+
+	t.Run("charts are uPlot: hover, zoom, unit, CSV", func(t *testing.T) {
+		if !evalJS[bool](t, ctx, `typeof uPlot === 'function' && !!document.querySelector('#history-chart .uplot .u-over') && !!document.querySelector('#live-chart .uplot .u-over')`) {
+			t.Fatal("the charts are not uPlot charts")
+		}
+		// The unit the device sent (SenML u) is on the metric's tile.
+		waitJS(t, ctx, "unit on the tile", `[...document.querySelectorAll('.latest .tile')].some(t => /temperature/.test(t.innerText) && / Cel$/.test(t.children[1].textContent))`, 10*time.Second)
+		// The plot area, the time range on screen and where the data is.
+		waitJS(t, ctx, "history over a few windows", `+document.getElementById('history-chart').dataset.last - +document.getElementById('history-chart').dataset.first >= 12000`, 30*time.Second)
+		g := evalJS[[]float64](t, ctx, `(() => { const o = document.querySelector('#history-chart .u-over'); o.scrollIntoView({block: 'center'});
+			const r = o.getBoundingClientRect(), d = document.getElementById('history-chart').dataset;
+			return [r.left, r.top, r.width, r.height, +d.xmin, +d.xmax, +d.first, +d.last]; })()`)
+		x, y, w, h := g[0], g[1], g[2], g[3]
+		min0, max0, first, last := g[4], g[5], g[6], g[7]
+		px := func(ms float64) float64 { return x + w*(ms-min0)/(max0-min0) }
+		// Hover: the legend reads the value under the cursor, with the unit.
+		if err := chromedp.Do(ctx, chromedp.MouseEvent(chromedp.MouseMoved, px(last), y+h/2)); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "hover read-out with the unit", `(() => { const v = [...document.querySelectorAll('#history-chart .u-legend .u-series')]
+			.find(s => s.textContent.includes('mean')); return v && / (Cel|%RH)$/.test(v.querySelector('.u-value').textContent); })()`, 5*time.Second)
+		hover := evalJS[string](t, ctx, `document.querySelector('#history-chart .u-legend').innerText`)
+		t.Logf("legend on hover: %q", hover)
+		// Drag to zoom: the x range on screen narrows; a double-click restores it.
+		span := func() (float64, float64) {
+			r := evalJS[[]float64](t, ctx, `[+document.getElementById('history-chart').dataset.xmin, +document.getElementById('history-chart').dataset.xmax]`)
+			return r[0], r[1]
+		}
+		// Drag across the middle of the data.
+		from, to := px(first+(last-first)*0.2), px(first+(last-first)*0.8)
+		for _, a := range []chromedp.Action[chromedp.Void]{
+			chromedp.MouseEvent(chromedp.MouseMoved, from, y+h/2),
+			chromedp.MouseEvent(chromedp.MousePressed, from, y+h/2, chromedp.ButtonLeft, chromedp.ClickCount(1)),
+			chromedp.MouseEvent(chromedp.MouseMoved, (from+to)/2, y+h/2, chromedp.ButtonLeft),
+			chromedp.MouseEvent(chromedp.MouseMoved, to, y+h/2, chromedp.ButtonLeft),
+			chromedp.MouseEvent(chromedp.MouseReleased, to, y+h/2, chromedp.ButtonLeft, chromedp.ClickCount(1)),
+		} {
+			if err := chromedp.Do(ctx, a); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitJS(t, ctx, "drag zooms the time axis", `(() => { const d = document.getElementById('history-chart').dataset;
+			return +d.xmin >= `+fmt.Sprint(first)+` && +d.xmax <= `+fmt.Sprint(last)+`; })()`, 5*time.Second)
+		min1, max1 := span()
+		t.Logf("zoomed from %v..%v to %v..%v", min0, max0, min1, max1)
+		// It stays zoomed while the page keeps refreshing (every second).
+		time.Sleep(2500 * time.Millisecond)
+		if min2, max2 := span(); min2 != min1 || max2 != max1 {
+			t.Fatalf("the zoom did not hold: %v..%v, then %v..%v", min1, max1, min2, max2)
+		}
+		screenshot(t, ctx, "device-zoomed")
+		if err := chromedp.Do(ctx, chromedp.MouseClickXY(x+w/2, y+h/2)); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.MouseClickXY(x+w/2, y+h/2, chromedp.ClickCount(2))); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "double-click resets the zoom", `(() => { const d = document.getElementById('history-chart').dataset;
+			return +d.xmax - +d.xmin > `+fmt.Sprint((max0-min0)*0.9)+`; })()`, 5*time.Second)
+
+		// CSV of the range on screen, through the link the page offers.
+		href := evalJS[string](t, ctx, `document.getElementById('history-csv').href`)
+		if !strings.Contains(href, "/api/history/lab/t1?range=15m&format=csv") {
+			t.Fatalf("CSV link %q", href)
+		}
+		resp, err := http.Get(href)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rows, err := csv.NewReader(resp.Body).ReadAll()
+		if err != nil || resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Disposition"), "attachment") {
+			t.Fatalf("CSV: %s %v %v", resp.Status, resp.Header, err)
+		}
+		temps := 0
+		for _, r := range rows[1:] {
+			if r[1] == "lab" && r[2] == "t1" && r[3] == "temperature" {
+				if _, err := time.Parse(time.RFC3339, r[0]); err != nil {
+					t.Fatalf("CSV row %v: %v", r, err)
+				}
+				temps++
+			}
+		}
+		if strings.Join(rows[0], ",") != "time,site,device,metric,min,max,mean" || temps < 2 {
+			t.Fatalf("CSV: header %v, %d temperature rows, want 2 or more", rows[0], temps)
+		}
+	})
+
+	t.Run("the device filter narrows the overview", func(t *testing.T) {
+		if err := chromedp.Do(ctx, chromedp.Navigate(dash.URL+"/#/")); err != nil {
+			t.Fatal(err)
+		}
+		visible := `[...document.querySelectorAll('article.card')].filter(c => !c.hidden && !c.closest('section').hidden).map(c => c.querySelector('a').textContent).join(',')`
+		waitJS(t, ctx, "three device cards", `document.querySelectorAll('article.card').length === 3 && !!document.getElementById('device-filter')`, 20*time.Second)
+		if err := chromedp.Do(ctx, chromedp.SendKeys(`#device-filter`, "GREEN")); err != nil {
+			t.Fatal(err)
+		}
+		waitJS(t, ctx, "only the greenhouse device", visible+` === 'gh-1'`, 5*time.Second)
+		screenshot(t, ctx, "overview-filtered")
+		evalJS[chromedp.Void](t, ctx, `(() => { const f = document.getElementById('device-filter'); f.value = 'lab/'; f.dispatchEvent(new Event('input')); })()`)
+		waitJS(t, ctx, "the lab devices", visible+` === 't1,t2'`, 5*time.Second)
 	})
 
 	t.Run("a firing alert appears on every page", func(t *testing.T) {
