@@ -21,7 +21,8 @@ import (
 )
 
 // screenshot saves the page as <repo>/test-artifacts/<test>/<name>.png,
-// for a person to look at.
+// for a person to look at; the one named by EDGEFLOW_DOCS_SCREENSHOT also as
+// the README's picture, docs/figures/dashboard.png.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
@@ -36,6 +37,11 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	dir := filepath.Join(root, "test-artifacts", strings.SplitN(t.Name(), "/", 2)[0])
 	if err := os.MkdirAll(dir, 0o755); err == nil {
 		_ = os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+	}
+	if name == os.Getenv("EDGEFLOW_DOCS_SCREENSHOT") {
+		if err := os.WriteFile(filepath.Join(root, "docs", "figures", "dashboard.png"), png, 0o644); err != nil {
+			t.Errorf("docs screenshot: %v", err)
+		}
 	}
 }
 
