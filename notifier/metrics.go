@@ -17,10 +17,11 @@ type Metrics struct {
 	Reloads      *prometheus.CounterVec // by result: ok, invalid
 	Evaluations  *prometheus.CounterVec // by rule kind
 	Transitions  *prometheus.CounterVec // by state entered (repeat for reminders)
+	Resends      prometheus.Counter
 	Conflicts    prometheus.Counter
 	Firing       prometheus.Gauge
 	Pending      prometheus.Gauge
-	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed
+	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed, rejected, superseded
 	Retrying     *prometheus.GaugeVec   // by channel
 	Queued       *prometheus.GaugeVec   // by channel
 	Restarts     *prometheus.CounterVec // by loop: aggregates, deliver-{channel}
@@ -41,6 +42,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rule evaluations, by rule type (threshold: per matching window; offline: per device and check)."}, []string{"kind"}),
 		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "transitions_total",
 			Help: "Alert changes this replica committed, by state entered (repeat: a reminder)."}, []string{"state"}),
+		Resends: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "resends_total",
+			Help: "Firing alerts this replica queued again for their alertmanager channels (every `resend` while they fire)."}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "state_conflicts_total",
 			Help: "Alert state writes that lost a compare-and-set to another writer and were decided again."}),
 		Firing: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_firing",
@@ -48,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: ns + "alerts_pending",
 			Help: "Alerts pending now: breaching, not yet for their `for`."}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "deliveries_total",
-			Help: "Delivery attempts by this replica, by channel and result (ok, failed; a failed one is retried)."}, []string{"channel", "result"}),
+			Help: "Delivery attempts by this replica, by channel and result (ok; failed: retried; rejected: refused for good by the receiver (4xx), dead-lettered; superseded: an alertmanager notification the alert's state has moved past, not sent)."}, []string{"channel", "result"}),
 		Retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_retrying",
 			Help: "Notifications of the channel that failed at least once and are not delivered yet."}, []string{"channel"}),
 		Queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_queued",
@@ -56,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Restarts: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "loop_restarts_total",
 			Help: "Restarts of a consumer loop that ended on its own (its consumer deleted, its pull ended by the server), by loop: aggregates, deliver-{channel}."}, []string{"loop"}),
 	}
-	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Conflicts,
+	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Resends, m.Conflicts,
 		m.Firing, m.Pending, m.Deliveries, m.Retrying, m.Queued, m.Restarts)
 	return m
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/notifier/alert"
 	"github.com/edgeflow/edgeflow/notifier/internal/smtptest"
