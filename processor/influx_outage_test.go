@@ -16,8 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 
-	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/internal/bus"
 )
 
 // N readings from the load generator through Mosquitto, ingest, JetStream and
