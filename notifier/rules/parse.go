@@ -453,11 +453,11 @@ func (p *parser) alertmanager(n *yaml.Node, f map[string]*yaml.Node, path string
 			}
 			parsed, err := url.Parse(u)
 			switch {
+			case strings.Contains(u, "@") || (err == nil && parsed.User != nil):
+				// Not quoted: it may hold a password.
+				p.add(it, field, "credentials in the URL: use username with password_env or password_file")
 			case err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "":
 				p.add(it, field, "%q: want an http(s) URL such as http://alertmanager:9093", reading.Truncate(u, 80))
-			case parsed.User != nil:
-				// Not quoted: it holds a password.
-				p.add(it, field, "credentials in the URL: use username with password_env or password_file")
 			case parsed.RawQuery != "" || parsed.Fragment != "":
 				p.add(it, field, "%q: want the base URL only, without ?query or #fragment (/api/v2/alerts is added)", reading.Truncate(u, 80))
 			case slices.Contains(a.URLs, strings.TrimRight(u, "/")):

@@ -124,6 +124,7 @@ func TestParseAlertmanagerProblems(t *testing.T) {
 		{"no url", ch("    resend: 1m\n"), 3, "channels.am.url: missing"},
 		{"url not http", ch("    url: ftp://am:9093\n"), 4, "want an http(s) URL"},
 		{"url with credentials", ch("    url: http://u:hunter2@am:9093\n"), 4, "credentials in the URL"},
+		{"bad url with credentials", ch("    url: ftp://u:hunter2@am:9093\n"), 4, "credentials in the URL"},
 		{"url with query", ch("    url: http://am:9093/?x=1\n"), 4, "base URL only"},
 		{"empty url list", ch("    url: []\n"), 4, "at least one URL"},
 		{"url twice", ch("    url: [http://am:9093, http://am:9093/]\n"), 4, "listed twice"},
