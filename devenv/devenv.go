@@ -1,6 +1,6 @@
 // Package devenv starts the real servers edgeflow runs against, on loopback
 // with their own ports and data directories: NATS with JetStream (embedded),
-// and InfluxDB 1.8.3 and Mosquitto as child processes. It is the one way the
+// and InfluxDB 1.8.3, Mosquitto and Alertmanager as child processes. It is the one way the
 // project starts servers, used by `task up` and by the integration tests; the
 // project's own service binaries are started the same way (StartProcess) so
 // that tests can SIGTERM and SIGKILL them.

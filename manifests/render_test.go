@@ -224,7 +224,7 @@ func TestOverlays(t *testing.T) {
 	for _, overlay := range Overlays {
 		t.Run(overlay, func(t *testing.T) {
 			objs := Render(t, overlay)
-			// The README's lossless default: one ingest, subscribing plainly.
+			// The lossless default of docs/configuration.md: one ingest, subscribing plainly.
 			if sub := checkObjects(t, overlay, objs); sub != (IngestSubscription{Replicas: 1}) {
 				t.Errorf("ingest %+v; the shipped overlays run the lossless default, one replica subscribing plainly (components/ingest-share-group opts into a share group)", sub)
 			}

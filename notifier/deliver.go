@@ -48,6 +48,10 @@ type Dispatcher struct {
 	client   *http.Client
 	failover time.Duration
 	loops    *Loops
+	// current returns an alert's state as the replica knows it (the
+	// ALERT_STATE mirror): alertmanager notifications that it has moved
+	// past are not sent (superseded).
+	current func(key string) (alert.State, bool)
 
 	mu      sync.Mutex
 	version string // of the rules the senders were built from
@@ -56,10 +60,12 @@ type Dispatcher struct {
 	wg      sync.WaitGroup
 }
 
-// NewDispatcher returns a dispatcher with no loops yet (Reconcile starts them).
-func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger, failover time.Duration, loops *Loops) *Dispatcher {
+// NewDispatcher returns a dispatcher with no loops yet (Reconcile starts
+// them); current looks alerts up (nil: never superseded).
+func NewDispatcher(js jetstream.JetStream, set func() *rules.Set, m *Metrics, log *slog.Logger, failover time.Duration, loops *Loops,
+	current func(key string) (alert.State, bool)) *Dispatcher {
 	return &Dispatcher{js: js, rules: set, metrics: m, log: log, client: channel.NewHTTPClient(), failover: failover,
-		loops: loops, senders: map[string]channel.Sender{}, running: map[string]context.CancelFunc{}}
+		loops: loops, current: current, senders: map[string]channel.Sender{}, running: map[string]context.CancelFunc{}}
 }
 
 // deliveryLoopName names a channel's loop (and its consumer) in readiness
@@ -208,6 +214,12 @@ func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg
 		_ = msg.NakWithDelay(5 * time.Second) // the channel is being reconfigured or was removed
 		return
 	}
+	if c.Type == rules.Alertmanager && d.superseded(n) {
+		d.metrics.Deliveries.WithLabelValues(name, "superseded").Inc()
+		d.log.Debug("superseded: not sent", "channel", name, "id", n.ID)
+		d.ack(work, name, n.ID, msg)
+		return
+	}
 	ctx, cancel := context.WithTimeout(work, c.Timeout)
 	// An attempt may outlast AckWait (the failover time): keep the
 	// notification ours meanwhile, or another replica would send it too.
@@ -215,6 +227,10 @@ func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg
 	err := sender.Send(ctx, n)
 	stopKeep()
 	cancel()
+	if errors.Is(err, channel.ErrRejected) {
+		d.reject(work, name, n, msg, err, backoff(c, attempt))
+		return
+	}
 	if err != nil {
 		d.metrics.Deliveries.WithLabelValues(name, "failed").Inc()
 		delay := backoff(c, attempt)
@@ -224,14 +240,72 @@ func (d *Dispatcher) handle(work context.Context, name string, msg jetstream.Msg
 	}
 	d.metrics.Deliveries.WithLabelValues(name, "ok").Inc()
 	d.metrics.Out.Inc()
-	d.log.Info("delivered", "channel", name, "id", n.ID, "attempt", attempt)
+	level := slog.LevelInfo
+	if n.Resend {
+		level = slog.LevelDebug // every minute per firing alert: the metrics count them
+	}
+	d.log.Log(work, level, "delivered", "channel", name, "id", n.ID, "attempt", attempt)
+	d.ack(work, name, n.ID, msg)
+}
+
+// ack settles a notification for good, confirmed, so that a lost
+// acknowledgement is seen (and logged) rather than turning silently into a
+// second delivery after AckWait.
+func (d *Dispatcher) ack(work context.Context, name, id string, msg jetstream.Msg) {
 	actx, cancel := context.WithTimeout(work, 5*time.Second)
 	defer cancel()
-	// Confirmed, so that a lost acknowledgement is seen (and logged) rather
-	// than turning silently into a second delivery after AckWait.
 	if err := msg.DoubleAck(actx); err != nil {
-		d.log.Warn("acknowledge delivery; it may be delivered again", "channel", name, "id", n.ID, "err", err)
+		d.log.Warn("acknowledge delivery; it may be delivered again", "channel", name, "id", id, "err", err)
 	}
+}
+
+// reject dead-letters a notification its receiver refused for good
+// (channel.ErrRejected): retrying the same request would be refused again.
+// If the dead letter cannot be stored, the notification is retried later
+// instead: it is never dropped unrecorded.
+func (d *Dispatcher) reject(work context.Context, name string, n alert.Notification, msg jetstream.Msg, err error, retry time.Duration) {
+	d.metrics.Deliveries.WithLabelValues(name, "rejected").Inc()
+	dl := bus.DeadLetter{Service: "notifier", Reason: "rejected_notification", Detail: err.Error(), Source: msg.Subject(), Body: msg.Data()}
+	if perr := dl.Publish(work, d.js, time.Now()); perr != nil {
+		d.log.Warn("dead-letter a rejected notification; will retry it", "channel", name, "id", n.ID, "err", perr)
+		_ = msg.NakWithDelay(retry)
+		return
+	}
+	d.metrics.DeadLettered.WithLabelValues("rejected_notification").Inc()
+	d.log.Error("the channel refused the notification; dead-lettered, not retried", "channel", name, "id", n.ID,
+		"rule", n.Rule, "site", n.Site, "device", n.Device, "state", n.State, "err", err)
+	_ = msg.Term()
+}
+
+// superseded reports whether the alert of an alertmanager notification has
+// moved past it. Alertmanager keeps one state per alert and takes the last
+// it is told, so a notification that waited in the queue (retried while
+// Alertmanager was down) must not undo a newer one: a firing alert
+// delivered after its resolution would fire again there, a resolution
+// delivered after the alert fired again would end the new episode. So:
+//   - while the alert fires, every notification of an earlier change, and
+//     a firing one that a later re-send repeats, is superseded (the later
+//     one says what holds);
+//   - once it no longer fires, a firing notification of an earlier change
+//     is (its resolution has a notification of its own), but a resolution
+//     never is: Alertmanager must hear it, even if the alert is pending
+//     again since.
+//
+// The state comes from this replica's mirror, which may lag by a moment:
+// a notification newer than what it knows is sent.
+func (d *Dispatcher) superseded(n alert.Notification) bool {
+	if d.current == nil {
+		return false
+	}
+	s, ok := d.current(alert.Key(n.Rule, n.Site, n.Device))
+	if !ok {
+		return false
+	}
+	firing := n.State == string(alert.Firing)
+	if s.Phase == alert.Firing {
+		return s.Seq > n.Seq || (firing && s.Seq == n.Seq && s.Resent.After(n.At))
+	}
+	return firing && s.Seq > n.Seq
 }
 
 // keep tells the server every interval that msg is still being worked on,

@@ -127,8 +127,9 @@ func (e *Engine) OnAggregate(ctx context.Context, a reading.Aggregate) error {
 }
 
 // Tick runs what the clock drives: offline rules (firing only when
-// caughtUp, i.e. the windows read so far are current), reminders of firing
-// alerts, the sweep of outboxes left behind, and the alert gauges.
+// caughtUp, i.e. the windows read so far are current), reminders and
+// Alertmanager re-sends of firing alerts, the sweep of outboxes left
+// behind, and the alert gauges.
 func (e *Engine) Tick(ctx context.Context, caughtUp bool) error {
 	set := e.rules()
 	if set == nil {
@@ -158,9 +159,22 @@ func (e *Engine) Tick(ctx context.Context, caughtUp bool) error {
 		switch rec.Phase {
 		case alert.Firing:
 			firing++
-			if r.Repeat > 0 {
+			if to := set.Reminded(r); r.Repeat > 0 && len(to) > 0 {
 				errs = append(errs, e.update(ctx, r, rec.Site, rec.Device, func(s alert.State) (alert.State, []alert.Change) {
-					return alert.Remind(s, r, now)
+					next, cs := alert.Remind(s, r, now)
+					for i := range cs {
+						cs[i].Channels = to
+					}
+					return next, cs
+				}))
+			}
+			// Alertmanager forgets an alert that is not sent again (at the
+			// endsAt of the last send): the compare-and-set lets one replica
+			// re-send it per interval, and the interval counts from the
+			// record, so a restart or another replica carries on.
+			if every, to := set.Resend(r); every > 0 {
+				errs = append(errs, e.update(ctx, r, rec.Site, rec.Device, func(s alert.State) (alert.State, []alert.Change) {
+					return alert.Resend(s, every, to, now)
 				}))
 			}
 		case alert.Pending:
@@ -235,8 +249,14 @@ func (e *Engine) update(ctx context.Context, r *rules.Rule, site, device string,
 		}
 		for _, c := range changes {
 			state := string(c.Phase)
-			if c.Repeat {
+			switch {
+			case c.Repeat:
 				state = "repeat"
+			case c.Resend:
+				// Not a change, and every minute per firing alert: counted
+				// (edgeflow_notifier_resends_total), not logged.
+				e.metrics.Resends.Inc()
+				continue
 			}
 			e.metrics.Transitions.WithLabelValues(state).Inc()
 			e.log.Info("alert "+state, "alert", key, "value", next.Value, "threshold", next.Threshold,

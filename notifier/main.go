@@ -99,7 +99,10 @@ func run(ctx context.Context, cfg Config) error {
 	health.AddCheck("loops", loops.Check)
 	reader := &aggregateReader{js: js, engine: engine, metrics: metrics, log: log, failover: cfg.Failover,
 		loops: loops, state: loops.Add(loopAggregates)}
-	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover, loops)
+	dispatcher := NewDispatcher(js, watcher.Rules, metrics, log, cfg.Failover, loops, func(key string) (alert.State, bool) {
+		rec, rev := alerts.Get(key)
+		return rec.State, rev != 0
+	})
 	dispatcher.Reconcile(ctx, work)
 	startup.Done()
 	log.Info("notifier running", "rules", cfg.Rules, "rules_version", watcher.Status().Version)

@@ -17,9 +17,10 @@ type Metrics struct {
 	Reloads      *prometheus.CounterVec // by result: ok, invalid
 	Evaluations  *prometheus.CounterVec // by rule kind
 	Transitions  *prometheus.CounterVec // by state entered (repeat for reminders)
+	Resends      prometheus.Counter
 	Conflicts    prometheus.Counter
 	Alerts       *prometheus.GaugeVec   // by state: firing, pending
-	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed
+	Deliveries   *prometheus.CounterVec // by channel and result: ok, failed, rejected, superseded
 	Retrying     *prometheus.GaugeVec   // by channel
 	Queued       *prometheus.GaugeVec   // by channel
 	Restarts     *prometheus.CounterVec // by loop: aggregates, deliver-{channel}
@@ -40,6 +41,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rule evaluations, by rule type (threshold: per matching window; offline: per device and check)."}, []string{"kind"}),
 		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "transitions_total",
 			Help: "Alert changes this replica committed, by state entered (repeat: a reminder)."}, []string{"state"}),
+		Resends: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "resends_total",
+			Help: "Firing alerts this replica queued again for their alertmanager channels (every `resend` while they fire)."}),
 		Conflicts: prometheus.NewCounter(prometheus.CounterOpts{Name: ns + "state_conflicts_total",
 			Help: "Alert state writes that lost a compare-and-set to another writer and were decided again."}),
 		// One gauge with a state label, not one per state (Prometheus's naming
@@ -47,7 +50,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Alerts: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "alerts",
 			Help: "Alerts of the rules in effect now, by state: firing, or pending (breaching, not yet for their `for`)."}, []string{"state"}),
 		Deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ns + "deliveries_total",
-			Help: "Delivery attempts by this replica, by channel and result (ok, failed; a failed one is retried)."}, []string{"channel", "result"}),
+			Help: "Delivery attempts by this replica, by channel and result (ok; failed: retried; rejected: refused for good by the receiver (4xx), dead-lettered; superseded: an alertmanager notification the alert's state has moved past, not sent)."}, []string{"channel", "result"}),
 		Retrying: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_retrying",
 			Help: "Notifications of the channel that failed at least once and are not delivered yet."}, []string{"channel"}),
 		Queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: ns + "deliveries_queued",
@@ -58,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	// Both states exist from the start, at 0, so a query never finds one missing.
 	m.Alerts.WithLabelValues("firing")
 	m.Alerts.WithLabelValues("pending")
-	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Conflicts,
+	reg.MustRegister(m.RulesLoaded, m.RulesInvalid, m.Reloads, m.Evaluations, m.Transitions, m.Resends, m.Conflicts,
 		m.Alerts, m.Deliveries, m.Retrying, m.Queued, m.Restarts)
 	return m
 }

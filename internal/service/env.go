@@ -11,7 +11,7 @@ import (
 )
 
 // envFormat prints a configuration as a Markdown table row per variable: the
-// README's configuration tables are this output, so they cannot drift.
+// configuration tables of docs/configuration.md are this output, so they cannot drift.
 const envFormat = `{{range .}}| ` + "`{{usage_key .}}`" + ` | {{usage_default .}} | {{usage_description .}} |
 {{end}}`
 

@@ -16,6 +16,12 @@ type Change struct {
 	// Repeat marks a reminder of an alert that stays firing: a
 	// notification, not a state change.
 	Repeat bool
+	// Resend marks a firing alert sent again to the channels that need to
+	// hear of it while it lasts (Alertmanager): not a state change either.
+	Resend bool
+	// Channels, when set, are the channels the change goes to instead of
+	// all of the rule's.
+	Channels []string
 	// Seq is the alert's Seq after the change.
 	Seq uint64
 }
@@ -112,6 +118,24 @@ func Silence(s State, r *rules.Rule, lastSeen, now time.Time, mayFire bool) (Sta
 	}
 	s.Value, s.Threshold, s.Since, s.Severity = silent.Seconds(), r.After.Seconds(), lastSeen, r.Severity
 	return s, []Change{s.change(Firing, now)}
+}
+
+// Resend returns a re-send of a firing alert to channels (the rule's
+// alertmanager channels) when it was neither sent nor re-sent for every.
+// Unlike a reminder it keeps Seq: it says the same again.
+func Resend(s State, every time.Duration, channels []string, now time.Time) (State, []Change) {
+	if s.Phase != Firing || every <= 0 || len(channels) == 0 {
+		return s, nil
+	}
+	last := s.At // when it fired
+	if s.Resent.After(last) {
+		last = s.Resent
+	}
+	if now.Sub(last) < every {
+		return s, nil
+	}
+	s.Resent = now
+	return s, []Change{{Phase: Firing, From: Firing, Resend: true, Seq: s.Seq, Channels: channels}}
 }
 
 // Remind returns a repeat notification when a firing alert has not been

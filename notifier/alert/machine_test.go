@@ -2,6 +2,8 @@ package alert
 
 import (
 	"encoding/json"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -351,5 +353,69 @@ func TestSummary(t *testing.T) {
 		if got := Summary(tt.s, tt.r, tt.c); got != tt.want {
 			t.Errorf("Summary = %q\nwant      %q", got, tt.want)
 		}
+	}
+}
+
+// A firing alert is re-sent to the channels given every interval, counted
+// from when it fired or was last re-sent; a re-send changes neither the
+// phase nor the seq, is not on ALERTS, and has an ID of its own.
+func TestResend(t *testing.T) {
+	r := hot()
+	m := newMachine(t, r)
+	m.expect(m.window(0, 41), Firing, "breach") // at 15 s
+	am := []string{"am"}
+	var resends []time.Duration
+	for tick := 16 * time.Second; tick <= 3*time.Minute+15*time.Second; tick += time.Second {
+		var cs []Change
+		m.s, cs = Resend(m.s, time.Minute, am, at(tick))
+		for _, c := range cs {
+			if !c.Resend || c.Repeat || c.Phase != Firing || c.Seq != 1 || strings.Join(c.Channels, ",") != "am" {
+				t.Fatalf("re-send %+v", c)
+			}
+			resends = append(resends, tick)
+			out, err := Messages(m.s, r, cs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantID := "hot.warehouse.wh-01.1.r" + strconv.FormatInt(at(tick).UnixMilli(), 10) + ".am"
+			if len(out) != 1 || out[0].Subject != "notifications.am" || out[0].ID != wantID {
+				t.Fatalf("re-send outbox %+v, want one message %s", out, wantID)
+			}
+			var n Notification
+			if err := json.Unmarshal(out[0].Data, &n); err != nil {
+				t.Fatal(err)
+			}
+			if !n.Resend || n.State != "firing" || !n.At.Equal(at(tick)) || !strings.Contains(n.Summary, "hot firing:") {
+				t.Fatalf("re-sent notification %+v", n)
+			}
+		}
+	}
+	want := []time.Duration{75 * time.Second, 135 * time.Second, 195 * time.Second}
+	if fmt.Sprint(resends) != fmt.Sprint(want) {
+		t.Fatalf("re-sent at %v, want %v", resends, want)
+	}
+	if m.s.Seq != 1 || m.s.Phase != Firing {
+		t.Fatalf("after re-sends: %+v", m.s)
+	}
+	// Not while pending or resolved, nor without channels or an interval.
+	m.expect(m.window(time.Hour, 0), Resolved, "resolve")
+	if _, cs := Resend(m.s, time.Minute, am, at(5*time.Hour)); len(cs) != 0 {
+		t.Fatalf("a resolved alert re-sent: %+v", cs)
+	}
+	s := State{Phase: Firing, At: t0}
+	if _, cs := Resend(s, 0, am, at(time.Hour)); len(cs) != 0 {
+		t.Fatal("interval 0 re-sent")
+	}
+	if _, cs := Resend(s, time.Minute, nil, at(time.Hour)); len(cs) != 0 {
+		t.Fatal("no channel re-sent")
+	}
+	// A change with its own channels goes to those only.
+	r.Repeat = time.Minute
+	s = State{Rule: "hot", Site: "a", Device: "b", Phase: Firing, Notified: t0, Seq: 1}
+	s, cs := Remind(s, r, at(time.Hour))
+	cs[0].Channels = []string{"ops"}
+	out, _ := Messages(s, r, cs)
+	if len(out) != 1 || out[0].Subject != "notifications.ops" {
+		t.Fatalf("reminder to its channels: %+v", out)
 	}
 }

@@ -22,6 +22,9 @@ type Notification struct {
 	reading.Alert
 	// Repeat marks a reminder of an alert that is still firing.
 	Repeat bool `json:"repeat"`
+	// Resend marks a firing alert sent again to Alertmanager (only
+	// alertmanager channels get these).
+	Resend bool `json:"resend,omitempty"`
 	// Kind is the rule's type, threshold or offline.
 	Kind string `json:"kind"`
 	// The comparison of a threshold rule.
@@ -45,11 +48,14 @@ func Event(s State, r *rules.Rule, c Change) reading.Alert {
 // Notify returns the notification of one change.
 func Notify(s State, r *rules.Rule, c Change) Notification {
 	n := Notification{
-		ID:    Key(s.Rule, s.Site, s.Device) + "." + strconv.FormatUint(c.Seq, 10),
-		Alert: Event(s, r, c), Repeat: c.Repeat, Kind: string(r.Kind), Seq: c.Seq,
+		ID:    notificationID(s, c),
+		Alert: Event(s, r, c), Repeat: c.Repeat, Resend: c.Resend, Kind: string(r.Kind), Seq: c.Seq,
 	}
 	if c.Repeat {
 		n.At = s.Notified
+	}
+	if c.Resend {
+		n.At = s.Resent
 	}
 	if r.Kind == rules.Threshold {
 		n.Metric, n.Aggregate, n.Window, n.Op = r.Metric, r.Aggregate, r.Window, string(r.Op)
@@ -61,14 +67,23 @@ func Notify(s State, r *rules.Rule, c Change) Notification {
 	return n
 }
 
+// notificationID is {rule}.{site}.{device}.{seq}, and for a re-send, which
+// keeps the seq, .r{Unix ms of the re-send} after it.
+func notificationID(s State, c Change) string {
+	id := Key(s.Rule, s.Site, s.Device) + "." + strconv.FormatUint(c.Seq, 10)
+	if c.Resend {
+		id += ".r" + strconv.FormatInt(s.Resent.UnixMilli(), 10)
+	}
+	return id
+}
+
 // Messages is the outbox of one step: every state change on ALERTS, and
-// every notification on each of the rule's channels.
+// every notification on each of the rule's channels (or the change's own).
 func Messages(s State, r *rules.Rule, changes []Change) ([]Message, error) {
 	var out []Message
-	key := Key(s.Rule, s.Site, s.Device)
 	for _, c := range changes {
-		id := key + "." + strconv.FormatUint(c.Seq, 10)
-		if !c.Repeat {
+		id := notificationID(s, c)
+		if !c.Repeat && !c.Resend {
 			data, err := json.Marshal(Event(s, r, c))
 			if err != nil {
 				return nil, fmt.Errorf("encode alert %s: %w", id, err)
@@ -82,7 +97,11 @@ func Messages(s State, r *rules.Rule, changes []Change) ([]Message, error) {
 		if err != nil {
 			return nil, fmt.Errorf("encode notification %s: %w", id, err)
 		}
-		for _, ch := range r.Channels {
+		channels := r.Channels
+		if c.Channels != nil {
+			channels = c.Channels
+		}
+		for _, ch := range channels {
 			out = append(out, Message{Subject: reading.NotificationSubject(ch), ID: id + "." + ch, Data: data})
 		}
 	}
@@ -96,6 +115,8 @@ func Summary(s State, r *rules.Rule, c Change) string {
 	switch {
 	case c.Repeat:
 		b.WriteString("still firing")
+	case c.Resend:
+		b.WriteString("firing") // the same words every time: Alertmanager's annotation
 	case c.Phase == Resolved && c.From == Pending:
 		b.WriteString("cleared before firing")
 	default:

@@ -51,6 +51,9 @@ type State struct {
 	LastEnd int64 `json:"last_end,omitempty"`
 	// Notified is when the last firing or repeat notification was made.
 	Notified time.Time `json:"notified,omitzero"`
+	// Resent is when a firing alert was last re-sent to its rule's
+	// alertmanager channels (Resend).
+	Resent time.Time `json:"resent,omitzero"`
 	// Seq numbers the changes of this alert; message IDs derive from it, so
 	// a change published twice is deduplicated by JetStream.
 	Seq uint64 `json:"seq"`

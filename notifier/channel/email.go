@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/smtp"
 	"strings"
+	"text/template"
 	"time"
 
 	"github.com/edgeflow/edgeflow/notifier/alert"
@@ -26,7 +27,8 @@ var ErrNoStartTLS = errors.New("the mail server does not offer STARTTLS, which t
 // the notification's ID, so a mail delivered twice (at least once) can be
 // recognised.
 type Email struct {
-	SMTP rules.SMTP
+	SMTP     rules.SMTP
+	Template *template.Template // of the summary (subject); nil: the notifier's
 }
 
 // Send makes one attempt. The whole conversation is bounded by ctx.
@@ -81,6 +83,7 @@ func (e *Email) Send(ctx context.Context, n alert.Notification) error {
 	if err != nil {
 		return fmt.Errorf("smtp %s: DATA: %w", e.SMTP.Addr, err)
 	}
+	n.Summary = Summary(e.Template, n)
 	if _, err := w.Write(Message(e.SMTP, n, time.Now())); err != nil {
 		return fmt.Errorf("smtp %s: DATA: %w", e.SMTP.Addr, err)
 	}

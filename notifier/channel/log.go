@@ -3,6 +3,7 @@ package channel
 import (
 	"context"
 	"log/slog"
+	"text/template"
 
 	"github.com/edgeflow/edgeflow/notifier/alert"
 )
@@ -10,8 +11,9 @@ import (
 // Log writes the notification as one JSON log line of the notifier: warn
 // while firing, info when resolved. It never fails.
 type Log struct {
-	Name   string
-	Logger *slog.Logger
+	Name     string
+	Logger   *slog.Logger
+	Template *template.Template // of the summary; nil: the notifier's
 }
 
 // Send logs n.
@@ -22,6 +24,6 @@ func (l *Log) Send(ctx context.Context, n alert.Notification) error {
 	}
 	l.Logger.Log(ctx, level, "alert "+n.State, "channel", l.Name, "id", n.ID, "rule", n.Rule, "site", n.Site,
 		"device", n.Device, "state", n.State, "repeat", n.Repeat, "severity", n.Severity, "value", n.Value,
-		"threshold", n.Threshold, "since", n.Since, "summary", n.Summary)
+		"threshold", n.Threshold, "since", n.Since, "summary", Summary(l.Template, n))
 	return nil
 }

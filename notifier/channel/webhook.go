@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"text/template"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
 	"github.com/edgeflow/edgeflow/notifier/alert"
@@ -25,12 +26,14 @@ const (
 // Webhook POSTs the notification as JSON (alert.Notification, documented in
 // docs/alerting.md as "Webhook body"). Any 2xx answer is a delivery.
 type Webhook struct {
-	URL    string
-	Client *http.Client
+	URL      string
+	Client   *http.Client
+	Template *template.Template // of the summary; nil: the notifier's
 }
 
 // Send makes one attempt.
 func (w *Webhook) Send(ctx context.Context, n alert.Notification) error {
+	n.Summary = Summary(w.Template, n)
 	body, err := json.Marshal(n)
 	if err != nil {
 		return fmt.Errorf("encode notification %s: %w", n.ID, err)
@@ -41,12 +44,14 @@ func (w *Webhook) Send(ctx context.Context, n alert.Notification) error {
 // Slack posts {"text": ...} to a Slack-compatible incoming webhook (Slack,
 // Mattermost, Rocket.Chat, Discord's /slack endpoint).
 type Slack struct {
-	URL    string
-	Client *http.Client
+	URL      string
+	Client   *http.Client
+	Template *template.Template // of the summary; nil: the notifier's
 }
 
 // Send makes one attempt.
 func (s *Slack) Send(ctx context.Context, n alert.Notification) error {
+	n.Summary = Summary(s.Template, n)
 	body, err := json.Marshal(map[string]string{"text": SlackText(n)})
 	if err != nil {
 		return fmt.Errorf("encode notification %s: %w", n.ID, err)

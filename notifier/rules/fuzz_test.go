@@ -7,6 +7,7 @@ import (
 	"path"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -25,6 +26,8 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("rules:\n  - &a {name: x, type: offline, after: 1m, channels: [log]}\n  - *a\nchannels: {log: {type: log}}\n"))
 	f.Add([]byte("rules: [" + strings.Repeat("[", 200) + "\n"))
 	f.Add([]byte("channels:\n  w:\n    type: webhook\n    url_env: EDGEFLOW_WEBHOOK_OPS_URL\n    url: https://x/secret-token\nrules: []\n"))
+	f.Add([]byte(strings.ReplaceAll(amFile, "{pwfile}", "/etc/hostname")))
+	f.Add([]byte("channels:\n  l:\n    type: log\n    template: \"{{.Rule}} {{num .Value}} {{if .Repeat}}again{{end}}\"\nrules: []\n"))
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		set, err := Parse("rules.yaml", data, lookup)
@@ -79,6 +82,22 @@ func yamlLines(s string) int {
 // checkSet asserts what every accepted rules file satisfies.
 func checkSet(t *testing.T, set *Set) {
 	t.Helper()
+	for name, c := range set.Channels {
+		if c.Type == Alertmanager && (len(c.Alertmanager.URLs) == 0 || c.Alertmanager.Resend < 0 || c.Alertmanager.Resend > time.Hour) {
+			t.Errorf("channel %q: alertmanager target %+v accepted", name, c.Alertmanager)
+		}
+		if c.TemplateText != "" {
+			if c.Template == nil {
+				t.Errorf("channel %q: template %q accepted without being compiled", name, c.TemplateText)
+				continue
+			}
+			for _, d := range templateSamples {
+				if _, err := RenderTemplate(c.Template, d); err != nil {
+					t.Errorf("channel %q: template %q accepted, fails: %v", name, c.TemplateText, err)
+				}
+			}
+		}
+	}
 	names := map[string]bool{}
 	for _, r := range set.Rules {
 		if names[r.Name] {

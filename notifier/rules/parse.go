@@ -3,12 +3,15 @@ package rules
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"net/mail"
 	"net/url"
 	"path"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -30,13 +33,23 @@ var (
 	thresholdFields = []string{"metric", "aggregate", "window", "op", "threshold", "clear", "for"}
 	offlineFields   = []string{"after"}
 	channelFields   = map[ChannelType][]string{
-		Webhook: {"type", "url_env", "timeout", "retry_initial", "retry_max"},
-		Slack:   {"type", "url_env", "timeout", "retry_initial", "retry_max"},
-		Email:   {"type", "addr", "from", "to", "username", "password_env", "starttls", "timeout", "retry_initial", "retry_max"},
-		Log:     {"type"},
+		Webhook: {"type", "url_env", "timeout", "retry_initial", "retry_max", "template"},
+		Slack:   {"type", "url_env", "timeout", "retry_initial", "retry_max", "template"},
+		Email:   {"type", "addr", "from", "to", "username", "password_env", "starttls", "timeout", "retry_initial", "retry_max", "template"},
+		Log:     {"type", "template"},
+		Alertmanager: {"type", "url", "username", "password_env", "password_file", "bearer_token_env", "bearer_token_file",
+			"labels", "resend", "dashboard_url", "timeout", "retry_initial", "retry_max", "template"},
 	}
 	// secretFields are refused outright, with the field to use instead.
-	secretFields = map[string]string{"url": "url_env", "password": "password_env"}
+	secretFields = map[string]string{"url": "url_env", "password": "password_env", "bearer_token": "bearer_token_env"}
+	// channelTypes in the order messages list them.
+	channelTypes = []string{string(Webhook), string(Slack), string(Email), string(Log), string(Alertmanager)}
+	// amLabels are the labels every alert sent to Alertmanager has; a
+	// channel's `labels` may not replace them.
+	amLabels = []string{"alertname", "rule", "site", "device", "metric", "severity"}
+	// labelName is a Prometheus label name (the classic character set, which
+	// every Alertmanager and receiver accepts).
+	labelName = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 )
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
@@ -347,7 +360,7 @@ func (p *parser) channel(n *yaml.Node, name, path string) (Channel, bool) {
 			typ = resolve(n.Content[i+1])
 		}
 	}
-	types := []string{string(Webhook), string(Slack), string(Email), string(Log)}
+	types := channelTypes
 	if typ == nil {
 		p.add(n, join(path, "type"), "missing (want one of %s)", strings.Join(types, ", "))
 		return c, false
@@ -403,8 +416,163 @@ func (p *parser) channel(n *yaml.Node, name, path string) (Channel, bool) {
 		}
 	case Email:
 		p.smtp(n, f, path, &c.SMTP)
+	case Alertmanager:
+		p.alertmanager(n, f, path, &c.Alertmanager)
+	}
+	if v, ok := f["template"]; ok {
+		if text, ok := p.str(v, join(path, "template")); ok {
+			t, err := ParseTemplate(name, text)
+			if err != nil {
+				p.add(v, join(path, "template"), "%s", TemplateError(err))
+			}
+			c.Template, c.TemplateText = t, text
+		}
 	}
 	return c, len(p.problems) == before
+}
+
+func (p *parser) alertmanager(n *yaml.Node, f map[string]*yaml.Node, path string, a *AlertmanagerTarget) {
+	a.Resend = DefaultResend
+	if v, ok := f["url"]; !ok {
+		p.add(n, join(path, "url"), "missing: the Alertmanager's base URL, such as http://alertmanager:9093 (a list for an HA cluster)")
+	} else {
+		items := []*yaml.Node{v}
+		if v.Kind == yaml.SequenceNode {
+			if items = p.list(v, join(path, "url")); len(items) == 0 {
+				p.add(v, join(path, "url"), "want at least one URL")
+			}
+		}
+		for i, it := range items {
+			field := join(path, "url")
+			if v.Kind == yaml.SequenceNode {
+				field = fmt.Sprintf("%s.url[%d]", path, i)
+			}
+			u, ok := p.str(it, field)
+			if !ok {
+				continue
+			}
+			parsed, err := url.Parse(u)
+			switch {
+			case strings.Contains(u, "@") || (err == nil && parsed.User != nil):
+				// Not quoted: it may hold a password.
+				p.add(it, field, "credentials in the URL: use username with password_env or password_file")
+			case err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "":
+				p.add(it, field, "%q: want an http(s) URL such as http://alertmanager:9093", reading.Truncate(u, 80))
+			case parsed.RawQuery != "" || parsed.Fragment != "":
+				p.add(it, field, "%q: want the base URL only, without ?query or #fragment (/api/v2/alerts is added)", reading.Truncate(u, 80))
+			case slices.Contains(a.URLs, strings.TrimRight(u, "/")):
+				p.add(it, field, "%q listed twice", reading.Truncate(u, 80))
+			default:
+				a.URLs = append(a.URLs, strings.TrimRight(u, "/"))
+			}
+		}
+	}
+	if v, ok := f["username"]; ok {
+		a.Username, _ = p.str(v, join(path, "username"))
+	}
+	a.Password = p.secretOf(n, f, path, "password")
+	a.BearerToken = p.secretOf(n, f, path, "bearer_token")
+	hasUser := f["username"] != nil
+	hasPassword := f["password_env"] != nil || f["password_file"] != nil
+	hasToken := f["bearer_token_env"] != nil || f["bearer_token_file"] != nil
+	switch {
+	case hasUser && !hasPassword:
+		p.add(n, join(path, "password_env"), "missing: a username needs password_env or password_file")
+	case hasPassword && !hasUser:
+		p.add(n, join(path, "username"), "missing: a password needs its username")
+	}
+	if hasUser && hasToken {
+		p.add(n, join(path, "bearer_token_env"), "give either username and password (basic authentication) or a bearer token, not both")
+	}
+	if v, ok := f["labels"]; ok {
+		p.labels(v, join(path, "labels"), a)
+	}
+	if v, ok := f["resend"]; ok {
+		if d, ok := p.duration(v, join(path, "resend")); ok {
+			if d != 0 && (d < time.Second || d > time.Hour) {
+				p.add(v, join(path, "resend"), "must be 0 (never) or between 1s and 1h")
+			}
+			a.Resend = d
+		}
+	}
+	if v, ok := f["dashboard_url"]; ok {
+		if u, ok := p.str(v, join(path, "dashboard_url")); ok {
+			parsed, err := url.Parse(u)
+			if err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" || parsed.User != nil ||
+				parsed.RawQuery != "" || parsed.Fragment != "" {
+				p.add(v, join(path, "dashboard_url"), "want the dashboard's http(s) base URL, such as https://edgeflow.example.com")
+			}
+			a.DashboardURL = strings.TrimRight(u, "/")
+		}
+	}
+}
+
+// secretOf reads a secret given as <field>_env or <field>_file (not both).
+func (p *parser) secretOf(n *yaml.Node, f map[string]*yaml.Node, path, field string) Secret {
+	env, file := f[field+"_env"], f[field+"_file"]
+	var s Secret
+	switch {
+	case env != nil && file != nil:
+		p.add(file, join(path, field+"_file"), "give %s_env or %s_file, not both", field, field)
+	case env != nil:
+		s.Env = env.Value
+		s.Value, _ = p.secret(env, join(path, field+"_env"))
+	case file != nil:
+		name, ok := p.str(file, join(path, field+"_file"))
+		if !ok {
+			break
+		}
+		if !filepath.IsAbs(name) {
+			p.add(file, join(path, field+"_file"), "%q: want an absolute path", reading.Truncate(name, 80))
+			break
+		}
+		// Its content is a secret: never quoted, and neither is the error
+		// that could quote it.
+		if _, err := readSecretFile(name); err != nil {
+			p.add(file, join(path, field+"_file"), "cannot read the secret: %s", fileError(err))
+			break
+		}
+		s.File = name
+	}
+	return s
+}
+
+// fileError describes why a file could not be read without quoting it.
+func fileError(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Path + ": " + pe.Err.Error()
+	}
+	return err.Error()
+}
+
+// labels reads an alertmanager channel's extra labels.
+func (p *parser) labels(n *yaml.Node, field string, a *AlertmanagerTarget) {
+	if n.Kind != yaml.MappingNode {
+		p.add(n, field, "want a mapping of label names to values, got %s", kindName(n))
+		return
+	}
+	a.Labels = map[string]string{}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		name := k.Value
+		lf := join(field, name)
+		switch {
+		case !labelName.MatchString(name) || strings.HasPrefix(name, "__"):
+			p.add(k, lf, "%q: want a label name of A-Z a-z 0-9 _, not starting with a digit or __", reading.Truncate(name, 80))
+			continue
+		case slices.Contains(amLabels, name):
+			p.add(k, lf, "%s is set by the notifier (labels %s)", name, strings.Join(amLabels, ", "))
+			continue
+		}
+		if _, dup := a.Labels[name]; dup {
+			p.add(k, lf, "given twice")
+			continue
+		}
+		if value, ok := p.str(v, lf); ok {
+			a.Labels[name] = value
+		}
+	}
 }
 
 func (p *parser) smtp(n *yaml.Node, f map[string]*yaml.Node, path string, s *SMTP) {

@@ -1,11 +1,15 @@
 // Package rules is the notifier's alert rules file: its format, its
 // validation (every problem reported with its line and field), and the
 // watcher that reloads it when it changes. The format is documented in the
-// README ("Alert rules") and by ../../rules.yaml.
+// docs/alerting.md and by ../../rules.yaml.
 package rules
 
 import (
+	"fmt"
+	"os"
 	"path"
+	"strings"
+	"text/template"
 	"time"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
@@ -181,6 +185,19 @@ const (
 	Slack   ChannelType = "slack"   // Slack-compatible incoming webhook: {"text": ...}
 	Email   ChannelType = "smtp"    // e-mail over SMTP
 	Log     ChannelType = "log"     // a JSON log line of the notifier
+	// Alertmanager POSTs alerts to Prometheus Alertmanager's /api/v2/alerts
+	// and re-sends them while they fire.
+	Alertmanager ChannelType = "alertmanager"
+)
+
+// Defaults of an alertmanager channel.
+const (
+	// DefaultResend is how often a firing alert is sent again to
+	// Alertmanager. Each send says the alert holds for ResendValidity
+	// re-sends: an alert edgeflow stops sending (every replica down, the
+	// rule removed) resolves itself there after that.
+	DefaultResend  = time.Minute
+	ResendValidity = 4
 )
 
 // Channel is where notifications go. Secrets (URLs, passwords) are read
@@ -193,6 +210,12 @@ type Channel struct {
 	URL    string
 	URLEnv string
 	SMTP   SMTP
+	// Alertmanager is an alertmanager channel's target.
+	Alertmanager AlertmanagerTarget
+	// Template, when set, writes the summary of the channel's
+	// notifications (TemplateData); TemplateText is its source.
+	Template     *template.Template
+	TemplateText string
 	// Timeout bounds one delivery attempt.
 	Timeout time.Duration
 	// RetryInitial and RetryMax bound the backoff between attempts of a
@@ -214,4 +237,108 @@ type SMTP struct {
 	// StartTLS requires STARTTLS; without it STARTTLS is used when the
 	// server offers it.
 	StartTLS bool
+}
+
+// AlertmanagerTarget is where an alertmanager channel sends, and how.
+type AlertmanagerTarget struct {
+	// URLs are the base URLs of the Alertmanagers (…/api/v2/alerts is
+	// added). An HA cluster is listed whole: every alert goes to each, as
+	// Prometheus does, and counts as delivered once one accepted it.
+	URLs []string
+	// Username and Password are HTTP basic authentication; BearerToken an
+	// Authorization: Bearer header. At most one of the two.
+	Username    string
+	Password    Secret
+	BearerToken Secret
+	// Labels are added to every alert's labels (e.g. cluster: edge-1).
+	Labels map[string]string
+	// Resend is how often a firing alert is sent again; 0 never (then
+	// Alertmanager resolves it after its resolve_timeout).
+	Resend time.Duration
+	// DashboardURL, when set, is the edgeflow dashboard: each alert's
+	// generatorURL links to its device's page there.
+	DashboardURL string
+}
+
+// Secret is a credential read from an environment variable (at load) or a
+// file (at load, to check it, and again at every use, so a rotated file
+// such as a mounted Kubernetes Secret applies without a reload).
+type Secret struct {
+	Value string
+	Env   string // the variable it was read from
+	File  string // the file it is read from
+}
+
+// Set reports whether the secret is configured.
+func (s Secret) Set() bool { return s.Value != "" || s.File != "" }
+
+// Get returns the secret's current value.
+func (s Secret) Get() (string, error) {
+	if s.File == "" {
+		return s.Value, nil
+	}
+	v, err := readSecretFile(s.File)
+	if err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// maxSecretFile caps a secret file.
+const maxSecretFile = 64 << 10
+
+// readSecretFile reads a secret from a regular file, without its trailing
+// newline.
+func readSecretFile(path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", fmt.Errorf("%s is not a regular file", path)
+	}
+	if fi.Size() > maxSecretFile {
+		return "", fmt.Errorf("%s is %d bytes; a secret file may have at most %d", path, fi.Size(), maxSecretFile)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	v := strings.TrimRight(string(b), "\r\n")
+	if v == "" {
+		return "", fmt.Errorf("%s is empty", path)
+	}
+	return v, nil
+}
+
+// Resend returns how often the alerts of r are re-sent while they fire, and
+// to which channels: r's alertmanager channels, all at the shortest of
+// their intervals. 0 and nil when it has none that re-sends.
+func (s *Set) Resend(r *Rule) (time.Duration, []string) {
+	var every time.Duration
+	var to []string
+	for _, name := range r.Channels {
+		c, ok := s.Channels[name]
+		if !ok || c.Type != Alertmanager || c.Alertmanager.Resend <= 0 {
+			continue
+		}
+		to = append(to, name)
+		if every == 0 || c.Alertmanager.Resend < every {
+			every = c.Alertmanager.Resend
+		}
+	}
+	return every, to
+}
+
+// Reminded returns the channels of r that its `repeat` reminders go to:
+// all but alertmanager channels, where Alertmanager repeats notifications
+// itself (its repeat_interval).
+func (s *Set) Reminded(r *Rule) []string {
+	var to []string
+	for _, name := range r.Channels {
+		if s.Channels[name].Type != Alertmanager {
+			to = append(to, name)
+		}
+	}
+	return to
 }
