@@ -19,7 +19,10 @@ const republishTimeout = 5 * time.Second
 // asynchronous publish failed is published again, synchronously and with
 // its Nats-Msg-Id (so never twice in the stream), until JetStream takes it.
 // From that first failure until Release, no new publish starts: nothing
-// published after the failure can overtake the republish.
+// published after the failure can overtake the republish. nats.go's own
+// retry of an asynchronous publish that found no stream (no responders) is
+// off: it would republish on a timer, out of this order, so a later message
+// could land before an earlier one that failed for good.
 //
 // PublishAsync may run in one goroutine and Settle and Release in another;
 // Settle and Release must run in the same one. A Publisher must not be
@@ -48,7 +51,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, msgs []*nats.Msg, futures 
 	defer p.order.RUnlock()
 	for i, m := range msgs {
 		err := retry.Do(ctx, retry.Backoff{}, func(context.Context) error {
-			f, err := p.JS.PublishMsgAsync(m)
+			f, err := p.JS.PublishMsgAsync(m, jetstream.WithRetryAttempts(0))
 			if err != nil {
 				return err
 			}
