@@ -342,7 +342,14 @@ func (p *Process) waitReady(ctx context.Context, r *run) error {
 	for {
 		err := p.probe(ctx)
 		if err == nil {
-			return nil
+			// Another process on a port this one failed to bind answers the
+			// probe too: ready means this process is still running.
+			select {
+			case <-r.done:
+				return fmt.Errorf("%s (pid %d) exited, yet its ready probe answered (its port taken by another process?): %s%s", p.Name, r.cmd.Process.Pid, r.cmd.ProcessState, p.logTail(r))
+			default:
+				return nil
+			}
 		}
 		if ctx.Err() == nil {
 			// A probe cut short by the deadline says nothing new.

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"net/http"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +10,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/influxadmin"
 	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
@@ -33,11 +32,9 @@ func startAuthInflux(t *testing.T) (*devenv.Process, devenv.InfluxDB) {
 	}
 	t.Cleanup(func() { _ = p.Stop(context.Background()) })
 	// 1.8 takes this one statement without credentials while it has no admin.
-	resp, err := http.PostForm(p.URL+"/query", url.Values{"q": {"CREATE USER admin WITH PASSWORD 'adm' WITH ALL PRIVILEGES"}})
-	if err != nil {
-		t.Fatal(err)
+	if err := influxadmin.CreateAdmin(ctx, influxadmin.Admin{URL: p.URL, User: "admin", Password: "adm"}); err != nil {
+		t.Fatalf("create the admin: %v", err)
 	}
-	resp.Body.Close()
 	admin := devenv.InfluxDB{URL: p.URL, Database: "w", User: "admin", Password: "adm"}
 	for _, q := range []string{
 		`CREATE DATABASE w`,
