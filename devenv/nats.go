@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
@@ -8,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 const (
@@ -81,6 +84,11 @@ type NATSLeaf struct {
 	ReconnectInterval time.Duration
 	// Deny are subjects the remotes neither import nor export.
 	Deny []string
+	// TLS, when set, makes the listener TLS-only with these files
+	// (VerifyClients: sites need a certificate from CA).
+	TLS *NATSTLS
+	// RemoteTLS, when set, makes the remotes use TLS with these files.
+	RemoteTLS *secure.TLSFiles
 }
 
 // NATSAuthConfig is the users-and-permissions fragment shipped for the
@@ -180,6 +188,22 @@ func leafOptions(sopts *server.Options, host string, leaf NATSLeaf) error {
 		// Sites keep to the URLs they were given (a proxy, a load
 		// balancer) instead of learning the listener's own address.
 		sopts.LeafNode.NoAdvertise = true
+		if leaf.TLS != nil {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+				CertFile: leaf.TLS.Cert, KeyFile: leaf.TLS.Key, CaFile: leaf.TLS.CA, Verify: leaf.TLS.VerifyClients})
+			if err != nil {
+				return fmt.Errorf("leaf tls: %w", err)
+			}
+			sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc, 2
+		}
+	}
+	var remoteTLS *tls.Config
+	if leaf.RemoteTLS != nil {
+		tc, err := leaf.RemoteTLS.Config()
+		if err != nil {
+			return fmt.Errorf("leaf remote tls: %w", err)
+		}
+		remoteTLS = tc
 	}
 	sopts.LeafNode.ReconnectInterval = leaf.ReconnectInterval
 	for _, r := range leaf.Remotes {
@@ -188,7 +212,7 @@ func leafOptions(sopts *server.Options, host string, leaf NATSLeaf) error {
 			return fmt.Errorf("leaf remote: %w", err)
 		}
 		sopts.LeafNode.Remotes = append(sopts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u},
-			DenyImports: leaf.Deny, DenyExports: leaf.Deny})
+			DenyImports: leaf.Deny, DenyExports: leaf.Deny, TLS: remoteTLS != nil, TLSConfig: remoteTLS, TLSTimeout: 2})
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 // Leaf node credentials the test hub demands.
@@ -27,19 +28,27 @@ const (
 // hubServer is a hub on fixed ports, so that sites and clients find it again
 // after a restart on the same store.
 type hubServer struct {
-	t                    *testing.T
+	t                    testing.TB
 	dir                  string
 	clientPort, leafPort int
 	s                    *server.Server
+	// tls, when set before start, makes the leaf node listener TLS-only.
+	tls *devenv.NATSTLS
 }
 
-func startHub(t *testing.T) *hubServer {
+func startHub(t testing.TB) *hubServer {
+	t.Helper()
+	return startHubTLS(t, nil)
+}
+
+// startHubTLS starts a hub whose leaf node listener uses tls, if not nil.
+func startHubTLS(t testing.TB, tls *devenv.NATSTLS) *hubServer {
 	t.Helper()
 	ports, err := devenv.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hubServer{t: t, dir: t.TempDir(), clientPort: ports[0], leafPort: ports[1]}
+	h := &hubServer{t: t, dir: t.TempDir(), clientPort: ports[0], leafPort: ports[1], tls: tls}
 	h.start()
 	t.Cleanup(h.stop)
 	return h
@@ -48,7 +57,7 @@ func startHub(t *testing.T) *hubServer {
 func (h *hubServer) start() {
 	h.t.Helper()
 	s, err := devenv.StartNATS(devenv.NATSOptions{Port: h.clientPort, StoreDir: h.dir, ServerName: "hub", Domain: HubDomain,
-		Leaf: &devenv.NATSLeaf{Port: h.leafPort, User: leafUser, Password: leafPassword}})
+		Leaf: &devenv.NATSLeaf{Port: h.leafPort, User: leafUser, Password: leafPassword, TLS: h.tls}})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -98,17 +107,17 @@ func (l *logLines) find(s string) string {
 }
 
 // startSite starts a site's NATS, domain = name, a leaf node of remote.
-func startSite(t *testing.T, name, remote string) (*server.Server, *logLines) {
+func startSite(t testing.TB, name, remote string) (*server.Server, *logLines) {
 	t.Helper()
-	return startSiteDeny(t, name, remote, SiteLocalSubjects)
+	return startSiteTLS(t, name, remote, nil)
 }
 
-// startSiteDeny starts a site whose link denies deny.
-func startSiteDeny(t *testing.T, name, remote string, deny []string) (*server.Server, *logLines) {
+// startSiteTLS starts a site whose remote uses tls, if not nil.
+func startSiteTLS(t testing.TB, name, remote string, tls *secure.TLSFiles) (*server.Server, *logLines) {
 	t.Helper()
 	logs := &logLines{}
 	s, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: name, Domain: name, Logger: logs,
-		Leaf: &devenv.NATSLeaf{Remotes: []string{remote}, ReconnectInterval: 200 * time.Millisecond, Deny: deny}})
+		Leaf: &devenv.NATSLeaf{Remotes: []string{remote}, ReconnectInterval: 200 * time.Millisecond, Deny: SiteLocalSubjects, RemoteTLS: tls}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +135,7 @@ type linkProxy struct {
 	conns  []net.Conn
 }
 
-func startProxy(t *testing.T, target string) *linkProxy {
+func startProxy(t testing.TB, target string) *linkProxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -276,7 +285,7 @@ func readStream(t *testing.T, ctx context.Context, js jetstream.JetStream, strea
 }
 
 // connectURL connects a plain client.
-func connectURL(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
+func connectURL(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	if err != nil {
