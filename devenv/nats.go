@@ -1,12 +1,16 @@
 package devenv
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
 const (
@@ -55,6 +59,36 @@ type NATSOptions struct {
 	AuthConfig string
 	// TLS, when set, makes the client port TLS-only with these files.
 	TLS *NATSTLS
+
+	// Domain is the server's JetStream domain; a site and its hub each need
+	// their own so that JetStream does not span the leaf node link.
+	Domain string
+	// Leaf, when set, opens a leaf node listener (a hub) and/or connects to
+	// remotes (a site).
+	Leaf *NATSLeaf
+	// Logger, when set, receives the server's log (notices, warnings and
+	// errors, such as a refused leaf node), whatever Logging says.
+	Logger server.Logger
+}
+
+// NATSLeaf is the leaf node side of a server.
+type NATSLeaf struct {
+	// Port of the leaf node listener (a hub); 0 opens none. Use FreePort:
+	// sites reconnect to the same port after a hub restart.
+	Port int
+	// User and Password, when set, are what the listener demands.
+	User, Password string
+	// Remotes are the URLs (nats-leaf://user:password@host:port) a site
+	// connects to; the server retries them every ReconnectInterval.
+	Remotes           []string
+	ReconnectInterval time.Duration
+	// Deny are subjects the remotes neither import nor export.
+	Deny []string
+	// TLS, when set, makes the listener TLS-only with these files
+	// (VerifyClients: sites need a certificate from CA).
+	TLS *NATSTLS
+	// RemoteTLS, when set, makes the remotes use TLS with these files.
+	RemoteTLS *secure.TLSFiles
 }
 
 // NATSAuthConfig is the users-and-permissions fragment shipped for the
@@ -99,6 +133,12 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 		NoSigs:       true,
 		NoLog:        !opts.Logging,
 	}
+	sopts.JetStreamDomain = opts.Domain
+	if opts.Leaf != nil {
+		if err := leafOptions(sopts, opts.Host, *opts.Leaf); err != nil {
+			return nil, fmt.Errorf("start nats: %w", err)
+		}
+	}
 	if opts.MQTTPort != 0 {
 		sopts.MQTT.Host = opts.Host
 		sopts.MQTT.Port = opts.MQTTPort
@@ -120,7 +160,9 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
-	if opts.Logging {
+	if opts.Logger != nil {
+		s.SetLoggerV2(opts.Logger, false, false, false)
+	} else if opts.Logging {
 		s.ConfigureLogger()
 	}
 	s.Start()
@@ -136,6 +178,43 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 		return nil, fmt.Errorf("start nats: JetStream is not enabled (store dir %s)", opts.StoreDir)
 	}
 	return s, nil
+}
+
+// leafOptions sets the leaf node listener and remotes of sopts.
+func leafOptions(sopts *server.Options, host string, leaf NATSLeaf) error {
+	if leaf.Port != 0 {
+		sopts.LeafNode.Host, sopts.LeafNode.Port = host, leaf.Port
+		sopts.LeafNode.Username, sopts.LeafNode.Password = leaf.User, leaf.Password
+		// Sites keep to the URLs they were given (a proxy, a load
+		// balancer) instead of learning the listener's own address.
+		sopts.LeafNode.NoAdvertise = true
+		if leaf.TLS != nil {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
+				CertFile: leaf.TLS.Cert, KeyFile: leaf.TLS.Key, CaFile: leaf.TLS.CA, Verify: leaf.TLS.VerifyClients})
+			if err != nil {
+				return fmt.Errorf("leaf tls: %w", err)
+			}
+			sopts.LeafNode.TLSConfig, sopts.LeafNode.TLSTimeout = tc, 2
+		}
+	}
+	var remoteTLS *tls.Config
+	if leaf.RemoteTLS != nil {
+		tc, err := leaf.RemoteTLS.Config()
+		if err != nil {
+			return fmt.Errorf("leaf remote tls: %w", err)
+		}
+		remoteTLS = tc
+	}
+	sopts.LeafNode.ReconnectInterval = leaf.ReconnectInterval
+	for _, r := range leaf.Remotes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("leaf remote: %w", err)
+		}
+		sopts.LeafNode.Remotes = append(sopts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u},
+			DenyImports: leaf.Deny, DenyExports: leaf.Deny, TLS: remoteTLS != nil, TLSConfig: remoteTLS, TLSTimeout: 2})
+	}
+	return nil
 }
 
 // includeConfig loads fragment into sopts as `include <name>` from a

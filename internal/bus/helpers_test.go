@@ -70,26 +70,5 @@ func connect(t *testing.T, s *server.Server) (*nats.Conn, jetstream.JetStream) {
 // order, through an ordered consumer as a processor would.
 func storedIn(t *testing.T, ctx context.Context, js jetstream.JetStream, filter string) []jetstream.Msg {
 	t.Helper()
-	cons, err := js.OrderedConsumer(ctx, StreamTelemetry, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []jetstream.Msg
-	for {
-		batch, err := cons.FetchNoWait(1000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			msgs = append(msgs, m)
-			n++
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatalf("fetch %s: %v", filter, err)
-		}
-		if n == 0 {
-			return msgs
-		}
-	}
+	return readStream(t, ctx, js, StreamTelemetry, filter)
 }
