@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/edgeflow/edgeflow/devenv"
 )
 
 // The third-party images the dev cluster runs (it has no internet to pull the
@@ -68,18 +70,15 @@ func thirdPartySpec(ctx context.Context, log *slog.Logger, root, cache, repo, im
 			Name:       "influxdb",
 			Ref:        repo + "/influxdb:" + influxdbVersion,
 			Entrypoint: []string{"/influxd"},
-			Env: []string{
+			// The server settings the tests run with (devenv.InfluxServerEnv
+			// says why each).
+			Env: append([]string{
 				"PATH=/",
 				"INFLUXDB_REPORTING_DISABLED=true",
 				"INFLUXDB_META_DIR=/var/lib/influxdb/meta",
 				"INFLUXDB_DATA_DIR=/var/lib/influxdb/data",
 				"INFLUXDB_DATA_WAL_DIR=/var/lib/influxdb/wal",
-				// A device is a tag value: no limit on devices, an index on
-				// disk (devenv.InfluxCardinalityEnv says why).
-				"INFLUXDB_DATA_INDEX_VERSION=tsi1",
-				"INFLUXDB_DATA_MAX_VALUES_PER_TAG=0",
-				"INFLUXDB_DATA_MAX_SERIES_PER_DATABASE=0",
-			},
+			}, devenv.InfluxServerEnv...),
 			Ports:     []string{"8086/tcp"},
 			Labels:    upstreamLabels("https://github.com/influxdata/influxdb", influxdbVersion),
 			Platforms: []Platform{host},
