@@ -2,19 +2,16 @@ package devenv
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/edgeflow/edgeflow/devenv/influxadmin"
+	"github.com/edgeflow/edgeflow/internal/influx"
 )
 
 // InfluxReadyTimeout bounds InfluxDB's start: well under a second with Flux
@@ -190,48 +187,7 @@ func setupInflux(ctx context.Context, baseURL string, opts InfluxOptions) error 
 // baseURL with InfluxQL (writes do not create it, and the 2.x API has no
 // buckets endpoint on 1.8). It is idempotent.
 func CreateInfluxDatabase(ctx context.Context, baseURL, db string) error {
-	q := "CREATE DATABASE " + quoteInfluxIdent(db)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, baseURL+"/query",
-		strings.NewReader(url.Values{"q": {q}}.Encode()))
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", db, err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", db, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return fmt.Errorf("create database %s: %w", db, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("create database %s: %s: %s", db, resp.Status, body)
-	}
-	// InfluxQL reports statement errors with 200 OK in the body.
-	var result struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error string `json:"error"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &result); err != nil {
-		return fmt.Errorf("create database %s: decode %q: %w", db, body, err)
-	}
-	if result.Error != "" {
-		return fmt.Errorf("create database %s: %s", db, result.Error)
-	}
-	for _, r := range result.Results {
-		if r.Error != "" {
-			return fmt.Errorf("create database %s: %s", db, r.Error)
-		}
-	}
-	return nil
-}
-
-// quoteInfluxIdent quotes an InfluxQL identifier, so any database name is
-// taken literally.
-func quoteInfluxIdent(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+	q := "CREATE DATABASE " + influx.QuoteIdent(db)
+	_, err := influx.QueryClient{URL: baseURL}.Query(ctx, url.Values{"q": {q}}, q)
+	return err
 }

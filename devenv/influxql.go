@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/edgeflow/edgeflow/devenv/influxadmin"
+	"github.com/edgeflow/edgeflow/internal/influx"
 )
 
 // InfluxDB is where the tests and tools check what the pipeline wrote: an
@@ -21,14 +21,14 @@ type InfluxDB struct {
 
 // InfluxSeries is one series of an InfluxQL result; times are Unix
 // milliseconds.
-type InfluxSeries = influxadmin.Series
+type InfluxSeries = influx.Series
 
 var influxQueryClient = &http.Client{Timeout: 10 * time.Second}
 
 // Query runs one InfluxQL statement and returns its series.
 func (db InfluxDB) Query(ctx context.Context, q string) ([]InfluxSeries, error) {
 	form := url.Values{"db": {db.Database}, "q": {q}, "epoch": {"ms"}}
-	return influxadmin.Query(ctx, influxQueryClient, db.URL, form, db.User, db.Password, strconv.Quote(q))
+	return influx.QueryClient{URL: db.URL, HTTP: influxQueryClient, User: db.User, Password: db.Password}.Query(ctx, form, strconv.Quote(q))
 }
 
 // Scalar runs a query that returns one number, such as a sum or a count:

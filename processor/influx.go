@@ -17,6 +17,7 @@ import (
 	"github.com/influxdata/influxdb-client-go/v2/api"
 	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
 
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -84,7 +85,7 @@ func (f *Influx) Ensure(ctx context.Context) error {
 		var we *WriteError
 		if errors.As(err, &we) && we.Fault == FaultMissing && strings.HasPrefix(version, "1.") {
 			db, _, _ := strings.Cut(bucket, "/")
-			if cerr := f.influxQL(ctx, fmt.Sprintf("CREATE DATABASE %q", db)); cerr != nil {
+			if cerr := f.influxQL(ctx, "CREATE DATABASE "+influx.QuoteIdent(db)); cerr != nil {
 				return fmt.Errorf("influxdb bucket %q: %w (the admin creates it: %w)", bucket, we, cerr)
 			}
 			err = f.probe(ctx, bucket)
@@ -151,25 +152,8 @@ func (f *Influx) version(ctx context.Context) (string, error) {
 }
 
 func (f *Influx) influxQL(ctx context.Context, q string) error {
-	form := url.Values{"q": {q}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(f.cfg.URL, "/")+"/query", strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if f.cfg.Token != "" {
-		req.Header.Set("Authorization", "Token "+f.cfg.Token)
-	}
-	resp, err := f.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("influxql: %w", err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode/100 != 2 || strings.Contains(string(body), `"error"`) {
-		return fmt.Errorf("influxql %q: %s: %s", q, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return nil
+	_, err := influx.QueryClient{URL: f.cfg.URL, HTTP: f.http, Token: f.cfg.Token}.Query(ctx, url.Values{"q": {q}}, q)
+	return err
 }
 
 // Write sends line-protocol lines in one request, or two when raw readings

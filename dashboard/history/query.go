@@ -10,6 +10,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/edgeflow/edgeflow/internal/influx"
 	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
@@ -76,7 +77,7 @@ func Choose(rangeName string, windows []time.Duration) (Plan, error) {
 
 // InfluxQL returns the only history query the dashboard sends, for one
 // device over [from, to], and the database it runs in. Every name is
-// quoted and escaped (quoteIdent, quoteString) although site and device
+// quoted and escaped (influx.QuoteIdent, influx.QuoteString) although site and device
 // passed ValidName and the measurement is built from a window length; the
 // bucket comes from configuration; the time bounds are formatted from
 // time.Time values. min, max and sum/count are aggregated separately per
@@ -89,6 +90,6 @@ func (p Plan) InfluxQL(bucket, site, device string, from, to time.Time) (db, q s
 	db, src := source(bucket, p.Measurement)
 	q = fmt.Sprintf(`SELECT min("min") AS "min", max("max") AS "max", sum("sum") AS "sum", sum("count") AS "count" FROM %s`+
 		` WHERE "site" = %s AND "device" = %s AND time >= %s AND time <= %s GROUP BY time(%ds), "metric" fill(none)`,
-		src, quoteString(site), quoteString(device), timeLiteral(from), timeLiteral(to), int64(p.Step/time.Second))
+		src, influx.QuoteString(site), influx.QuoteString(device), timeLiteral(from), timeLiteral(to), int64(p.Step/time.Second))
 	return db, q, nil
 }

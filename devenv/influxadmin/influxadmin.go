@@ -10,14 +10,14 @@ package influxadmin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/edgeflow/edgeflow/internal/influx"
 )
 
 // Retention is how long InfluxDB keeps what the processor writes. The
@@ -110,7 +110,7 @@ type Admin struct {
 // no admin; once the user exists, the same statement with its credentials
 // changes nothing.
 func CreateAdmin(ctx context.Context, a Admin) error {
-	return a.exec(ctx, "CREATE USER "+ident(a.User)+" WITH PASSWORD "+literal(a.Password)+" WITH ALL PRIVILEGES")
+	return a.exec(ctx, "CREATE USER "+influx.QuoteIdent(a.User)+" WITH PASSWORD "+influx.QuoteString(a.Password)+" WITH ALL PRIVILEGES")
 }
 
 // Apply creates what p names and brings what exists to it: the database,
@@ -118,7 +118,7 @@ func CreateAdmin(ctx context.Context, a Admin) error {
 // password and privilege (never admin). Points older than a shortened
 // duration go at InfluxDB's next retention check (30 min by default).
 func Apply(ctx context.Context, a Admin, p Plan) error {
-	if err := a.exec(ctx, "CREATE DATABASE "+ident(p.Database)); err != nil {
+	if err := a.exec(ctx, "CREATE DATABASE "+influx.QuoteIdent(p.Database)); err != nil {
 		return err
 	}
 	existing, err := a.policies(ctx, p.Database)
@@ -137,10 +137,10 @@ func Apply(ctx context.Context, a Admin, p Plan) error {
 		switch {
 		case !found:
 			err = a.exec(ctx, fmt.Sprintf("CREATE RETENTION POLICY %s ON %s DURATION %s REPLICATION 1 SHARD DURATION %s",
-				ident(want.Name), ident(p.Database), duration(want.Duration), duration(shard)))
+				influx.QuoteIdent(want.Name), influx.QuoteIdent(p.Database), duration(want.Duration), duration(shard)))
 		case have.duration != want.Duration || have.shard != shard:
 			err = a.exec(ctx, fmt.Sprintf("ALTER RETENTION POLICY %s ON %s DURATION %s SHARD DURATION %s",
-				ident(have.name), ident(p.Database), duration(want.Duration), duration(shard)))
+				influx.QuoteIdent(have.name), influx.QuoteIdent(p.Database), duration(want.Duration), duration(shard)))
 		}
 		if err != nil {
 			return err
@@ -155,15 +155,15 @@ func Apply(ctx context.Context, a Admin, p Plan) error {
 			return fmt.Errorf("influxdb user %s: privilege %q", u.Name, u.Privilege)
 		}
 		admin, exists := users[u.Name]
-		stmts := []string{"CREATE USER " + ident(u.Name) + " WITH PASSWORD " + literal(u.Password)}
+		stmts := []string{"CREATE USER " + influx.QuoteIdent(u.Name) + " WITH PASSWORD " + influx.QuoteString(u.Password)}
 		if exists {
-			stmts = []string{"SET PASSWORD FOR " + ident(u.Name) + " = " + literal(u.Password)}
+			stmts = []string{"SET PASSWORD FOR " + influx.QuoteIdent(u.Name) + " = " + influx.QuoteString(u.Password)}
 			if admin {
-				stmts = append(stmts, "REVOKE ALL PRIVILEGES FROM "+ident(u.Name))
+				stmts = append(stmts, "REVOKE ALL PRIVILEGES FROM "+influx.QuoteIdent(u.Name))
 			}
 		}
 		// GRANT sets the user's privilege on the database, whatever it was.
-		stmts = append(stmts, fmt.Sprintf("GRANT %s ON %s TO %s", u.Privilege, ident(p.Database), ident(u.Name)))
+		stmts = append(stmts, fmt.Sprintf("GRANT %s ON %s TO %s", u.Privilege, influx.QuoteIdent(p.Database), influx.QuoteIdent(u.Name)))
 		for _, s := range stmts {
 			if err := a.exec(ctx, s); err != nil {
 				return fmt.Errorf("influxdb user %s: %w", u.Name, err)
@@ -195,7 +195,7 @@ func ShardDuration(d time.Duration) time.Duration {
 }
 
 func (a Admin) policies(ctx context.Context, db string) ([]policy, error) {
-	res, err := a.query(ctx, "SHOW RETENTION POLICIES ON "+ident(db))
+	res, err := a.query(ctx, "SHOW RETENTION POLICIES ON "+influx.QuoteIdent(db))
 	if err != nil {
 		return nil, err
 	}
@@ -247,14 +247,6 @@ func columns(cols []string) map[string]int {
 	return m
 }
 
-// Series is one series of an InfluxQL result.
-type Series struct {
-	Name    string            `json:"name"`
-	Tags    map[string]string `json:"tags"`
-	Columns []string          `json:"columns"`
-	Values  [][]any           `json:"values"`
-}
-
 func (a Admin) exec(ctx context.Context, q string) error {
 	_, err := a.query(ctx, q)
 	return err
@@ -262,71 +254,13 @@ func (a Admin) exec(ctx context.Context, q string) error {
 
 // query runs one InfluxQL statement as the admin. Statements carry
 // passwords: errors name the statement's verb only.
-func (a Admin) query(ctx context.Context, q string) ([]Series, error) {
+func (a Admin) query(ctx context.Context, q string) ([]influx.Series, error) {
 	c := a.Client
 	if c == nil {
 		c = &http.Client{Timeout: 30 * time.Second}
 	}
 	verb, _, _ := strings.Cut(q, " ")
-	return Query(ctx, c, a.URL, url.Values{"q": {q}}, a.User, a.Password, verb)
-}
-
-// Query posts an InfluxQL request (form holds q, and db, epoch as needed)
-// to base/query, with basic authentication when user is set, and returns
-// the first statement's series. InfluxQL reports a statement's error with
-// 200 OK, in the body; errors start with "influxql <label>".
-func Query(ctx context.Context, c *http.Client, base string, form url.Values, user, password, label string) ([]Series, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/query",
-		strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	if user != "" {
-		req.SetBasicAuth(user, password)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("influxql %s: %w", label, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 32<<20))
-	if err != nil {
-		return nil, fmt.Errorf("influxql %s: %w", label, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("influxql %s: %s: %s", label, resp.Status, strings.TrimSpace(string(body)))
-	}
-	var out struct {
-		Error   string `json:"error"`
-		Results []struct {
-			Error  string   `json:"error"`
-			Series []Series `json:"series"`
-		} `json:"results"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("influxql %s: %w", label, err)
-	}
-	if out.Error != "" {
-		return nil, fmt.Errorf("influxql %s: %s", label, out.Error)
-	}
-	if len(out.Results) == 0 {
-		return nil, nil
-	}
-	if out.Results[0].Error != "" {
-		return nil, fmt.Errorf("influxql %s: %s", label, out.Results[0].Error)
-	}
-	return out.Results[0].Series, nil
-}
-
-// ident quotes an InfluxQL identifier, so any name is taken literally.
-func ident(s string) string {
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
-}
-
-// literal quotes an InfluxQL string (a password).
-func literal(s string) string {
-	return `'` + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + `'`
+	return influx.QueryClient{URL: a.URL, HTTP: c, User: a.User, Password: a.Password}.Query(ctx, url.Values{"q": {q}}, verb)
 }
 
 // duration is d in InfluxQL's whole hours (every duration here is days).
