@@ -41,33 +41,36 @@ type Dashboard struct {
 	health      []byte                // the latest Health, JSON
 }
 
-// Telemetry pending limits: a burst of readings the callback has not yet
-// taken is dropped by the client (and counted) beyond these, never queued
-// without bound. The callback only updates a map, so it keeps up with
-// several thousand readings a second.
+// Live feed pending limits: a burst the callback has not yet taken is
+// dropped by the client (and counted) beyond these, never queued without
+// bound. The callback only updates a map, so it keeps up with several
+// thousand readings a second.
 const (
-	telemetryPendingMsgs  = 100_000
-	telemetryPendingBytes = 64 << 20
+	livePendingMsgs  = 100_000
+	livePendingBytes = 64 << 20
 )
 
-// subscribeTelemetry follows every reading with a plain (core NATS)
-// subscription: the dashboard is a view, at-most-once is right for it, and
-// it leaves no consumer behind. Core subscribers see the published subject,
-// telemetry.{site}.{device}, not the stream's partitioned one.
-func (d *Dashboard) subscribeTelemetry() (*nats.Subscription, error) {
-	sub, err := d.nc.Subscribe(bus.TelemetrySubjects, func(m *nats.Msg) {
-		d.metrics.In.Inc()
-		r, err := reading.Unmarshal(m.Data)
-		if err != nil {
-			d.metrics.Dropped.WithLabelValues("invalid").Inc()
-			return
-		}
-		d.devices.Update(&r, time.Now())
+// subscribeLive follows the live feed (bus.LiveSubjects): the newest
+// reading of every device at each processor flush, with a plain (core
+// NATS) subscription. The dashboard is a view, at-most-once is right for
+// it, and it leaves no consumer behind.
+func (d *Dashboard) subscribeLive() (*nats.Subscription, error) {
+	sub, err := d.nc.Subscribe(bus.LiveSubjects, func(m *nats.Msg) {
+		now := time.Now()
+		bus.EachLive(m.Data, func(data []byte) {
+			d.metrics.In.Inc()
+			r, err := reading.Decode(data)
+			if err != nil {
+				d.metrics.Dropped.WithLabelValues("invalid").Inc()
+				return
+			}
+			d.devices.Update(&r, now)
+		})
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := sub.SetPendingLimits(telemetryPendingMsgs, telemetryPendingBytes); err != nil {
+	if err := sub.SetPendingLimits(livePendingMsgs, livePendingBytes); err != nil {
 		return nil, err
 	}
 	return sub, nil

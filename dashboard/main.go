@@ -59,7 +59,7 @@ func run(ctx context.Context, cfg Config) error {
 			func() float64 { return float64(d.devices.Evicted()) }),
 	)
 
-	sub, err := d.subscribeTelemetry()
+	sub, err := d.subscribeLive()
 	if err != nil {
 		return err
 	}

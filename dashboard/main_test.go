@@ -205,7 +205,9 @@ func eventually(t *testing.T, within time.Duration, what string, ok func() bool)
 func publishReading(t *testing.T, nc *nats.Conn, site, dev string, ts int64, metrics map[string]float64) {
 	t.Helper()
 	data, _ := json.Marshal(map[string]any{"site": site, "device": dev, "ts": ts, "metrics": metrics, "rx": ts})
-	if err := nc.Publish("telemetry."+site+"."+dev, data); err != nil {
+	var b bus.LiveBatch // as a processor's flush sends it
+	b.Add(site, dev, data)
+	if err := b.Publish(nc, bus.LiveSubject("0")); err != nil {
 		t.Fatal(err)
 	}
 }

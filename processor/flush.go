@@ -26,6 +26,11 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	if w.held != nil && !w.held() {
 		return errLeaseLapsed
 	}
+	// The live view first: it shows what arrived, whether or not InfluxDB
+	// takes it now.
+	if err := w.live.Publish(w.js.Conn(), bus.LiveSubject(strconv.Itoa(w.p))); err != nil && ctx.Err() == nil {
+		w.log.Debug("live feed not published", "partition", w.p, "err", err)
+	}
 	now := w.now()
 	closed := w.state.CloseDue(now, caughtUp)
 	w.lastFlush = now

@@ -285,6 +285,7 @@ func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	if w.cfg.Influx.WriteRaw {
 		w.batch.AddReading(&r)
 	}
+	w.live.Add(r.Site, r.Device, msg.Data())
 }
 
 func (w *worker) deadLetter(reason, detail string, msg jetstream.Msg) {

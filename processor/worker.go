@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/processor/window"
 )
 
@@ -40,11 +41,12 @@ type worker struct {
 	held func() bool
 
 	state     *window.State
-	seq       uint64      // last stream sequence folded into state
-	savedSeq  uint64      // seq of the last checkpoint
-	rev       uint64      // revision of our checkpoint (claimed by load)
-	batch     Batch       // raw readings and closed windows for the next write
-	dead      []*nats.Msg // dead-letter records to publish with the next flush
+	seq       uint64        // last stream sequence folded into state
+	savedSeq  uint64        // seq of the last checkpoint
+	rev       uint64        // revision of our checkpoint (claimed by load)
+	batch     Batch         // raw readings and closed windows for the next write
+	live      bus.LiveBatch // each device's newest reading since the last flush
+	dead      []*nats.Msg   // dead-letter records to publish with the next flush
 	lastFlush time.Time
 	lastPurge time.Time
 	pending   int64 // messages left in the partition at the last fetch

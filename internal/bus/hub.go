@@ -204,5 +204,5 @@ func HubSources(ctx context.Context, js jetstream.JetStream, c HubConfig) ([]Sou
 // open.
 var SiteLocalSubjects = []string{
 	"telemetry.>", "aggregates.>", "alerts.>", "deadletter.>", "notifications.>",
-	"$KV.>", "$O.>", "$MQTT.>",
+	"live.>", "$KV.>", "$O.>", "$MQTT.>",
 }

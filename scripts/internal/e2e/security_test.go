@@ -455,6 +455,9 @@ func (sp *securePipeline) checkForbidden() {
 	probe("notifier", "publish readings", publish("telemetry.x.y"))
 	probe("dashboard", "publish readings", publish("telemetry.x.y"))
 	probe("dashboard", "publish anything", publish("anything.at.all"))
+	probe("dashboard", "publish on the live feed", publish(bus.LiveSubject("0")))
+	probe("dashboard", "subscribe to every reading", subscribe("telemetry.>"))
+	probe("notifier", "publish on the live feed", publish(bus.LiveSubject("0")))
 	probe("dashboard", "publish alerts", publish("alerts.x.y.z"))
 	probe("dashboard", "write a key-value bucket", publish("$KV.ALERT_STATE.x"))
 	probe("dashboard", "delete the ALERTS stream", func(_ *nats.Conn, js jetstream.JetStream) error {
