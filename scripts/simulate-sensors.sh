@@ -25,6 +25,7 @@
 #   EDGEFLOW_SIM_SPIKE_EVERY [180]     seconds between wh-01 temperature spikes
 #   EDGEFLOW_SIM_SPIKE_FOR [30]        seconds each spike lasts
 #   EDGEFLOW_SIM_CLIENT_PREFIX [sim]   MQTT client ids are <prefix>-<device>[-<metric>]
+#   EDGEFLOW_SIM_SITE_PREFIX []        put before every site name (north- publishes north-lab, ...)
 #
 # seq starts at the number of intervals since the Unix epoch, so it keeps
 # growing across restarts and a restarted simulator is not mistaken for
@@ -45,6 +46,7 @@ SILENT_AFTER=${EDGEFLOW_SIM_SILENT_AFTER:-60}
 SPIKE_EVERY=${EDGEFLOW_SIM_SPIKE_EVERY:-180}
 SPIKE_FOR=${EDGEFLOW_SIM_SPIKE_FOR:-30}
 CLIENT_PREFIX=${EDGEFLOW_SIM_CLIENT_PREFIX:-sim}
+SITE_PREFIX=${EDGEFLOW_SIM_SITE_PREFIX:-}
 USERNAME=${EDGEFLOW_MQTT_USERNAME:-}
 PASSWORD=${EDGEFLOW_MQTT_PASSWORD:-}
 
@@ -62,6 +64,7 @@ if ! is_uint "$SPIKE_EVERY" || ! is_uint "$SPIKE_FOR" || ((SPIKE_FOR == 0 || SPI
 	die "EDGEFLOW_SIM_SPIKE_EVERY=$SPIKE_EVERY, _SPIKE_FOR=$SPIKE_FOR: want whole seconds, 0 < FOR < EVERY"
 fi
 [[ $CLIENT_PREFIX =~ ^[A-Za-z0-9_-]{1,40}$ ]] || die "EDGEFLOW_SIM_CLIENT_PREFIX=$CLIENT_PREFIX: want 1..40 of [A-Za-z0-9_-]"
+[[ $SITE_PREFIX =~ ^[A-Za-z0-9_-]{0,40}$ ]] || die "EDGEFLOW_SIM_SITE_PREFIX=$SITE_PREFIX: want up to 40 of [A-Za-z0-9_-]"
 
 ensure_mosquitto_pub() {
 	command -v mosquitto_pub >/dev/null 2>&1 && return
@@ -219,10 +222,10 @@ for entry in "${DEVICES[@]}"; do
 		MID[$key]=$((${TYPICAL[$site.$metric]} + RANDOM % 41 - 20))
 		VALUE[$key]=${MID[$key]}
 		if [[ $form == bare ]]; then
-			CLIENT["sensors/$site/$dev/$metric"]=$CLIENT_PREFIX-$dev-$metric
+			CLIENT["sensors/$SITE_PREFIX$site/$dev/$metric"]=$CLIENT_PREFIX-$dev-$metric
 		fi
 	done
-	[[ $form == bare ]] || CLIENT["sensors/$site/$dev"]=$CLIENT_PREFIX-$dev
+	[[ $form == bare ]] || CLIENT["sensors/$SITE_PREFIX$site/$dev"]=$CLIENT_PREFIX-$dev
 done
 
 silence="$SILENT_DEVICE goes silent after ${SILENT_AFTER}s"
@@ -241,7 +244,7 @@ while :; do
 			if [[ -z ${SILENCED[$dev]:-} ]]; then
 				SILENCED[$dev]=1
 				echo "simulate-sensors: $site/$dev goes silent" >&2
-				stop_pub "sensors/$site/$dev"
+				stop_pub "sensors/$SITE_PREFIX$site/$dev"
 			fi
 			continue
 		fi
@@ -256,13 +259,13 @@ while :; do
 				dec "$REPLY"
 				line+=",\"$metric\":$REPLY"
 			done
-			publish "sensors/$site/$dev" "$line}"
+			publish "sensors/$SITE_PREFIX$site/$dev" "$line}"
 			;;
 		bare)
 			for metric in "${ms[@]}"; do
 				reading "$dev" "$metric" "$elapsed"
 				dec "$REPLY"
-				publish "sensors/$site/$dev/$metric" "$REPLY"
+				publish "sensors/$SITE_PREFIX$site/$dev/$metric" "$REPLY"
 			done
 			;;
 		senml)
@@ -277,7 +280,7 @@ while :; do
 				fi
 				sep=,
 			done
-			publish "sensors/$site/$dev" "$line]"
+			publish "sensors/$SITE_PREFIX$site/$dev" "$line]"
 			;;
 		esac
 	done

@@ -22,6 +22,7 @@ import (
 
 	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/devenv/influxadmin"
+	"github.com/edgeflow/edgeflow/internal/bus"
 	"github.com/edgeflow/edgeflow/internal/service"
 	"github.com/edgeflow/edgeflow/scripts/internal/launcher"
 )
@@ -41,6 +42,10 @@ type Config struct {
 	ProcessorPort int           `envconfig:"DEV_PROCESSOR_PORT" default:"8082" desc:"first processor's /metrics port (the next replicas take the following ports)"`
 	DashboardPort int           `envconfig:"DEV_DASHBOARD_PORT" default:"8080" desc:"the dashboard's port: open http://127.0.0.1:8080 in a browser"`
 	NotifierPort  int           `envconfig:"DEV_NOTIFIER_PORT" default:"8090" desc:"the notifier's /alerts, /metrics, /healthz, /readyz port (above the processors' 8082...)"`
+
+	// Sites, when set, runs the hub and one stack per site (runSites).
+	Sites    []string `envconfig:"DEV_SITES" desc:"site names for the many-sites demo (task up:sites: north,south): a hub on the ports above and one stack per site, site i on every port + 100×i; empty: one stack"`
+	LeafPort int      `envconfig:"DEV_LEAF_PORT" default:"7422" desc:"the hub's NATS leaf node port in the many-sites demo"`
 
 	// InfluxDB is set up as task deploy sets it up (influxadmin), at every
 	// start: the services' buckets, passed on to them, with their
@@ -71,6 +76,12 @@ func main() {
 	}
 	if cfg.Processors < 1 || cfg.Processors > 16 {
 		service.Fatal(log, "invalid configuration", errors.New("EDGEFLOW_DEV_PROCESSORS must be 1..16"))
+	}
+	if len(cfg.Sites) > 0 {
+		hub := bus.HubConfig{Sites: cfg.Sites, Streams: bus.DefaultUplinkStreams, MaxAge: time.Hour, MaxBytes: 1 << 30}
+		if err := hub.Validate(); err != nil {
+			service.Fatal(log, "invalid configuration", fmt.Errorf("EDGEFLOW_DEV_SITES: %w", err))
+		}
 	}
 	if cfg.NotifierPort >= cfg.ProcessorPort && cfg.NotifierPort < cfg.ProcessorPort+cfg.Processors {
 		service.Fatal(log, "invalid configuration", fmt.Errorf("EDGEFLOW_DEV_NOTIFIER_PORT=%d is one of the processors' ports %d..%d",
@@ -107,6 +118,9 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 		if rulesFile, err = filepath.Abs(v); err != nil {
 			return err
 		}
+	}
+	if len(cfg.Sites) > 0 {
+		return runSites(ctx, log, cfg, root, data, bin, rulesFile, plan)
 	}
 	// NATS's MQTT listener is the broker: no Mosquitto.
 	l := &launcher.Launcher{
