@@ -12,7 +12,7 @@ import (
 // retention").
 func TestServicesGetTheirOwnInfluxCredentials(t *testing.T) {
 	want := map[string]string{"processor": "processor-token", "dashboard": "dashboard-token"}
-	for _, overlay := range Overlays {
+	for _, overlay := range AllOverlays() {
 		seen := map[string]bool{}
 		for _, o := range Render(t, overlay) {
 			if o.Kind == "ConfigMap" && len(o.Data) > 0 && o.Data["EDGEFLOW_INFLUX_URL"] != "" {

@@ -226,7 +226,7 @@ func split(objs []Scraped) (workloads, policies, monitors []Scraped) {
 // port its /readyz and /metrics are served on, and no other pod: NATS's monitoring
 // port is JSON, not the Prometheus format.
 func TestPrometheusAnnotations(t *testing.T) {
-	for _, overlay := range Overlays {
+	for _, overlay := range AllOverlays() {
 		t.Run(overlay, func(t *testing.T) {
 			workloads, _, monitors := split(decode[Scraped](t, overlay, kustomize(t, "overlays/"+overlay)))
 			if len(monitors) > 0 {
@@ -247,8 +247,13 @@ func TestPrometheusAnnotations(t *testing.T) {
 				}
 			}
 			slices.Sort(annotated)
-			if !slices.Equal(annotated, Services) {
-				t.Errorf("pods annotated prometheus.io/scrape: %v, want %v", annotated, Services)
+			// A hub runs the processor and the dashboard only.
+			want := Services
+			if slices.Contains(HubOverlays, overlay) {
+				want = []string{"dashboard", "processor"}
+			}
+			if !slices.Equal(annotated, want) {
+				t.Errorf("pods annotated prometheus.io/scrape: %v, want %v", annotated, want)
 			}
 		})
 	}

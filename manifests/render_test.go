@@ -5,7 +5,9 @@
 // (PLACEMENT=edge) places every workload, how ingest subscribes (ingest_test.go) and
 // that Mosquitto's queues fit its memory limit (mosquitto_test.go), and what Prometheus
 // scraping relies on: the annotations, components/prometheus's PodMonitors and the policy
-// that admits the scraper (prometheus_test.go).
+// that admits the scraper (prometheus_test.go); a site's uplink to a hub
+// (components/uplink, uplink_test.go) and the hub (overlays/hub, hub_test.go), whose
+// rendered NATS configurations nats-server loads and links up.
 // scripts/internal/clustertest deploys the devcluster overlay on a real cluster.
 package manifests
 
@@ -36,8 +38,24 @@ import (
 	"github.com/edgeflow/edgeflow/internal/secure"
 )
 
-// Overlays are every overlay the repository ships.
+// Overlays are every overlay the repository ships that runs the whole pipeline (a
+// site): the checks of TestOverlays and the components of a site are layered on them.
 var Overlays = []string{"k3s", "k3s-ha", "devcluster", "devcluster-ha"}
+
+// HubOverlays are the overlays of a hub (overlays/hub; hub_test.go): no devices, so
+// no Mosquitto, ingest or notifier, and NATS's users are the hub's. They have a list
+// of their own because what TestOverlays checks of ingest and the broker does not
+// apply; the checks that hold for every deployment iterate AllOverlays.
+var HubOverlays = []string{"hub"}
+
+// AllOverlays are Overlays and HubOverlays.
+func AllOverlays() []string { return append(slices.Clone(Overlays), HubOverlays...) }
+
+// SiteWorkloads and HubWorkloads are the workloads of Overlays and of HubOverlays.
+var (
+	SiteWorkloads = []string{"dashboard", "influxdb", "ingest", "mosquitto", "nats", "notifier", "processor"}
+	HubWorkloads  = []string{"dashboard", "influxdb", "nats", "processor"}
+)
 
 // SecretKeys are the Secrets task deploy creates (scripts/secrets) and their keys: the
 // manifests may refer to nothing else.
@@ -51,6 +69,10 @@ var SecretKeys = map[string][]string{
 	"edgeflow-dashboard-tls": {"tls.crt", "tls.key"},
 	// The NATS cluster's routes (components/nats-cluster): mutual TLS.
 	"edgeflow-nats-route-tls": {"ca.crt", "tls.crt", "tls.key"},
+	// A hub's leaf node users, one per site (overlays/hub; scripts/secrets -leaf-site).
+	"edgeflow-nats-leaf": {"users.conf"},
+	// A site's login to the hub (components/uplink): copied from the hub's secrets.
+	"edgeflow-nats-uplink": {"user", "password", "ca.crt"},
 }
 
 // Object is the part of a Kubernetes object these checks read.
@@ -154,6 +176,11 @@ type Container struct {
 			FieldRef *struct {
 				FieldPath string `yaml:"fieldPath"`
 			} `yaml:"fieldRef"`
+			ConfigMapKeyRef *struct {
+				Name     string `yaml:"name"`
+				Key      string `yaml:"key"`
+				Optional bool   `yaml:"optional"`
+			} `yaml:"configMapKeyRef"`
 		} `yaml:"valueFrom"`
 	} `yaml:"env"`
 	Resources struct {
@@ -271,7 +298,10 @@ func checkObjects(t *testing.T, overlay string, objs []Object) IngestSubscriptio
 		}
 	}
 	slices.Sort(names)
-	want := []string{"dashboard", "influxdb", "ingest", "mosquitto", "nats", "notifier", "processor"}
+	want := SiteWorkloads
+	if slices.Contains(HubOverlays, overlay) {
+		want = HubWorkloads
+	}
 	if !slices.Equal(names, want) {
 		t.Errorf("workloads %v, want %v", names, want)
 	}
@@ -293,7 +323,7 @@ func checkObjects(t *testing.T, overlay string, objs []Object) IngestSubscriptio
 		t.Errorf("%s: no NetworkPolicy of its own (the default denies everything)", w.Metadata.Name)
 	found:
 	}
-	replicas := map[string]string{"k3s": "1", "devcluster": "1", "k3s-ha": "3", "devcluster-ha": "3"}[overlay]
+	replicas := map[string]string{"k3s": "1", "devcluster": "1", "k3s-ha": "3", "devcluster-ha": "3", "hub": "1"}[overlay]
 	for name, cm := range configMaps {
 		if strings.HasPrefix(name, "edgeflow-shared") && cm.Data["EDGEFLOW_STREAM_REPLICAS"] != replicas {
 			t.Errorf("%s: EDGEFLOW_STREAM_REPLICAS=%q, want %s", name, cm.Data["EDGEFLOW_STREAM_REPLICAS"], replicas)
@@ -315,7 +345,9 @@ func checkObjects(t *testing.T, overlay string, objs []Object) IngestSubscriptio
 			}
 		}
 	}
-	checkMosquitto(t, workloads, configMaps, sub)
+	if slices.Contains(want, "mosquitto") {
+		checkMosquitto(t, workloads, configMaps, sub)
+	}
 	return sub
 }
 
@@ -522,7 +554,7 @@ func renderWith(t *testing.T, overlay string, components ...string) (string, []b
 // nothing else: k3s-ha's required anti-affinity and spread constraints survive. Without
 // it nothing is placed (today's manifests).
 func TestEdgeAgents(t *testing.T) {
-	for _, overlay := range []string{"k3s", "k3s-ha"} {
+	for _, overlay := range []string{"k3s", "k3s-ha", "hub"} {
 		t.Run(overlay, func(t *testing.T) {
 			plain := kustomize(t, filepath.Join("overlays", overlay))
 			plainObjs := decode[Object](t, "overlays/"+overlay, plain)
@@ -765,6 +797,8 @@ func loadNATSConfig(t *testing.T, objs []Object, pod string, secrets map[string]
 					v = secure.Token()
 				} else if f != nil && f.FieldRef != nil {
 					v = pod
+				} else if f != nil && f.ConfigMapKeyRef != nil {
+					v = configMapKey(t, objs, "nats env "+e.Name, f.ConfigMapKeyRef.Name, f.ConfigMapKeyRef.Key, f.ConfigMapKeyRef.Optional)
 				}
 				env[e.Name] = v
 			}
@@ -809,6 +843,26 @@ func loadNATSConfig(t *testing.T, objs []Object, pod string, secrets map[string]
 	return o, env
 }
 
+// configMapKey is the value of key in the rendered ConfigMap name, as the kubelet
+// gives it to a container: a missing ConfigMap or key fails the test unless the
+// reference is optional ("" then).
+func configMapKey(t *testing.T, objs []Object, where, name, key string, optional bool) string {
+	t.Helper()
+	for _, o := range objs {
+		if o.Kind == "ConfigMap" && o.Metadata.Name == name {
+			if v, ok := o.Data[key]; ok || optional {
+				return v
+			}
+			t.Errorf("%s: ConfigMap %s has no key %s: the pod would not start", where, name, key)
+			return ""
+		}
+	}
+	if !optional {
+		t.Errorf("%s: no ConfigMap %s in the rendering: the pod would not start", where, name)
+	}
+	return ""
+}
+
 func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
@@ -827,7 +881,7 @@ func writeFile(t *testing.T, path string, b []byte) {
 // new devices from queries. components/influxdb2 (opt-in, untested)
 // switches image and annotation to 2.x together.
 func TestInfluxDBTakesEveryDevice(t *testing.T) {
-	for _, overlay := range Overlays {
+	for _, overlay := range AllOverlays() {
 		checked := 0
 		for _, o := range Render(t, overlay) {
 			if o.Kind != "StatefulSet" || o.Metadata.Name != "influxdb" {

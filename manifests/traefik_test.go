@@ -18,7 +18,7 @@ const middlewaresAnnotation = "traefik.ingress.kubernetes.io/router.middlewares"
 // TLSStore serves the same certificate to clients that send no server name. The dev
 // cluster's overlays have no Ingress and no Traefik object (no CRDs there).
 func TestDashboardHTTPS(t *testing.T) {
-	for _, overlay := range Overlays {
+	for _, overlay := range AllOverlays() {
 		t.Run(overlay, func(t *testing.T) {
 			objs := decode[map[string]any](t, overlay, kustomize(t, filepath.Join("overlays", overlay)))
 			var ingresses, traefik []map[string]any

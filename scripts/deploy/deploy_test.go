@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -54,6 +55,7 @@ func TestDeployRendersTheInfluxDBAndImagesItSetsUp(t *testing.T) {
 		{"devcluster", nil, "", Influx18, "image: localhost/edgeflow/influxdb:1.8.3", true},
 		{"devcluster-ha", nil, "local", Influx18, "image: localhost/edgeflow/influxdb:1.8.3", true},
 		{"k3s", []string{"influxdb2"}, "", Influx2, "image: influxdb:2.7", false},
+		{"hub", nil, "", Influx18, "image: influxdb:1.8.3", false},
 	} {
 		name := tc.overlay + "+" + strings.Join(tc.components, ",") + "+" + tc.images
 		// A copy of manifests/ under a root of the test's own: deploy writes its
@@ -78,6 +80,30 @@ func TestDeployRendersTheInfluxDBAndImagesItSetsUp(t *testing.T) {
 		if !tc.local && (pulls != 0 || strings.Contains(out, "image: localhost/edgeflow/nats") || strings.Contains(out, "image: localhost/edgeflow/mosquitto")) {
 			t.Errorf("%s: local images or pull policies in an overlay that pulls", name)
 		}
+	}
+}
+
+// task deploy waits for the workloads the overlay runs, in start-up order: all seven
+// at a site, four at the hub (manifests/overlays/hub), which has no devices.
+func TestRenderedWorkloads(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(filepath.Join(root, "manifests"), os.DirFS("../../manifests")); err != nil {
+		t.Fatal(err)
+	}
+	for overlay, want := range map[string][]string{
+		"k3s": Workloads,
+		"hub": {"nats", "influxdb", "processor", "dashboard"},
+	} {
+		got, err := RenderedWorkloads([]byte(render(t, Config{Root: root, Overlay: overlay})))
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("%s: workloads %v, %v; want %v", overlay, got, err, want)
+		}
+	}
+	if _, err := RenderedWorkloads([]byte("kind: Deployment\nmetadata: {name: gateway}\n")); err == nil {
+		t.Error("an unknown Deployment: accepted (nothing would wait for it)")
+	}
+	if _, err := RenderedWorkloads([]byte("kind: Service\nmetadata: {name: nats}\n")); err == nil {
+		t.Error("no workload: accepted")
 	}
 }
 

@@ -11,7 +11,8 @@
 //	KUBECONFIG       the cluster (default: /etc/rancher/k3s/k3s.yaml when it exists; with
 //	                 OVERLAY=devcluster the dev cluster's admin kubeconfig)
 //	OVERLAY          manifests/overlays/<OVERLAY>: k3s (default), k3s-ha, devcluster,
-//	                 devcluster-ha
+//	                 devcluster-ha, hub (the hub of several sites), or an overlay of
+//	                 your own (a site with components/uplink)
 //	REGISTRY         push the images to this registry (host[:port][/path]); without it
 //	                 they are side-loaded (dev cluster) or imported on each node (K3s)
 //	PLATFORMS        image platforms (default: the nodes' os/arch)

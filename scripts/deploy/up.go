@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edgeflow/edgeflow/scripts/internal/progress"
 )
@@ -61,6 +67,10 @@ func up(ctx context.Context, k *Kube) error {
 	if err != nil {
 		return err
 	}
+	workloads, err := RenderedWorkloads([]byte(rendered))
+	if err != nil {
+		return err
+	}
 	logf("influxdb: API %s (StatefulSet influxdb, annotation %s)", influx, InfluxAnnotation)
 	if err := secrets(ctx, k, nodes, influx); err != nil {
 		return err
@@ -77,12 +87,12 @@ func up(ctx context.Context, k *Kube) error {
 	if err := setupInflux(ctx, k, influx); err != nil {
 		return err
 	}
-	if err := k.WaitRollouts(ctx, Workloads, k.Timeout-time.Since(tApply)); err != nil {
+	if err := k.WaitRollouts(ctx, workloads, k.Timeout-time.Since(tApply)); err != nil {
 		return err
 	}
 	logf("all ready %s after apply (images %s), total %s",
 		progress.Duration(time.Since(tApply)), progress.Duration(tImages.Sub(t0)), progress.Duration(time.Since(t0)))
-	return endpoints(ctx, k, nodes)
+	return endpoints(ctx, k, nodes, workloads)
 }
 
 // placementNodes are the nodes the pods may run on: all of them, or with PLACEMENT=edge
@@ -377,10 +387,20 @@ func applySecret(ctx context.Context, k *Kube, dir, name string) error {
 }
 
 // endpoints prints where the dashboard and MQTT answer and where the credentials are.
-func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
+func endpoints(ctx context.Context, k *Kube, nodes []Node, workloads []string) error {
 	sec := k.buildDir("secrets", k.Cluster)
 	node := nodes[0].InternalIP
 	fmt.Println()
+	if !slices.Contains(workloads, "mosquitto") {
+		// A hub (manifests/overlays/hub): no devices; the sites' NATS servers connect.
+		dash := cmp.Or(k.DashboardHost, node)
+		fmt.Printf("dashboard:  https://%s/   (Traefik Ingress, certificate of the CA below; or: go tool task dashboard)\n", dash)
+		fmt.Printf("leaf nodes (TLS): %s:7422   (K3s ServiceLB; each site's hub=)\n", node)
+		fmt.Printf("dashboard token:   %s\n", filepath.Join(sec, "edgeflow-dashboard", "token"))
+		fmt.Printf("sites' logins:     %s/<site>/ (copy to each site's edgeflow-nats-uplink/)\n", filepath.Join(sec, "uplink"))
+		fmt.Printf("hub's CA:          %s\n", filepath.Join(sec, "edgeflow-mqtt-tls", "ca.crt"))
+		return nil
+	}
 	if k.DevCluster() {
 		fmt.Printf("dashboard:  http://%s:30080/   (NodePort; or: go tool task dashboard)\n", node)
 		fmt.Printf("MQTT (TLS): ssl://%s:30883   (NodePort)\n", node)
@@ -410,4 +430,39 @@ func endpoints(ctx context.Context, k *Kube, nodes []Node) error {
 		fmt.Printf("dashboard HTTPS:   %s (signed by the same CA)\n", filepath.Join(sec, "edgeflow-dashboard-tls", "tls.crt"))
 	}
 	return nil
+}
+
+// RenderedWorkloads are the Workloads a rendered overlay runs, in start-up order: a hub
+// (manifests/overlays/hub) has no Mosquitto, ingest or notifier to wait for. A
+// Deployment or StatefulSet that is not among Workloads is an error: nothing would
+// wait for it.
+func RenderedWorkloads(rendered []byte) ([]string, error) {
+	have := map[string]bool{}
+	dec := yaml.NewDecoder(bytes.NewReader(rendered))
+	for {
+		var o struct {
+			Kind     string `yaml:"kind"`
+			Metadata struct {
+				Name string `yaml:"name"`
+			} `yaml:"metadata"`
+		}
+		err := dec.Decode(&o)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("rendered overlay: %w", err)
+		}
+		if o.Kind == "Deployment" || o.Kind == "StatefulSet" {
+			if !slices.Contains(Workloads, o.Metadata.Name) {
+				return nil, fmt.Errorf("rendered overlay: %s %s is not one of the workloads task deploy knows (%s)", o.Kind, o.Metadata.Name, strings.Join(Workloads, ", "))
+			}
+			have[o.Metadata.Name] = true
+		}
+	}
+	out := slices.DeleteFunc(slices.Clone(Workloads), func(w string) bool { return !have[w] })
+	if len(out) == 0 {
+		return nil, errors.New("rendered overlay: no Deployment or StatefulSet")
+	}
+	return out, nil
 }

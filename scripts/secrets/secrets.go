@@ -93,6 +93,9 @@ type Options struct {
 	SANs []string
 	// DashboardSANs are added to DefaultDashboardSANs.
 	DashboardSANs []string
+	// LeafSites are sites the hub (overlays/hub) gets a leaf node user for,
+	// added to those it has (leafUsers).
+	LeafSites []string
 	// Influx18 makes <user>-token <user>:<user>-password for InfluxDB 1.8's
 	// users; for 2.x, task deploy writes the tokens InfluxDB makes.
 	Influx18 bool
@@ -146,6 +149,9 @@ func Generate(o Options) (Result, error) {
 	if err := g.derived(SecretNATSRouteTLS, "ca.crt", ca.CertPEM); err != nil {
 		return res, err
 	}
+	if err := g.leafUsers(o.LeafSites, ca); err != nil {
+		return res, err
+	}
 	if _, err := g.token(SecretInflux, "admin-password"); err != nil {
 		return res, err
 	}
@@ -195,11 +201,12 @@ func (g gen) read(secret, key string) ([]byte, error) {
 // write writes a file 0600 (folders 0700), atomically: a crash leaves the
 // old file or the new one, never half of one.
 func (g gen) write(secret, key string, b []byte) error {
-	dir := filepath.Join(g.dir, secret)
+	// A key may be a path (uplink/<site>/password).
+	dir, name := filepath.Split(g.path(secret, key))
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, "."+key+".*")
+	tmp, err := os.CreateTemp(dir, "."+name+".*")
 	if err != nil {
 		return err
 	}
