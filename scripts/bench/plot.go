@@ -31,7 +31,7 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	height, versusTop := 0, plotTop
 	if steps {
 		height = plotTop + 2*panelHeight + panelGap + 50
-		versusTop = height
+		versusTop = height + 20
 	}
 	if r.Versus != nil {
 		height = versusTop + versusHeight

@@ -40,6 +40,13 @@ const (
 	// burstPoll is how often the raw points are counted once the load
 	// generator is done: the end-to-end time is known to within it.
 	burstPoll = 100 * time.Millisecond
+	// burstQuiet is how long a raw count that stopped short of the
+	// acknowledged readings must stay unchanged to be final: both tools
+	// write at least every second while they hold readings. Telegraf falls
+	// short when one device sends twice within a millisecond (its points
+	// are time-stamped to the payload's millisecond, so the second
+	// overwrites the first; edgeflow adds a sub-millisecond offset).
+	burstQuiet = 10 * time.Second
 	// burstSample is the resource sampling interval of a burst, shorter
 	// than the steps' because a burst of 50k lasts a few seconds.
 	burstSample = 250 * time.Millisecond
@@ -146,9 +153,10 @@ type BurstPlan struct {
 
 // runBurst publishes the burst and counts the raw points in the database
 // until every acknowledged reading is there, or the count has not grown
-// for Settle. Resources are sampled from the first publish to the end of
-// the count, so CPU per reading covers carrying the readings and writing
-// them raw; windows that close later are not in it, for either tool.
+// for burstQuiet (or Settle, when shorter). CPU time counts from the first publish to the last count that
+// grew, so it covers carrying the readings and writing them raw, not the
+// wait for readings that never come; windows that close later are not in
+// it, for either tool.
 func runBurst(ctx context.Context, loadgenBin, dir string, p BurstPlan) (Burst, error) {
 	sampler := startSampler(p.Members, burstSample)
 	start := time.Now()
@@ -164,7 +172,7 @@ func runBurst(ctx context.Context, loadgenBin, dir string, p BurstPlan) (Burst, 
 	db := devenv.InfluxDB{URL: p.InfluxURL, Database: p.Database}
 	var counted int64
 	grew := loaded
-	for ctx.Err() == nil && time.Since(grew) < p.Settle {
+	for ctx.Err() == nil && time.Since(grew) < min(p.Settle, burstQuiet) {
 		v, err := db.Scalar(ctx, q)
 		if err != nil {
 			sampler.stop(0)
@@ -172,13 +180,14 @@ func runBurst(ctx context.Context, loadgenBin, dir string, p BurstPlan) (Burst, 
 		}
 		if n := int64(v); n != counted {
 			counted, grew = n, time.Now()
+			sampler.markEnd()
 		}
 		if counted >= rep.Totals.Acked {
 			break
 		}
 		time.Sleep(burstPoll)
 	}
-	usage := sampler.stop(0)
+	usage := sampler.stopAtEnd()
 	usage["loadgen"] = Usage{CPUSeconds: rep.CPUSeconds}
 	b := Burst{
 		Acked: rep.Totals.Acked, Failed: rep.Totals.Failed, Counted: counted, Complete: counted >= rep.Totals.Acked,
