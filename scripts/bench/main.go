@@ -50,6 +50,8 @@ const (
 	quickSteps        = "2000,5000,10000"
 	quickStepDuration = 10 * time.Second
 	quickRawCount     = 100_000
+	// quickTelegrafCount is a burst of a few seconds through each.
+	quickTelegrafCount = 50_000
 )
 
 func main() {
@@ -80,6 +82,10 @@ func run() int {
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
 		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process, which embeds NATS, on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and saves their CPU and heap profiles of every step next to the report")
 		render     = flag.String("render", "", "run nothing: write the Markdown and SVG again from this JSON report, next to it")
+		telegraf   = flag.Bool("telegraf", true, "run the Telegraf leg: the same burst through Telegraf (.bin/telegraf, go tool task telegraf) and through edgeflow, side by side")
+		tgOnly     = flag.Bool("telegraf-only", false, "run only the Telegraf leg: no raw leg, no steps")
+		tgCount    = flag.Int64("telegraf-count", defaultTelegrafCount, "readings of the Telegraf leg's burst, through each")
+		tgConfig   = flag.String("telegraf-config", filepath.Join(root, "scripts", "bench", "telegraf.conf"), "Telegraf's configuration in the Telegraf leg (the tuned one committed beside the bench by default)")
 	)
 	flag.Parse()
 	if *render != "" {
@@ -101,6 +107,12 @@ func run() int {
 		if !set["raw-count"] {
 			*rawCount = quickRawCount
 		}
+		if !set["telegraf-count"] {
+			*tgCount = quickTelegrafCount
+		}
+	}
+	if *tgOnly {
+		*telegraf = true
 	}
 	rates, err := parseSteps(*stepsFlag)
 	if err != nil {
@@ -111,6 +123,14 @@ func run() int {
 	if _, err := os.Stat(loadgen); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: no load generator at %s: run go tool task build\n", loadgen)
 		return 2
+	}
+
+	var tgBin string
+	if *telegraf {
+		if tgBin, err = telegrafBinary(*bin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 2
+		}
 	}
 
 	if *pprofAddr != "" {
@@ -143,7 +163,8 @@ func run() int {
 	res := &Result{
 		StartedAt: time.Now(), Machine: describeMachine(*note),
 		Settings: Settings{Devices: *devices, Publishers: *publishers, StepSeconds: stepDur.Seconds(), Rates: rates,
-			RawCount: *rawCount, RawPublishers: *rawPubs, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync},
+			RawCount: *rawCount, RawPublishers: *rawPubs, MaxLagSecond: maxLag.Seconds(), Quick: *quick, NATSSync: *natsSync,
+			TelegrafOnly: *tgOnly},
 		IdleRSS: map[string]int64{}, Roles: map[string]string{},
 	}
 	// The steps' progress lines: i/N, an estimate of the time left, and the time since here.
@@ -153,15 +174,34 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	logf("raw MQTT leg: %d messages from %d publisher(s), as fast as PUBACKs return, to one paho subscriber", *rawCount, *rawPubs)
-	res.Raw, err = runRawLeg(ctx, loadgen, dir, Load{Broker: stack.MQTTURL, Devices: *devices, Publishers: *rawPubs,
-		Count: *rawCount, SeqStart: 1, Prefix: "bench-raw"}, *settle)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench:", err)
-		return 1
+	if !*tgOnly {
+		logf("raw MQTT leg: %d messages from %d publisher(s), as fast as PUBACKs return, to one paho subscriber", *rawCount, *rawPubs)
+		res.Raw, err = runRawLeg(ctx, loadgen, dir, Load{Broker: stack.MQTTURL, Devices: *devices, Publishers: *rawPubs,
+			Count: *rawCount, SeqStart: 1, Prefix: "bench-raw"}, *settle)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		logf("raw MQTT leg: %d of %d received in %.1fs: %.0f msgs/s (publisher %.0f msgs/s)",
+			res.Raw.Received, res.Raw.Published, res.Raw.Seconds, res.Raw.Rate, res.Raw.PublishRate)
 	}
-	logf("raw MQTT leg: %d of %d received in %.1fs: %.0f msgs/s (publisher %.0f msgs/s)",
-		res.Raw.Received, res.Raw.Published, res.Raw.Seconds, res.Raw.Rate, res.Raw.PublishRate)
+	// The same burst, through Telegraf while edgeflow's services are not yet
+	// running (nothing else takes the broker's messages), then through edgeflow.
+	burst := Load{Devices: *devices, Publishers: *publishers, Count: *tgCount}
+	if *telegraf {
+		res.Versus = &Versus{Count: *tgCount, Devices: *devices, Publishers: *publishers, Config: relativeTo(root, *tgConfig)}
+		if res.Versus.TelegrafVersion, err = telegrafVersion(ctx, tgBin); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		logf("Telegraf leg: %d readings through %s (%s)", *tgCount, res.Versus.TelegrafVersion, res.Versus.Config)
+		leg := &TelegrafLeg{Stack: stack, Bin: tgBin, Config: *tgConfig, Loadgen: loadgen, Dir: dir, Load: burst, Settle: *settle}
+		if res.Versus.Telegraf, err = leg.Run(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		logf("Telegraf leg: %s: %.0f msgs/s", burstText(res.Versus.Telegraf), res.Versus.Telegraf.Rate)
+	}
 
 	logf("starting the services from %s", *bin)
 	if err := stack.StartServices(ctx); err != nil {
@@ -176,6 +216,16 @@ func run() int {
 		}
 	}
 
+	if *telegraf {
+		logf("Telegraf leg: the same %d readings through edgeflow", *tgCount)
+		if res.Versus.Edgeflow, err = runEdgeflowBurst(ctx, stack, loadgen, dir, burst, *settle); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		logf("Telegraf leg: edgeflow %s: %.0f msgs/s; edgeflow ÷ Telegraf %s",
+			burstText(res.Versus.Edgeflow), res.Versus.Edgeflow.Rate, ratioText(res.Versus.Edgeflow.Rate, res.Versus.Telegraf.Rate))
+	}
+
 	runner := &Runner{Stack: stack, Loadgen: loadgen, Dir: dir, Devices: *devices, Publishers: *publishers,
 		MaxLag: *maxLag, Settle: *settle}
 	if *pprofAddr != "" {
@@ -185,6 +235,13 @@ func run() int {
 			return 1
 		}
 		logf("profiles of every step go to %s", runner.Profiles)
+	}
+	if *telegraf {
+		// The first step's windows must not share the burst's.
+		runner.lastEnd = time.Now()
+	}
+	if *tgOnly {
+		rates = nil
 	}
 	durations := make([]time.Duration, len(rates))
 	for i := range durations {
@@ -218,7 +275,9 @@ func run() int {
 			break
 		}
 	}
-	prog.Printf("finished: %s steps run in %s", progress.Step(len(res.Steps), len(rates)), progress.Duration(took))
+	if len(rates) > 0 {
+		prog.Printf("finished: %s steps run in %s", progress.Step(len(res.Steps), len(rates)), progress.Duration(took))
+	}
 	res.evaluate()
 	path, err := writeReport(*out, res)
 	if err != nil {
@@ -281,4 +340,12 @@ func parseSync(v string) (time.Duration, bool, error) {
 		return 0, false, fmt.Errorf("%q: want always or a positive duration such as 1s", v)
 	}
 	return d, false, nil
+}
+
+// relativeTo is path relative to root when it lies inside it, for the report.
+func relativeTo(root, path string) string {
+	if rel, err := filepath.Rel(root, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
 }

@@ -23,13 +23,31 @@ var seriesColours = []string{"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F0
 
 // WriteSVG draws two panels over the rate steps: throughput (published,
 // carried end to end, the raw MQTT leg and the target rate), with each step
-// marked pass or fail; and the peak RSS of each of our services.
+// marked pass or fail; and the peak RSS of each of our services. Below them
+// (or alone, with -telegraf-only) the Telegraf leg's bars.
 func (r *Result) WriteSVG(w io.Writer) error {
 	var b strings.Builder
-	height := plotTop + 2*panelHeight + panelGap + 50
+	steps := !r.Settings.TelegrafOnly
+	height, versusTop := 0, plotTop
+	if steps {
+		height = plotTop + 2*panelHeight + panelGap + 50
+		versusTop = height + 20
+	}
+	if r.Versus != nil {
+		height = versusTop + versusHeight
+	}
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		plotWidth, height, plotWidth, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	if !steps {
+		fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">edgeflow bench: the Telegraf leg alone</text>`+"\n", plotLeft)
+		if r.Versus != nil {
+			r.Versus.drawVersus(&b, versusTop)
+		}
+		b.WriteString("</svg>\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">edgeflow bench: sustained %.0f msgs/s, %.2f × raw MQTT leg</text>`+"\n",
 		plotLeft, r.Sustained, r.Ratio)
 
@@ -65,6 +83,9 @@ func (r *Result) WriteSVG(w io.Writer) error {
 	}
 	rss.hline, rss.hlineLabel = targetLoadRSS/(1<<20), "service target 40 MB"
 	rss.draw(&b)
+	if r.Versus != nil {
+		r.Versus.drawVersus(&b, versusTop)
+	}
 
 	b.WriteString("</svg>\n")
 	_, err := io.WriteString(w, b.String())

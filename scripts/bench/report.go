@@ -42,6 +42,8 @@ type Result struct {
 	Sustained float64  `json:"sustained_msgs_per_s"`
 	Ratio     float64  `json:"ratio_to_raw_leg"`
 	Targets   []Target `json:"targets"`
+	// Versus is the Telegraf leg (issue 16); nil when it did not run.
+	Versus *Versus `json:"versus_telegraf,omitempty"`
 }
 
 // Settings are the bench's own flags as run.
@@ -57,6 +59,8 @@ type Settings struct {
 	MaxLagSecond  float64 `json:"max_lag_seconds"`
 	Quick         bool    `json:"quick"`
 	NATSSync      string  `json:"nats_sync"`
+	// TelegrafOnly runs were the Telegraf leg alone: no raw leg, no steps.
+	TelegrafOnly bool `json:"telegraf_only,omitempty"`
 }
 
 // Machine says where the figures come from.
@@ -231,6 +235,17 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 		fmt.Fprintf(&b, " %s", m.Note)
 	}
 	st := r.Settings
+	if st.TelegrafOnly {
+		b.WriteString(" NATS storage sync " + cmp.Or(st.NATSSync, "2m (server default)") + "; only the Telegraf leg ran (-telegraf-only).\n\n")
+		if r.Versus != nil {
+			r.Versus.writeMarkdown(&b)
+		}
+		if svgName != "" {
+			fmt.Fprintf(&b, "\n![edgeflow against Telegraf](%s)\n", svgName)
+		}
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
 	fmt.Fprintf(&b, "\n\nLoad: QoS 1, %d devices over %d publisher connections, %.0f s per step%s; NATS storage sync %s.\n\n",
 		st.Devices, st.Publishers, st.StepSeconds, map[bool]string{true: " (quick mode: a smoke run, not a result)", false: ""}[st.Quick], cmp.Or(st.NATSSync, "2m (server default)"))
 	fmt.Fprintf(&b, "**Sustained: %.0f msgs/s**, %.2f × the raw MQTT leg (%.0f msgs/s: %d of %d messages from %d publisher connection(s) received by one paho subscriber in %.1f s).\n\n",
@@ -279,6 +294,10 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 		fmt.Fprintf(&b, " ; ; %.2f of %d |", s.MachineCores, r.Machine.Cores)
 	}
 	b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (CPU from wait4; its RSS is not measured).\n")
+	if r.Versus != nil {
+		b.WriteString("\n")
+		r.Versus.writeMarkdown(&b)
+	}
 	if svgName != "" {
 		fmt.Fprintf(&b, "\n![throughput and RSS per step](%s)\n", svgName)
 	}

@@ -334,6 +334,22 @@ func (s *sampler) markEnd() {
 	}
 }
 
+// stopAtEnd ends the sampling and returns each member's peak RSS and its
+// CPU time from the start to the last markEnd.
+func (s *sampler) stopAtEnd() map[string]Usage {
+	close(s.done)
+	s.wg.Wait()
+	out := map[string]Usage{}
+	for name, first := range s.first {
+		end, ok := s.atEnd[name]
+		if !ok {
+			end = first
+		}
+		out[name] = Usage{RSSMaxBytes: s.max[name], CPUSeconds: end.CPUSeconds - first.CPUSeconds}
+	}
+	return out
+}
+
 // stop ends the sampling and returns each member's peak RSS and CPU time,
 // and its cores busy over load, the time from the start to markEnd.
 func (s *sampler) stop(load time.Duration) map[string]Usage {
