@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,5 +332,74 @@ func TestUplinkConfigValidated(t *testing.T) {
 	t.Setenv("EDGEFLOW_SITE_NAME", north)
 	if _, err := LoadConfig(); err != nil {
 		t.Fatalf("a site name alone: %v", err)
+	}
+}
+
+// Under the shipped NATS permissions (manifests/base/nats/auth.conf) at the
+// site, the dashboard's user can ask the hub what the uplink needs: the
+// check passes and measures the backlog, rather than timing out on a
+// denied request and calling the hub unreachable.
+func TestUplinkUnderShippedPermissions(t *testing.T) {
+	ctx := t.Context()
+	for u, pw := range map[string]string{"ingest": "pw-ingest", "processor": "pw-processor", "notifier": "pw-notifier", "dashboard": "pw-dashboard"} {
+		t.Setenv(strings.ToUpper(u)+"_PASSWORD", pw)
+	}
+	root, err := devenv.RepoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub, leafPort := startHub(t)
+	site, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: north, Domain: north,
+		AuthConfig: filepath.Join(root, devenv.NATSAuthConfig),
+		Leaf: &devenv.NATSLeaf{Remotes: []string{fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", leafUser, leafPassword, leafPort)},
+			ReconnectInterval: 200 * time.Millisecond, Deny: bus.SiteLocalSubjects}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { site.Shutdown(); site.WaitForShutdown() })
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	connect := func(user string) (*nats.Conn, jetstream.JetStream) {
+		t.Helper()
+		nc, js, err := bus.Connect(ctx, quiet, bus.Config{URL: site.ClientURL(), ConnectTimeout: 5 * time.Second,
+			User: user, Password: "pw-" + user}, "uplink-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		return nc, js
+	}
+	// The processor creates and writes AGGREGATES, as in the pipeline.
+	_, pjs := connect("processor")
+	sc := bus.StreamConfig{Replicas: 1, DedupWindow: 2 * time.Minute, AggregatesMaxAge: time.Hour}
+	if err := bus.Ensure(ctx, pjs, sc.Aggregates()); err != nil {
+		t.Fatal(err)
+	}
+	publishWindows(t, pjs, 3)
+	hnc, err := nats.Connect(hub.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hnc.Close()
+	hjs, _ := jetstream.New(hnc)
+	hcfg := bus.HubConfig{Sites: []string{north}, Streams: []string{bus.StreamAggregates}, MaxAge: time.Hour, MaxBytes: 64 << 20}
+	if err := bus.Ensure(ctx, hjs, hcfg.HubStreams(sc)...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "site linked", func() bool { return hub.NumLeafNodes() == 1 })
+
+	dnc, _ := connect("dashboard")
+	w, err := newUplinkWatch(dnc, bus.UplinkConfig{Site: north, Streams: []string{bus.StreamAggregates}, HubDomain: bus.HubDomain},
+		quiet, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var u UplinkHealth
+	eventually(t, 30*time.Second, "the dashboard's user sees the hub hold the 3 windows", func() bool {
+		w.check(ctx)
+		u = w.snapshot()
+		return u.State == uplinkUp && u.Streams[0].HubSeq == 3 && u.Streams[0].Backlog == 0
+	})
+	if !u.Reachable || u.Error != "" {
+		t.Fatalf("uplink under the shipped permissions: %+v", u)
 	}
 }
