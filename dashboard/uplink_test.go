@@ -1,11 +1,15 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -157,6 +161,40 @@ func publishWindows(t *testing.T, js jetstream.JetStream, n int) {
 	}
 }
 
+// pipelineFrame reads the pipeline page's live stream until a frame's
+// uplink part satisfies ok.
+func pipelineFrame(t *testing.T, base string, ok func(*uplinkJSON) bool) uplinkJSON {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/events?view=pipeline", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 8<<20)
+	event := ""
+	for sc.Scan() {
+		line := sc.Text()
+		if ev, found := strings.CutPrefix(line, "event: "); found {
+			event = ev
+		}
+		if data, found := strings.CutPrefix(line, "data: "); found && event == "pipeline" {
+			var p struct{ Uplink *uplinkJSON }
+			if err := json.Unmarshal([]byte(data), &p); err != nil {
+				t.Fatal(err)
+			}
+			if p.Uplink != nil && ok(p.Uplink) {
+				return *p.Uplink
+			}
+		}
+	}
+	t.Fatalf("no live pipeline frame with the uplink wanted: %v", sc.Err())
+	return uplinkJSON{}
+}
+
 // logCount counts the JSON log lines whose message starts with msg.
 func logCount(buf *bytes.Buffer, msg string) int {
 	return strings.Count(buf.String(), `"msg":"`+msg)
@@ -265,6 +303,10 @@ func TestUplinkWatch(t *testing.T) {
 	}
 	t.Logf("link cut: %s", u.Error)
 	ready()
+	// The pipeline page's live frames carry it, as they carry the rest.
+	if f := pipelineFrame(t, e.url, func(u *uplinkJSON) bool { return u.State == "unreachable" && u.Streams[0].Backlog == 50 }); f.Reachable {
+		t.Fatalf("live frame: %+v", f)
+	}
 	eventually(t, 10*time.Second, "backlog metric 50", func() bool { return scrape(t, e.url)[backlog] == "50" })
 	if m := scrape(t, e.url); m["edgeflow_dashboard_uplink_hub_reachable"] != "0" || m[`edgeflow_dashboard_uplink_check_failures_total{reason="unreachable"}`] == "0" {
 		t.Fatalf("cut uplink metrics: %v", m)
