@@ -75,7 +75,7 @@ const (
 func newUplinkMetrics(reg prometheus.Registerer, streams []string) uplinkMetrics {
 	m := uplinkMetrics{
 		reachable: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_dashboard_uplink_hub_reachable",
-			Help: "1 when the hub's JetStream answered the last uplink check over the leaf node link, 0 when it could not be asked."}),
+			Help: "1 when the hub's JetStream answered the last uplink check that asked it (over the leaf node link), 0 when it could not be asked."}),
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeflow_dashboard_uplink_backlog",
 			Help: "Messages of an exported stream not known to be at the hub (site sequence - hub sequence); grows while the link is down."}, []string{"stream"}),
 		siteSeq: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeflow_dashboard_uplink_site_sequence",
