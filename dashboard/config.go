@@ -16,6 +16,9 @@ import (
 type Config struct {
 	bus.Config
 	Influx influx.Config `envconfig:"INFLUX"`
+	// The site's uplink to a hub (EDGEFLOW_SITE_NAME, EDGEFLOW_UPLINK_*):
+	// watched and shown in the pipeline view when a site name is set.
+	bus.UplinkConfig
 
 	HTTPAddr string          `envconfig:"DASHBOARD_HTTP_ADDR" default:":8080" desc:"address of the dashboard and its /healthz, /readyz, /metrics"`
 	Token    string          `envconfig:"DASHBOARD_TOKEN" desc:"access token (optional; from a Secret): when set, every page and API asks for it as a Bearer token or as the password of HTTP basic auth (any user name); never logged"`
@@ -24,7 +27,7 @@ type Config struct {
 
 	OfflineAfter   time.Duration `envconfig:"DASHBOARD_OFFLINE_AFTER" default:"30s" desc:"a device not heard from for this long shows as offline"`
 	LiveInterval   time.Duration `envconfig:"DASHBOARD_LIVE_INTERVAL" default:"1s" desc:"live updates are coalesced and sent at most once per device per interval, in one batch"`
-	ScrapeInterval time.Duration `envconfig:"DASHBOARD_SCRAPE_INTERVAL" default:"5s" desc:"how often the pipeline view scrapes the services and reads the streams"`
+	ScrapeInterval time.Duration `envconfig:"DASHBOARD_SCRAPE_INTERVAL" default:"5s" desc:"how often the pipeline view scrapes the services and reads the streams, and the uplink to the hub is checked"`
 	DeviceMemory   int           `envconfig:"DASHBOARD_DEVICE_MEMORY_MIB" default:"40" desc:"heap the devices' latest values and 2-minute histories may take (MiB); past it the devices heard from least recently are forgotten (edgeflow_dashboard_devices_evicted_total) until they send again. A device with 8 metrics takes about 17 kB"`
 	MaxClients     int           `envconfig:"DASHBOARD_MAX_CLIENTS" default:"500" desc:"most simultaneous live (SSE) connections; more are refused with 503"`
 	SSEBuffer      int           `envconfig:"DASHBOARD_SSE_BUFFER" default:"64" desc:"live frames queued per browser; a slow one loses the oldest (edgeflow_dashboard_sse_dropped_total) and reloads"`
@@ -49,7 +52,7 @@ func (c Config) Targets() []pipeline.Target {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(), c.Influx.Validate()}
+	errs := []error{c.Config.Validate(), c.Influx.Validate(), c.UplinkConfig.Validate()}
 	if c.HTTPAddr == "" {
 		errs = append(errs, errors.New("EDGEFLOW_DASHBOARD_HTTP_ADDR is empty"))
 	}

@@ -35,6 +35,7 @@ type Dashboard struct {
 	history  *history.Reader
 	scraper  *pipeline.Scraper
 	influxUp func(context.Context) error
+	uplink   *uplinkWatch // nil without EDGEFLOW_SITE_NAME
 
 	mu          sync.RWMutex
 	deadLetters []pipeline.DeadLetter // oldest first, at most cfg.DeadLetters
@@ -221,6 +222,8 @@ type Health struct {
 	Devices     int                   `json:"devices"`
 	Clients     int                   `json:"clients"`
 	Build       service.Build         `json:"build"` // the dashboard's own
+	// Uplink is the site's link to the hub; absent without EDGEFLOW_SITE_NAME.
+	Uplink *UplinkHealth `json:"uplink,omitempty"`
 }
 
 // pollPipeline refreshes the pipeline view every scrape interval and sends
@@ -245,6 +248,10 @@ func (d *Dashboard) refreshHealth(ctx context.Context) {
 		InfluxDB: "ok", Devices: d.devices.Len(), Clients: d.hub.Clients(), Build: service.Version()}
 	if err := d.influxUp(ctx); err != nil {
 		h.InfluxDB = err.Error()
+	}
+	if d.uplink != nil {
+		u := d.uplink.snapshot()
+		h.Uplink = &u
 	}
 	for _, s := range h.Streams {
 		if s.Name == bus.StreamDeadLetter {

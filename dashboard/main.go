@@ -59,6 +59,12 @@ func run(ctx context.Context, cfg Config) error {
 			func() float64 { return float64(d.devices.Evicted()) }),
 	)
 
+	if cfg.UplinkConfig.Enabled() {
+		if d.uplink, err = newUplinkWatch(nc, cfg.UplinkConfig, log, reg); err != nil {
+			return err
+		}
+	}
+
 	sub, err := d.subscribeLive()
 	if err != nil {
 		return err
@@ -74,6 +80,9 @@ func run(ctx context.Context, cfg Config) error {
 	wg.Go(func() { d.followAlerts(ctx) })
 	wg.Go(func() { d.followDeadLetters(ctx) })
 	wg.Go(func() { d.pollPipeline(ctx) })
+	if d.uplink != nil {
+		wg.Go(func() { d.uplink.run(ctx, cfg.ScrapeInterval) })
+	}
 
 	<-ctx.Done()
 	// SIGTERM drain: every live stream ends with a "bye" at once, so the

@@ -75,13 +75,21 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return newEnvAt(t, ns.ClientURL())
+}
+
+// newEnvAt is newEnv on a NATS server the test started.
+func newEnvAt(t *testing.T, natsURL string) *env {
+	t.Helper()
+	devenv.RequireInstalled(t, sharedInflux.err)
 	e := &env{t: t, influx: sharedInflux.proc.URL}
 	dbSeq++
 	e.db = "dash" + strconv.Itoa(dbSeq)
 	if err := devenv.CreateInfluxDatabase(context.Background(), e.influx, e.db); err != nil {
 		t.Fatal(err)
 	}
-	e.nc, err = nats.Connect(ns.ClientURL())
+	var err error
+	e.nc, err = nats.Connect(natsURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +102,7 @@ func newEnv(t *testing.T) *env {
 	if err := bus.Ensure(ctx, e.js, sc.DeadLetter(), jetstream.StreamConfig{Name: bus.StreamAlerts, Subjects: []string{"alerts.>"}}); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("EDGEFLOW_NATS_URL", ns.ClientURL())
+	t.Setenv("EDGEFLOW_NATS_URL", natsURL)
 	t.Setenv("EDGEFLOW_INFLUX_URL", e.influx)
 	t.Setenv("EDGEFLOW_INFLUX_BUCKET", e.db)
 	t.Setenv("EDGEFLOW_DASHBOARD_SCRAPE_INTERVAL", "500ms")

@@ -637,6 +637,25 @@
     return span;
   }
 
+  // The site's uplink to the hub (only when the dashboard has
+  // EDGEFLOW_SITE_NAME): reachable or why not, and each exported stream's
+  // backlog, the messages the hub does not have yet.
+  const UPLINK_STATUS = { up: 'on', unreachable: 'off', misconfigured: 'off', failing: 'warn', checking: 'warn' };
+  function uplinkPanel(u) {
+    const st = el('span', 'status ' + (UPLINK_STATUS[u.state] || 'warn'), u.state === 'up' ? 'reachable' : u.state);
+    const head = el('p', 'uplink-state', st, ' site ', el('span', 'mono', u.site), ' → hub domain ', el('span', 'mono', u.hub_domain),
+      el('span', 'muted', ' · since ' + fmtTime(u.since, true) + ' · checked ' + (u.checked ? fmtTime(u.checked) : 'not yet')));
+    const t = table(['stream', 'backlog', 'at the site', 'at the hub', 'problem'], 'uplink-streams');
+    for (const s of u.streams || []) {
+      t.tBodies[0].append(row(s.name, el('td', 'num' + (s.backlog > 0 ? ' pending' : ''), String(s.backlog)),
+        el('td', 'num', String(s.site_seq)), el('td', 'num', String(s.hub_seq)), el('td', 'detail', s.problem || '')));
+    }
+    return el('section', 'panel uplink', el('h2', null, 'Uplink to hub'), head,
+      u.error ? el('p', 'uplink-error', u.error) : null,
+      u.state === 'unreachable' ? el('p', 'muted small', 'The site runs on; the hub takes the backlog when the link returns. The site\'s NATS server log says why the link is down.') : null,
+      el('div', 'table-wrap', t));
+  }
+
   // Pipeline: rates per service, stream backlogs, dead letters.
   views.pipeline = {
     topic: () => 'view=pipeline',
@@ -670,6 +689,7 @@
         el('div', 'tile', el('span', 'metric-name', 'live viewers'), el('span', 'value big', String(h.clients))));
       view().replaceChildren(el('div', 'pipeline',
         el('div', 'page-head', el('h1', null, 'Pipeline'), el('span', 'muted', 'updated ' + fmtTime(h.at)), buildInfo(h.build)), tiles,
+        h.uplink ? uplinkPanel(h.uplink) : null,
         el('section', 'panel', el('h2', null, 'Services'), (h.services || []).length ? el('div', 'table-wrap', svc)
           : el('p', 'muted', 'No services configured (EDGEFLOW_DASHBOARD_SERVICES).')),
         el('section', 'panel', el('h2', null, 'Streams'), el('div', 'table-wrap', str)),

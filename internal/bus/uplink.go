@@ -63,6 +63,18 @@ type UplinkStatus struct {
 // Violation" for wrong leaf node credentials).
 var ErrHubUnreachable = errors.New("hub unreachable over the leaf node link (the site's NATS server log says why)")
 
+// NotSourcedError is Check's error for a stream the site exports and the hub
+// answers it does not hold: a configuration that cannot work until the
+// hub's is changed, unlike ErrHubUnreachable. Find it with errors.As.
+type NotSourcedError struct {
+	Site, Stream string
+}
+
+func (e *NotSourcedError) Error() string {
+	return fmt.Sprintf("the hub does not source %s from site %s: add %s to its EDGEFLOW_HUB_SITES and %s to its EDGEFLOW_HUB_STREAMS",
+		e.Stream, e.Site, e.Site, e.Stream)
+}
+
 // Uplink watches a site's uplink from one of its NATS connections.
 type Uplink struct {
 	cfg       UplinkConfig
@@ -122,8 +134,7 @@ func (u *Uplink) hubPosition(ctx context.Context, stream string) (uint64, error)
 	s, err := u.hub.Stream(ctx, name)
 	switch {
 	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return 0, fmt.Errorf("the hub does not source %s from site %s: add %s to its EDGEFLOW_HUB_SITES and %s to its EDGEFLOW_HUB_STREAMS",
-			stream, u.cfg.Site, u.cfg.Site, stream)
+		return 0, &NotSourcedError{Site: u.cfg.Site, Stream: stream}
 	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return 0, fmt.Errorf("%s: %w: %w", stream, ErrHubUnreachable, err)
 	case err != nil:

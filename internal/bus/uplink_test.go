@@ -291,7 +291,9 @@ func TestUplinkReportsStreamTheHubDoesNotSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = u.Check(ctx)
-	if err == nil || !strings.Contains(err.Error(), "does not source ALERTS") || errors.Is(err, ErrHubUnreachable) {
+	var ns *NotSourcedError
+	if err == nil || !strings.Contains(err.Error(), "does not source ALERTS") || errors.Is(err, ErrHubUnreachable) ||
+		!errors.As(err, &ns) || ns.Stream != StreamAlerts || ns.Site != north {
 		t.Fatalf("uplink check: %v, want the hub not sourcing ALERTS", err)
 	}
 }
