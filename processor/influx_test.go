@@ -174,7 +174,7 @@ func TestRawReadingsInOneMillisecondAreAllKept(t *testing.T) {
 // Lines dead-lettered together are split into records of whole lines that
 // fit a dead letter's body: none is truncated.
 func TestRejectedLinesKeepEveryLine(t *testing.T) {
-	w := &worker{metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
+	w := &lineWriter{metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
 	line := "telemetry,device=d,site=lab t=" + strings.Repeat("1", 70) + " 1732560000000000000\n"
 	body := strings.Repeat(line, 2*bus.MaxDeadLetterBody/len(line)+10)
 	w.rejectLines(body, errors.New("refused"))
