@@ -102,6 +102,12 @@ func TestBatchFollowsTheSchema(t *testing.T) {
 	if lib := write.PointToLineProtocol(p, time.Nanosecond); lib != b.Lines(0, 1) {
 		t.Fatalf("library encodes %q, Batch %q", lib, b.Lines(0, 1))
 	}
+	// The hub's window: one more tag, in key order.
+	b.AddHubAggregate("greenhouse-north", &a)
+	hub := "telemetry_1m,device=t1,edge_site=greenhouse-north,metric=temperature,site=lab count=3i,sum=6,min=1,max=3,mean=2,first=1,last=3e+21 1732560000000000000\n"
+	if got := b.Lines(2, 3); got != hub {
+		t.Fatalf("hub window line %q, want %q", got, hub)
+	}
 	b.Reset()
 	if b.Len() != 0 || b.Lines(0, 0) != "" {
 		t.Fatal("Reset left lines behind")
