@@ -38,6 +38,9 @@ type Config struct {
 	LeaseTTL      time.Duration `envconfig:"PROCESSOR_LEASE_TTL" default:"10s" desc:"how long a dead replica keeps its partitions before another takes them"`
 	PurgeInterval time.Duration `envconfig:"PROCESSOR_PURGE_INTERVAL" default:"5s" desc:"how often processed readings are removed from TELEMETRY"`
 	DrainTimeout  time.Duration `envconfig:"PROCESSOR_DRAIN_TIMEOUT" default:"20s" desc:"how long SIGTERM waits for the last flush"`
+
+	// hubAckWait, when not zero, replaces hubAckWait (tests).
+	hubAckWait time.Duration
 }
 
 // InfluxConfig is where windows and raw readings are written (EDGEFLOW_INFLUX_*).

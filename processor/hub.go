@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -140,7 +141,7 @@ func (w *siteWriter) consumer(ctx context.Context) (jetstream.Consumer, error) {
 		Description:   "the hub's processors write site " + w.site + "'s windows to InfluxDB",
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       hubAckWait,
+		AckWait:       cmp.Or(w.cfg.hubAckWait, hubAckWait),
 		MaxDeliver:    -1,
 	})
 	if err != nil {

@@ -467,3 +467,61 @@ func TestHubNATSRestartResumes(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "ready again", func() bool { return len(r.health.Ready(t.Context())) == 0 })
 }
+
+// A writer that dies with windows in hand, written to InfluxDB or not but
+// unacknowledged: JetStream delivers them again after the ack wait, and the
+// next writer writes them, so InfluxDB holds each window once.
+func TestHubWindowsOfADeadWriterAreWrittenAgain(t *testing.T) {
+	in := startInflux(t)
+	_, hubURL, sites := hubAndSites(t, north)
+	cfg := hubTestConfig(in.URL, north)
+	cfg.hubAckWait = 2 * time.Second
+	cfg.DrainTimeout = 100 * time.Millisecond
+	first := startHubWriter(t, hubURL, cfg)
+	publishWindows(t, sites[0], 0, 100, 1)
+	waitFor(t, 30*time.Second, "the first windows written", func() bool { return first.out() == 100 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := in.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publishWindows(t, sites[0], 100, 200, 1)
+	waitFor(t, 30*time.Second, "the writer holds windows it cannot write", func() bool {
+		return strings.Contains(first.health.Ready(ctx)["hub"], "influx_write")
+	})
+	first.cancel()
+	if err := <-first.done; err == nil || !strings.Contains(err.Error(), "not acknowledged") {
+		t.Fatalf("a writer cut off with windows in hand ended with %v, want it to say they were not acknowledged", err)
+	}
+	first.done <- nil // for the cleanup
+	if got := first.out(); got != 100 {
+		t.Fatalf("the dead writer recorded %d windows written, want the 100 before InfluxDB stopped", got)
+	}
+	if err := in.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	second := startHubWriter(t, hubURL, cfg)
+	waitFor(t, 60*time.Second, "the next writer writes the rest", func() bool { return first.out()+second.out() >= 200 })
+	time.Sleep(500 * time.Millisecond)
+	checkSiteWindows(t, in.URL, north, 200, 1)
+	// The second writer wrote the dead one's windows in hand too: delivered
+	// again, since they were never acknowledged.
+	if got := first.out() + second.out(); got != 200 {
+		t.Errorf("the writers wrote %d + %d windows, want 200 in all", first.out(), second.out())
+	}
+	_, hjs := connectJS(t, hubURL)
+	stream := bus.HubStreamName(north, bus.StreamAggregates)
+	c, err := hjs.Consumer(ctx, stream, HubConsumerName(stream))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumPending != 0 || info.NumAckPending != 0 {
+		t.Errorf("consumer pending %d, unacknowledged %d: want every window written", info.NumPending, info.NumAckPending)
+	}
+}
