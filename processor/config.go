@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
@@ -19,6 +20,9 @@ type Config struct {
 	bus.Config
 	bus.StreamConfig
 	Influx InfluxConfig `envconfig:"INFLUX"`
+	// HubConfig, with EDGEFLOW_HUB_SITES set, makes the processor the hub's
+	// InfluxDB writer (hub.go) instead of a site's window processor.
+	bus.HubConfig
 
 	ID       string `envconfig:"PROCESSOR_ID" desc:"unique replica id (default: hostname, the pod name in K3s)"`
 	HTTPAddr string `envconfig:"PROCESSOR_HTTP_ADDR" default:":8082" desc:"address of /healthz, /readyz, /metrics"`
@@ -34,6 +38,9 @@ type Config struct {
 	LeaseTTL      time.Duration `envconfig:"PROCESSOR_LEASE_TTL" default:"10s" desc:"how long a dead replica keeps its partitions before another takes them"`
 	PurgeInterval time.Duration `envconfig:"PROCESSOR_PURGE_INTERVAL" default:"5s" desc:"how often processed readings are removed from TELEMETRY"`
 	DrainTimeout  time.Duration `envconfig:"PROCESSOR_DRAIN_TIMEOUT" default:"20s" desc:"how long SIGTERM waits for the last flush"`
+
+	// hubAckWait, when not zero, replaces hubAckWait (tests).
+	hubAckWait time.Duration
 }
 
 // InfluxConfig is where windows and raw readings are written (EDGEFLOW_INFLUX_*).
@@ -58,6 +65,9 @@ func LoadConfig() (Config, error) {
 	return c, c.Validate()
 }
 
+// IsHub tells whether the processor runs as the hub's InfluxDB writer.
+func (c Config) IsHub() bool { return len(c.HubConfig.Sites) > 0 }
+
 // Window is the windowing configuration.
 func (c Config) Window() window.Config {
 	return window.Config{Sizes: c.Windows, Lateness: c.Lateness, IdleGrace: c.IdleGrace, ForgetAfter: c.ForgetAfter}
@@ -66,6 +76,12 @@ func (c Config) Window() window.Config {
 // Validate reports every problem at once.
 func (c Config) Validate() error {
 	errs := []error{c.Config.Validate(), c.StreamConfig.Validate(), c.Influx.Validate(), windowErr(c.Window().Validate())}
+	if c.IsHub() {
+		errs = append(errs, c.HubConfig.Validate())
+		if !slices.Contains(c.HubConfig.Streams, bus.StreamAggregates) {
+			errs = append(errs, errors.New("EDGEFLOW_HUB_STREAMS must include AGGREGATES: the hub's processor writes the sites' windows"))
+		}
+	}
 	if !reading.ValidName(c.ID) {
 		errs = append(errs, fmt.Errorf("EDGEFLOW_PROCESSOR_ID=%q: must match ^[A-Za-z0-9_-]{1,64}$", c.ID))
 	}

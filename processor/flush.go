@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -70,26 +71,54 @@ func (w *worker) flush(ctx context.Context, caughtUp bool) error {
 	return nil
 }
 
-// write sends the batch to InfluxDB in requests of at most BatchSize lines,
+// write sends the batch to InfluxDB by lineWriter's rules; lines InfluxDB
+// refuses as points join the dead letters published with the flush.
+func (w *worker) write(ctx context.Context) error {
+	lw := lineWriter{influx: w.influx, batchSize: w.cfg.BatchSize, metrics: w.metrics,
+		log: w.log.With("partition", w.p), source: fmt.Sprintf("partition %d", w.p),
+		now: w.now, retrying: w.retrying, dead: w.dead}
+	err := lw.write(ctx, &w.batch)
+	w.dead = lw.dead
+	return err
+}
+
+// lineWriter writes a Batch to InfluxDB for one partition worker or one hub
+// site (hub.go).
+type lineWriter struct {
+	influx    *Influx
+	batchSize int
+	metrics   *Metrics
+	log       *slog.Logger // says whose lines they are
+	source    string       // a dead letter's Source: whose lines they are
+	now       func() time.Time
+	// retrying accounts a failed attempt that is retried (the writer is
+	// stalled until it advances).
+	retrying func(op string, err error)
+	// dead receives the lines InfluxDB refused as points, as dead letters;
+	// the caller publishes them before it records the batch as written.
+	dead []*nats.Msg
+}
+
+// write sends the batch to InfluxDB in requests of at most batchSize lines,
 // retrying while it does not take them for a reason of its own: unavailable,
 // its database or bucket missing (created again), a limit configured on it
-// (the partition stalls until an operator raises it). Lines it refuses as
+// (the writer stalls until an operator raises it). Lines it refuses as
 // points (a field type conflict, say) are found by halving and
-// dead-lettered, so one bad point cannot stall a partition.
-func (w *worker) write(ctx context.Context) error {
-	for start := 0; start < w.batch.Len(); start += w.cfg.BatchSize {
-		if err := w.writeLines(ctx, start, min(start+w.cfg.BatchSize, w.batch.Len())); err != nil {
+// dead-lettered, so one bad point cannot stall a partition or a site.
+func (lw *lineWriter) write(ctx context.Context, b *Batch) error {
+	for start := 0; start < b.Len(); start += lw.batchSize {
+		if err := lw.writeLines(ctx, b, start, min(start+lw.batchSize, b.Len())); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (w *worker) writeLines(ctx context.Context, i, j int) error {
-	body := w.batch.Lines(i, j)
+func (lw *lineWriter) writeLines(ctx context.Context, b *Batch, i, j int) error {
+	body := b.Lines(i, j)
 	var refused *WriteError
 	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
-		err := w.influx.Write(ctx, body)
+		err := lw.influx.Write(ctx, body)
 		var we *WriteError
 		if !errors.As(err, &we) {
 			return err // written, or InfluxDB did not answer
@@ -99,44 +128,44 @@ func (w *worker) writeLines(ctx context.Context, i, j int) error {
 			refused = we
 			return nil
 		case we.Fault == FaultMissing:
-			if err := w.influx.Ensure(ctx); err != nil {
+			if err := lw.influx.Ensure(ctx); err != nil {
 				return fmt.Errorf("%w; creating it: %w", we, err)
 			}
-			w.log.Warn("influxdb database or bucket was missing; created it again", "partition", w.p, "err", we)
+			lw.log.Warn("influxdb database or bucket was missing; created it again", "err", we)
 		}
 		// The points are not at fault: written once the server is well
 		// (unavailable, a limit, a missing database just created, or one
 		// line alone larger than it takes).
 		return we
 	}, func(err error, wait time.Duration) {
-		w.retrying("influx_write", err)
-		w.log.Warn("influxdb write failed; retrying, nothing is checkpointed meanwhile", "partition", w.p, "err", err, "wait", wait)
+		lw.retrying("influx_write", err)
+		lw.log.Warn("influxdb write failed; retrying, nothing is checkpointed or acknowledged meanwhile", "err", err, "wait", wait)
 	})
 	switch {
 	case err != nil:
 		return err
 	case refused == nil:
-		w.metrics.Written.Add(float64(j - i))
+		lw.metrics.Written.Add(float64(j - i))
 		return nil
 	case refused.Fault == FaultPoints && (j-i == 1 || refused.Dropped >= j-i):
 		// Every point refused, by InfluxDB's own count: splitting would
 		// only cost a request per point.
-		w.rejectLines(body, refused)
+		lw.rejectLines(body, refused)
 		return nil
 	case refused.Fault == FaultTooLarge:
-		w.log.Warn("influxdb refused a request as too large; splitting it (EDGEFLOW_PROCESSOR_BATCH_SIZE sets the largest)",
-			"partition", w.p, "lines", j-i, "err", refused)
+		lw.log.Warn("influxdb refused a request as too large; splitting it (EDGEFLOW_PROCESSOR_BATCH_SIZE sets the largest)",
+			"lines", j-i, "err", refused)
 	}
 	half := i + (j-i)/2
-	if err := w.writeLines(ctx, i, half); err != nil {
+	if err := lw.writeLines(ctx, b, i, half); err != nil {
 		return err
 	}
-	return w.writeLines(ctx, half, j)
+	return lw.writeLines(ctx, b, half, j)
 }
 
 // rejectLines dead-letters lines InfluxDB refused as points, in records of
 // whole lines no larger than a dead letter's body, so none is truncated.
-func (w *worker) rejectLines(lines string, refused error) {
+func (lw *lineWriter) rejectLines(lines string, refused error) {
 	for lines != "" {
 		chunk := lines
 		if len(chunk) > bus.MaxDeadLetterBody {
@@ -149,10 +178,10 @@ func (w *worker) rejectLines(lines string, refused error) {
 			}
 		}
 		lines = lines[len(chunk):]
-		w.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
-		w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected",
+		lw.metrics.DeadLettered.WithLabelValues("influx_rejected").Inc()
+		lw.dead = append(lw.dead, bus.DeadLetter{Service: "processor", Reason: "influx_rejected",
 			Detail: fmt.Sprintf("%d points: %v", strings.Count(chunk, "\n"), refused),
-			Source: fmt.Sprintf("partition %d", w.p), Body: []byte(chunk)}.Msg(w.now()))
+			Source: lw.source, Body: []byte(chunk)}.Msg(lw.now()))
 	}
 }
 

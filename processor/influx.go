@@ -26,6 +26,9 @@ const (
 	MeasurementRaw = "telemetry"
 	// MeasurementWindowPrefix + window name, e.g. telemetry_1m.
 	MeasurementWindowPrefix = "telemetry_"
+	// TagEdgeSite is the tag of the hub's windows naming the site they came
+	// from (docs/operations.md#hub).
+	TagEdgeSite = "edge_site"
 )
 
 // Influx writes points through the InfluxDB 2.x API, which both InfluxDB 2.x

@@ -102,6 +102,12 @@ func TestBatchFollowsTheSchema(t *testing.T) {
 	if lib := write.PointToLineProtocol(p, time.Nanosecond); lib != b.Lines(0, 1) {
 		t.Fatalf("library encodes %q, Batch %q", lib, b.Lines(0, 1))
 	}
+	// The hub's window: one more tag, in key order.
+	b.AddHubAggregate("greenhouse-north", &a)
+	hub := "telemetry_1m,device=t1,edge_site=greenhouse-north,metric=temperature,site=lab count=3i,sum=6,min=1,max=3,mean=2,first=1,last=3e+21 1732560000000000000\n"
+	if got := b.Lines(2, 3); got != hub {
+		t.Fatalf("hub window line %q, want %q", got, hub)
+	}
 	b.Reset()
 	if b.Len() != 0 || b.Lines(0, 0) != "" {
 		t.Fatal("Reset left lines behind")
@@ -174,7 +180,7 @@ func TestRawReadingsInOneMillisecondAreAllKept(t *testing.T) {
 // Lines dead-lettered together are split into records of whole lines that
 // fit a dead letter's body: none is truncated.
 func TestRejectedLinesKeepEveryLine(t *testing.T) {
-	w := &worker{metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
+	w := &lineWriter{metrics: NewMetrics(prometheus.NewRegistry()), now: time.Now}
 	line := "telemetry,device=d,site=lab t=" + strings.Repeat("1", 70) + " 1732560000000000000\n"
 	body := strings.Repeat(line, 2*bus.MaxDeadLetterBody/len(line)+10)
 	w.rejectLines(body, errors.New("refused"))

@@ -72,12 +72,26 @@ func fnv64a(s string) uint64 {
 
 // AddAggregate appends one line per metric of a closed window: measurement
 // telemetry_{window}, tags site, device, metric, time = window start (ms).
-func (b *Batch) AddAggregate(a *reading.Aggregate) {
+func (b *Batch) AddAggregate(a *reading.Aggregate) { b.addAggregate("", a) }
+
+// AddHubAggregate appends a window a site sent the hub (hub.go): the lines of
+// AddAggregate with one more tag, edge_site = the site's name at the hub
+// (a reading.ValidName), so that the windows of two sites that name a device
+// alike are two series, not one overwriting the other.
+func (b *Batch) AddHubAggregate(edgeSite string, a *reading.Aggregate) { b.addAggregate(edgeSite, a) }
+
+// addAggregate writes the tags in key order (device, edge_site, metric,
+// site), as InfluxDB keys series; edgeSite "" leaves edge_site out.
+func (b *Batch) addAggregate(edgeSite string, a *reading.Aggregate) {
 	for metric, s := range a.Metrics {
 		b.buf = append(b.buf, MeasurementWindowPrefix...)
 		b.buf = append(b.buf, a.Window...)
 		b.buf = append(b.buf, ",device="...)
 		b.buf = append(b.buf, a.Device...)
+		if edgeSite != "" {
+			b.buf = append(b.buf, ","+TagEdgeSite+"="...)
+			b.buf = append(b.buf, edgeSite...)
+		}
 		b.buf = append(b.buf, ",metric="...)
 		b.buf = append(b.buf, metric...)
 		b.buf = append(b.buf, ",site="...)

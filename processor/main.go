@@ -3,6 +3,7 @@
 // windows on AGGREGATES. Replicas are stateless: they share the stream's
 // partitions through leases in NATS KV (ownership.go), and each partition's
 // progress and open windows live in a checkpoint there too (checkpoint.go).
+// On a hub (EDGEFLOW_HUB_SITES) it writes the sites' windows instead (hub.go).
 package main
 
 import (
@@ -39,6 +40,10 @@ func run(ctx context.Context, cfg Config) error {
 	g, ctx := service.NewGroup(ctx)
 	defer g.Wait(nil)
 	g.Serve(log, cfg.HTTPAddr, service.Handler(health, reg))
+
+	if cfg.IsHub() { // the hub has no telemetry of its own: no partitions
+		return g.Wait(runHub(ctx, cfg, log, js, influx, reg, metrics, health))
+	}
 
 	// Until these succeed the service is alive but not ready: ingest creates
 	// TELEMETRY, and InfluxDB may still be starting.
