@@ -128,6 +128,7 @@ type siteWriter struct {
 	msgs    []jetstream.Msg // the batch's windows, acknowledged once written
 	windows int             // of msgs, those written (the others dead-lettered)
 	dead    []*nats.Msg     // dead letters to publish before acknowledging
+	live    bus.LiveBatch   // each device's newest window, for the hub's dashboard
 	pending uint64          // the consumer's pending count at the last fetch
 	shown   float64         // what this writer adds to the backlog gauge
 }
@@ -233,6 +234,20 @@ func (w *siteWriter) add(m jetstream.Msg) {
 	}
 	w.batch.AddHubAggregate(site, &a)
 	w.windows++
+	w.addLive(&a)
+}
+
+// addLive keeps a window as its device's newest value on the hub's live
+// feed: each metric's last value at the window's end, which is the same for
+// every window length ending then (they end on their newest reading).
+func (w *siteWriter) addLive(a *reading.Aggregate) {
+	r := reading.Reading{Site: a.Site, Device: a.Device, TS: a.End, Received: a.Received, Metrics: make(map[string]float64, len(a.Metrics))}
+	for name, s := range a.Metrics {
+		r.Metrics[name] = s.Last
+	}
+	if data, err := reading.Encode(&r); err == nil {
+		w.live.Add(a.Site, a.Device, data)
+	}
 }
 
 func (w *siteWriter) deadLetter(reason, detail string, m jetstream.Msg) {
@@ -252,6 +267,9 @@ func (w *siteWriter) flush(ctx context.Context) error {
 	w.dead = lw.dead
 	if err != nil {
 		return err
+	}
+	if err := w.live.Publish(w.js.Conn(), bus.LiveSubject("hub."+w.site)); err != nil && ctx.Err() == nil {
+		w.log.Debug("live feed not published", "err", err)
 	}
 	if err := w.publishDead(ctx); err != nil {
 		return err

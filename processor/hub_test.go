@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -268,11 +269,17 @@ func TestHubWritesEverySitesWindowsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	liveNC, _ := connectJS(t, hubURL)
+	live, err := liveNC.SubscribeSync(bus.LiveSubjects)
+	if err != nil {
+		t.Fatal(err)
+	}
 	r := startHubWriter(t, hubURL, hubTestConfig(in.URL, north, south))
 	publishWindows(t, sites[0], before, before+after, 1)
 	publishWindows(t, sites[1], before, before+after, 2)
 	total := int64(2 * (before + after))
 	waitFor(t, 60*time.Second, "the hub writes every window", func() bool { return r.out() >= total })
+	checkHubLive(t, live, siteWindow(before+after-1, 10, 1).End)
 	time.Sleep(500 * time.Millisecond) // a window written twice would count now
 
 	checkSiteWindows(t, in.URL, north, before+after, 1)
@@ -523,5 +530,41 @@ func TestHubWindowsOfADeadWriterAreWrittenAgain(t *testing.T) {
 	}
 	if info.NumPending != 0 || info.NumAckPending != 0 {
 		t.Errorf("consumer pending %d, unacknowledged %d: want every window written", info.NumPending, info.NumAckPending)
+	}
+}
+
+// checkHubLive reads the hub's live feed so far: each site's on its own
+// subject, every device's newest value the last of its newest window,
+// dated at that window's end.
+func checkHubLive(t *testing.T, sub *nats.Subscription, newestEnd int64) {
+	t.Helper()
+	newest := map[string]reading.Reading{} // subject device -> newest
+	for {
+		m, err := sub.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		bus.EachLive(m.Data, func(data []byte) {
+			r, err := reading.Decode(data)
+			if err != nil {
+				t.Fatalf("live reading %q on %s: %v", data, m.Subject, err)
+			}
+			k := m.Subject + " " + r.Site + "/" + r.Device
+			if r.TS >= newest[k].TS {
+				newest[k] = r
+			}
+		})
+	}
+	for _, site := range []string{north, south} {
+		for d := range 10 {
+			k := bus.LiveSubject("hub."+site) + " lab/t" + strconv.Itoa(d)
+			r, ok := newest[k]
+			if !ok || r.TS != newestEnd || r.Metrics["t"] != 21 || r.Metrics["h"] != 48 {
+				t.Errorf("hub live feed %s: %+v (seen %v); want t=21 h=48 at %d", k, r, ok, newestEnd)
+			}
+		}
+	}
+	if len(newest) != 20 {
+		t.Errorf("hub live feed: %d site devices, want 20", len(newest))
 	}
 }
