@@ -1,6 +1,7 @@
 package devenv
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -51,6 +52,9 @@ type ProcessOptions struct {
 	// stdout and stderr of every run (restarts append). Created if missing.
 	// Required.
 	Dir string
+	// WorkDir, when set, is the working directory instead of Dir (a program
+	// that finds the repository from where it runs); the log stays in Dir.
+	WorkDir string
 
 	// Addr (host:port) and URL say where clients reach the process. They are
 	// copied to the Process for the caller and not used otherwise.
@@ -156,7 +160,7 @@ func (p *Process) start(ctx context.Context) error {
 	fmt.Fprintf(logFile, "--- devenv %s: %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(p.opts.Args, " "))
 
 	cmd := exec.Command(bin, p.opts.Args...)
-	cmd.Dir = p.opts.Dir
+	cmd.Dir = cmp.Or(p.opts.WorkDir, p.opts.Dir)
 	cmd.Env = append(os.Environ(), p.opts.Env...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile

@@ -1,7 +1,8 @@
 // Command devstack is `task up`: the whole pipeline on one machine with no
 // cluster. It embeds a NATS server (JetStream, and its MQTT listener in place
 // of a broker), starts InfluxDB 1.8.3 with its data under .data/, runs the
-// services from .bin/, and the sensor simulation unless EDGEFLOW_SIM=off.
+// services from the folder it is in (.bin/, where task build puts them all),
+// and the sensor simulation unless EDGEFLOW_SIM=off.
 // Ctrl-C stops everything in order (simulation, ingest, processor, then the
 // servers), and a second run resumes on the same data.
 package main
@@ -103,7 +104,11 @@ func run(ctx context.Context, log *slog.Logger, cfg Config) error {
 	if !filepath.IsAbs(data) {
 		data = filepath.Join(root, data)
 	}
-	bin := filepath.Join(root, ".bin")
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bin := filepath.Dir(exe)
 	logs := filepath.Join(data, "logs")
 
 	plan, err := influxadmin.NewPlan(cfg.Bucket, cfg.RawBucket, cfg.Retention)

@@ -30,6 +30,7 @@ var bins struct {
 	ingest, processor, loadgen string
 	dashboard                  string
 	notifier                   string
+	devstack                   string // task up, which runs the services beside it
 	err                        error
 }
 
@@ -74,7 +75,7 @@ func build(dir string) error {
 		dst  *string
 		race bool
 	}{{"./ingest", &bins.ingest, true}, {"./processor", &bins.processor, true}, {"./scripts/loadgen", &bins.loadgen, false},
-		{"./dashboard", &bins.dashboard, true}, {"./notifier", &bins.notifier, true}} {
+		{"./dashboard", &bins.dashboard, true}, {"./notifier", &bins.notifier, true}, {"./scripts/devstack", &bins.devstack, false}} {
 		out := filepath.Join(dir, filepath.Base(b.pkg))
 		args := []string{"build", "-o", out}
 		if b.race {
