@@ -5,15 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,100 +27,28 @@ import (
 // a hub, a site whose NATS is its leaf node (domain = the site's name), and
 // between them a proxy that can cut the link.
 
-const (
-	north        = "greenhouse-north"
-	leafUser     = "site"
-	leafPassword = "s3cret-leaf"
-)
+const north = "greenhouse-north"
 
-func startHub(t *testing.T) (*server.Server, int) {
+// startHub starts a hub (devenv.StartNATSHub), stopped at cleanup.
+func startHub(t *testing.T) *devenv.NATSHub {
 	t.Helper()
-	port, err := devenv.FreePort()
+	h, err := devenv.StartNATSHub(t.TempDir(), bus.HubDomain, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: "hub", Domain: bus.HubDomain,
-		Leaf: &devenv.NATSLeaf{Port: port, User: leafUser, Password: leafPassword}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	return s, port
+	t.Cleanup(h.Stop)
+	return h
 }
 
+// startSite starts a site's NATS, a leaf node of remote, stopped at cleanup.
 func startSite(t *testing.T, name, remote string) *server.Server {
 	t.Helper()
-	s, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: name, Domain: name,
-		Leaf: &devenv.NATSLeaf{Remotes: []string{remote}, ReconnectInterval: 200 * time.Millisecond, Deny: bus.SiteLocalSubjects}})
+	s, err := devenv.StartNATSSite(t.TempDir(), name, remote, bus.SiteLocalSubjects, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	return s
-}
-
-// linkProxy is the cable between the site and the hub's leaf node port.
-type linkProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-}
-
-func startProxy(t *testing.T, target string) *linkProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &linkProxy{ln: ln, target: target}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-func (p *linkProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		go func() { io.Copy(u, c); u.Close(); c.Close() }()
-		go func() { io.Copy(c, u); u.Close(); c.Close() }()
-	}
-}
-
-// cut closes every connection through the proxy and refuses new ones.
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *linkProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
 }
 
 // uplinkJSON is the uplink part of /api/pipeline.
@@ -207,9 +132,13 @@ func logCount(buf *bytes.Buffer, msg string) int {
 // the backlog drains to 0. Each change is logged once, not on every check.
 func TestUplinkWatch(t *testing.T) {
 	ctx := t.Context()
-	hub, leafPort := startHub(t)
-	proxy := startProxy(t, "127.0.0.1:"+strconv.Itoa(leafPort))
-	site := startSite(t, north, fmt.Sprintf("nats-leaf://%s:%s@%s", leafUser, leafPassword, proxy.ln.Addr()))
+	hub := startHub(t)
+	proxy, err := devenv.StartLinkProxy("127.0.0.1:" + strconv.Itoa(hub.LeafPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	site := startSite(t, north, proxy.LeafURL(devenv.TestLeafUser, devenv.TestLeafPassword))
 	e := newEnvAt(t, site.ClientURL()) // creates the site's ALERTS
 	sc := bus.StreamConfig{Replicas: 1, DedupWindow: 2 * time.Minute, AggregatesMaxAge: time.Hour}
 	if err := bus.Ensure(ctx, e.js, sc.Aggregates()); err != nil {
@@ -226,7 +155,7 @@ func TestUplinkWatch(t *testing.T) {
 	if err := bus.Ensure(ctx, hjs, hcfg.HubStreams(sc)...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "site linked", func() bool { return hub.NumLeafNodes() == 1 })
+	eventually(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
 
 	t.Setenv("EDGEFLOW_SITE_NAME", north)
 	t.Setenv("EDGEFLOW_UPLINK_STREAMS", "AGGREGATES,ALERTS")
@@ -291,8 +220,8 @@ func TestUplinkWatch(t *testing.T) {
 	}
 
 	// Cut: windows published at the site pile up.
-	proxy.cut()
-	eventually(t, 10*time.Second, "hub sees the site leave", func() bool { return hub.NumLeafNodes() == 0 })
+	proxy.Cut()
+	eventually(t, 10*time.Second, "hub sees the site leave", func() bool { return hub.Server.NumLeafNodes() == 0 })
 	publishWindows(t, e.js, 50)
 	eventually(t, 10*time.Second, "uplink unreachable with a backlog of 50", func() bool {
 		u = e.uplink()
@@ -318,7 +247,7 @@ func TestUplinkWatch(t *testing.T) {
 
 	// Restored: the hub takes the backlog (nats-server retries a failed
 	// source after 10 s × its failures, docs/operations.md#hub).
-	proxy.restore()
+	proxy.Restore()
 	restored := time.Now()
 	eventually(t, 3*time.Minute, "backlog drained", func() bool {
 		u = e.uplink()
@@ -390,10 +319,10 @@ func TestUplinkUnderShippedPermissions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hub, leafPort := startHub(t)
+	hub := startHub(t)
 	site, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: north, Domain: north,
 		AuthConfig: filepath.Join(root, devenv.NATSAuthConfig),
-		Leaf: &devenv.NATSLeaf{Remotes: []string{fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", leafUser, leafPassword, leafPort)},
+		Leaf: &devenv.NATSLeaf{Remotes: []string{hub.LeafURL(devenv.TestLeafUser, devenv.TestLeafPassword)},
 			ReconnectInterval: 200 * time.Millisecond, Deny: bus.SiteLocalSubjects}})
 	if err != nil {
 		t.Fatal(err)
@@ -427,7 +356,7 @@ func TestUplinkUnderShippedPermissions(t *testing.T) {
 	if err := bus.Ensure(ctx, hjs, hcfg.HubStreams(sc)...); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "site linked", func() bool { return hub.NumLeafNodes() == 1 })
+	eventually(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
 
 	dnc, _ := connect("dashboard")
 	w, err := newUplinkWatch(dnc, bus.UplinkConfig{Site: north, Streams: []string{bus.StreamAggregates}, HubDomain: bus.HubDomain},

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,10 +29,8 @@ import (
 // (JetStream domain hub, a leaf node listener with credentials) and sites
 // whose servers are its leaf nodes, each its own domain.
 const (
-	hubLeafUser     = "site"
-	hubLeafPassword = "s3cret-leaf"
-	north           = "greenhouse-north"
-	south           = "greenhouse-south"
+	north = "greenhouse-north"
+	south = "greenhouse-south"
 )
 
 func hubTestStreams() bus.StreamConfig {
@@ -41,59 +38,24 @@ func hubTestStreams() bus.StreamConfig {
 		DedupWindow: 2 * time.Minute, AggregatesMaxAge: time.Hour, DeadLetterMaxAge: time.Hour, DeadLetterMaxBytes: 64 << 20}
 }
 
-// testHub is the hub's server, on fixed ports so that a restart on the
-// same store is the same hub to its sites and clients.
-type testHub struct {
-	t                    *testing.T
-	dir                  string
-	clientPort, leafPort int
-	s                    *server.Server
-}
-
-func startHubNATS(t *testing.T) *testHub {
+// startHubNATS starts the hub's server (devenv.StartNATSHub), stopped at
+// cleanup.
+func startHubNATS(t *testing.T) *devenv.NATSHub {
 	t.Helper()
-	ports, err := devenv.FreePorts(2)
+	h, err := devenv.StartNATSHub(filepath.Join(t.TempDir(), "hub"), bus.HubDomain, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &testHub{t: t, dir: filepath.Join(t.TempDir(), "hub"), clientPort: ports[0], leafPort: ports[1]}
-	h.start()
-	t.Cleanup(h.stop)
+	t.Cleanup(h.Stop)
 	return h
 }
-
-func (h *testHub) start() {
-	h.t.Helper()
-	s, err := devenv.StartNATS(devenv.NATSOptions{Port: h.clientPort, StoreDir: h.dir, ServerName: "hub", Domain: bus.HubDomain,
-		Leaf: &devenv.NATSLeaf{Port: h.leafPort, User: hubLeafUser, Password: hubLeafPassword}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.s = s
-}
-
-func (h *testHub) stop() {
-	if h.s != nil {
-		h.s.Shutdown()
-		h.s.WaitForShutdown()
-		h.s = nil
-	}
-}
-
-// leafURL is what a site's remote connects to.
-func (h *testHub) leafURL() string {
-	return fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", hubLeafUser, hubLeafPassword, h.leafPort)
-}
-
-func (h *testHub) clientURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", h.clientPort) }
 
 // startSiteNATS starts a site's server, domain = name, a leaf node of the
 // hub that keeps the site's own subjects to itself, with its AGGREGATES
 // stream, and connects to it.
 func startSiteNATS(t *testing.T, name, leafURL string) jetstream.JetStream {
 	t.Helper()
-	s, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: filepath.Join(t.TempDir(), name), ServerName: name, Domain: name,
-		Leaf: &devenv.NATSLeaf{Remotes: []string{leafURL}, ReconnectInterval: 200 * time.Millisecond, Deny: bus.SiteLocalSubjects}})
+	s, err := devenv.StartNATSSite(filepath.Join(t.TempDir(), name), name, leafURL, bus.SiteLocalSubjects, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -120,14 +82,14 @@ func connectJS(t *testing.T, url string) (*nats.Conn, jetstream.JetStream) {
 }
 
 // hubAndSites starts a hub and the named sites, linked.
-func hubAndSites(t *testing.T, names ...string) (hub *testHub, hubURL string, sites []jetstream.JetStream) {
+func hubAndSites(t *testing.T, names ...string) (hub *devenv.NATSHub, hubURL string, sites []jetstream.JetStream) {
 	t.Helper()
 	hub = startHubNATS(t)
 	for _, name := range names {
-		sites = append(sites, startSiteNATS(t, name, hub.leafURL()))
+		sites = append(sites, startSiteNATS(t, name, hub.LeafURL(devenv.TestLeafUser, devenv.TestLeafPassword)))
 	}
-	waitFor(t, 10*time.Second, "the sites linked", func() bool { return hub.s.NumLeafNodes() == len(names) })
-	return hub, hub.clientURL(), sites
+	waitFor(t, 10*time.Second, "the sites linked", func() bool { return hub.Server.NumLeafNodes() == len(names) })
+	return hub, hub.ClientURL(), sites
 }
 
 // siteWindow is window k of device lab/t{k%devices} at a site, as the site's
@@ -446,7 +408,7 @@ func TestHubNATSRestartResumes(t *testing.T) {
 	publishWindows(t, sites[0], 0, 100, 1)
 	waitFor(t, 30*time.Second, "the first windows written", func() bool { return r.out() == 100 })
 
-	hub.stop()
+	hub.Stop()
 	var failing map[string]string
 	waitFor(t, 30*time.Second, "readiness says the hub's JetStream cannot be read", func() bool {
 		failing = r.health.Ready(t.Context())
@@ -455,8 +417,10 @@ func TestHubNATSRestartResumes(t *testing.T) {
 	t.Logf("hub's NATS down: not ready: %v", failing)
 	publishWindows(t, sites[0], 100, 200, 1) // the site runs on meanwhile
 
-	hub.start()
-	waitFor(t, 10*time.Second, "the site relinks", func() bool { return hub.s.NumLeafNodes() == 1 })
+	if err := hub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the site relinks", func() bool { return hub.Server.NumLeafNodes() == 1 })
 	restarted := time.Now()
 	_, hjs := connectJS(t, hubURL)
 	waitFor(t, 3*time.Minute, "the hub sources the rest", func() bool {

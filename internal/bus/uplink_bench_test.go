@@ -24,7 +24,7 @@ func BenchmarkUplink(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			hub := startHub(b)
-			site, _ := startSite(b, north, hub.leafURL(leafUser, leafPassword))
+			site, _ := startSite(b, north, hub.LeafURL(leafUser, leafPassword))
 			_, sjs := connectURL(b, site.ClientURL())
 			sc := testStreams(8)
 			if err := Ensure(b.Context(), sjs, sc.Telemetry(), sc.Aggregates()); err != nil {
@@ -36,7 +36,7 @@ func BenchmarkUplink(b *testing.B) {
 				}
 			}
 			<-sjs.PublishAsyncComplete()
-			_, hjs := connectURL(b, hub.s.ClientURL())
+			_, hjs := connectURL(b, hub.Server.ClientURL())
 			hc := HubConfig{Sites: []string{north}, Streams: []string{bc.stream}, MaxAge: time.Hour, MaxBytes: 1 << 30}
 			cfg := hc.HubStream(sc, north, bc.stream)
 			deadline := time.Minute

@@ -3,8 +3,6 @@ package bus
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,59 +19,24 @@ import (
 
 // Leaf node credentials the test hub demands.
 const (
-	leafUser     = "site"
-	leafPassword = "s3cret-leaf"
+	leafUser     = devenv.TestLeafUser
+	leafPassword = devenv.TestLeafPassword
 )
 
-// hubServer is a hub on fixed ports, so that sites and clients find it again
-// after a restart on the same store.
-type hubServer struct {
-	t                    testing.TB
-	dir                  string
-	clientPort, leafPort int
-	s                    *server.Server
-	// tls, when set before start, makes the leaf node listener TLS-only.
-	tls *devenv.NATSTLS
-}
-
-func startHub(t testing.TB) *hubServer {
+func startHub(t testing.TB) *devenv.NATSHub {
 	t.Helper()
 	return startHubTLS(t, nil)
 }
 
 // startHubTLS starts a hub whose leaf node listener uses tls, if not nil.
-func startHubTLS(t testing.TB, tls *devenv.NATSTLS) *hubServer {
+func startHubTLS(t testing.TB, tls *devenv.NATSTLS) *devenv.NATSHub {
 	t.Helper()
-	ports, err := devenv.FreePorts(2)
+	h, err := devenv.StartNATSHub(t.TempDir(), HubDomain, tls)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hubServer{t: t, dir: t.TempDir(), clientPort: ports[0], leafPort: ports[1], tls: tls}
-	h.start()
-	t.Cleanup(h.stop)
+	t.Cleanup(h.Stop)
 	return h
-}
-
-func (h *hubServer) start() {
-	h.t.Helper()
-	s, err := devenv.StartNATS(devenv.NATSOptions{Port: h.clientPort, StoreDir: h.dir, ServerName: "hub", Domain: HubDomain,
-		Leaf: &devenv.NATSLeaf{Port: h.leafPort, User: leafUser, Password: leafPassword, TLS: h.tls}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	h.s = s
-}
-
-func (h *hubServer) stop() {
-	if h.s != nil {
-		h.s.Shutdown()
-		h.s.WaitForShutdown()
-		h.s = nil
-	}
-}
-
-func (h *hubServer) leafURL(user, password string) string {
-	return fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", user, password, h.leafPort)
 }
 
 // logLines collects a server's log.
@@ -116,8 +79,7 @@ func startSite(t testing.TB, name, remote string) (*server.Server, *logLines) {
 func startSiteTLS(t testing.TB, name, remote string, tls *secure.TLSFiles) (*server.Server, *logLines) {
 	t.Helper()
 	logs := &logLines{}
-	s, err := devenv.StartNATS(devenv.NATSOptions{StoreDir: t.TempDir(), ServerName: name, Domain: name, Logger: logs,
-		Leaf: &devenv.NATSLeaf{Remotes: []string{remote}, ReconnectInterval: 200 * time.Millisecond, Deny: SiteLocalSubjects, RemoteTLS: tls}})
+	s, err := devenv.StartNATSSite(t.TempDir(), name, remote, SiteLocalSubjects, tls, logs)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,73 +87,16 @@ func startSiteTLS(t testing.TB, name, remote string, tls *secure.TLSFiles) (*ser
 	return s, logs
 }
 
-// linkProxy is a TCP proxy between a site and the hub's leaf node port: the
-// cable a test can cut.
-type linkProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  []net.Conn
-}
-
-func startProxy(t testing.TB, target string) *linkProxy {
+// startProxy starts the cable between a site and target, the hub's leaf
+// node port.
+func startProxy(t testing.TB, target string) *devenv.LinkProxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := devenv.StartLinkProxy(target)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &linkProxy{ln: ln, target: target}
-	go p.serve()
-	t.Cleanup(func() { ln.Close(); p.cut() })
+	t.Cleanup(p.Close)
 	return p
-}
-
-func (p *linkProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		down := p.down
-		p.mu.Unlock()
-		if down {
-			c.Close()
-			continue
-		}
-		u, err := net.Dial("tcp", p.target)
-		if err != nil {
-			c.Close()
-			continue
-		}
-		p.mu.Lock()
-		p.conns = append(p.conns, c, u)
-		p.mu.Unlock()
-		go func() { io.Copy(u, c); u.Close(); c.Close() }()
-		go func() { io.Copy(c, u); u.Close(); c.Close() }()
-	}
-}
-
-// cut closes every connection through the proxy and refuses new ones.
-func (p *linkProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *linkProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
-func (p *linkProxy) url(user, password string) string {
-	return fmt.Sprintf("nats-leaf://%s:%s@%s", user, password, p.ln.Addr())
 }
 
 // windowPublisher publishes window-sized messages on a site's AGGREGATES

@@ -58,19 +58,19 @@ func newSite(t *testing.T, name, remote string) *site {
 
 // twoSites starts a hub and two sites, north through a proxy that can be
 // cut, and both sites publishing.
-func twoSites(t *testing.T) (*hubServer, jetstream.JetStream, *linkProxy, []*site) {
+func twoSites(t *testing.T) (*devenv.NATSHub, jetstream.JetStream, *devenv.LinkProxy, []*site) {
 	t.Helper()
 	hub := startHub(t)
-	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", hub.leafPort))
+	proxy := startProxy(t, fmt.Sprintf("127.0.0.1:%d", hub.LeafPort))
 	sites := []*site{
-		newSite(t, north, proxy.url(leafUser, leafPassword)),
-		newSite(t, south, hub.leafURL(leafUser, leafPassword)),
+		newSite(t, north, proxy.LeafURL(leafUser, leafPassword)),
+		newSite(t, south, hub.LeafURL(leafUser, leafPassword)),
 	}
-	_, hjs := connectURL(t, hub.s.ClientURL())
+	_, hjs := connectURL(t, hub.Server.ClientURL())
 	if err := Ensure(t.Context(), hjs, testHub(north, south).HubStreams(testStreams(1))...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "both sites linked", func() bool { return hub.s.NumLeafNodes() == 2 })
+	waitFor(t, 10*time.Second, "both sites linked", func() bool { return hub.Server.NumLeafNodes() == 2 })
 	for _, s := range sites {
 		s.pub = publishWindows(t, s.js, windowsPerTick)
 	}
@@ -161,8 +161,8 @@ func TestUplinkCutLinkExactlyOnce(t *testing.T) {
 	ctx := t.Context()
 	time.Sleep(time.Second)
 
-	proxy.cut()
-	waitFor(t, 10*time.Second, "hub sees north leave", func() bool { return hub.s.NumLeafNodes() == 1 })
+	proxy.Cut()
+	waitFor(t, 10*time.Second, "hub sees north leave", func() bool { return hub.Server.NumLeafNodes() == 1 })
 	_, err := sites[0].uplink.Check(ctx)
 	if !errors.Is(err, ErrHubUnreachable) {
 		t.Fatalf("link cut: uplink check says %v, want %v", err, ErrHubUnreachable)
@@ -197,9 +197,9 @@ func TestUplinkCutLinkExactlyOnce(t *testing.T) {
 		t.Fatalf("hub's sources after north's %s cut: %+v", cut, src)
 	}
 
-	proxy.restore()
+	proxy.Restore()
 	restored := time.Now()
-	waitFor(t, 10*time.Second, "north relinks", func() bool { return hub.s.NumLeafNodes() == 2 })
+	waitFor(t, 10*time.Second, "north relinks", func() bool { return hub.Server.NumLeafNodes() == 2 })
 	waitFor(t, 3*time.Minute, "the hub resumes sourcing north", func() bool { return hubMsgs(t, hjs, north) > frozen })
 	resumed := time.Since(restored)
 	waitFor(t, 3*time.Minute, "north's backlog reaches the hub", func() bool {
@@ -215,11 +215,13 @@ func TestUplinkCutLinkExactlyOnce(t *testing.T) {
 func TestUplinkHubRestartExactlyOnce(t *testing.T) {
 	hub, hjs, _, sites := twoSites(t)
 	time.Sleep(time.Second)
-	hub.stop()
+	hub.Stop()
 	time.Sleep(2 * time.Second)
-	hub.start()
+	if err := hub.Start(); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("hub restarted")
-	waitFor(t, 10*time.Second, "both sites relink", func() bool { return hub.s.NumLeafNodes() == 2 })
+	waitFor(t, 10*time.Second, "both sites relink", func() bool { return hub.Server.NumLeafNodes() == 2 })
 	time.Sleep(time.Second)
 	checkHubEqualsSites(t, hjs, sites)
 }
@@ -229,7 +231,7 @@ func TestUplinkHubRestartExactlyOnce(t *testing.T) {
 func TestUplinkWrongCredentialsRefused(t *testing.T) {
 	ctx := t.Context()
 	hub := startHub(t)
-	s, logs := startSite(t, north, hub.leafURL(leafUser, "wrong"))
+	s, logs := startSite(t, north, hub.LeafURL(leafUser, "wrong"))
 	nc, js := connectURL(t, s.ClientURL())
 	if err := Ensure(ctx, js, testStreams(1).Aggregates()); err != nil {
 		t.Fatal(err)
@@ -237,7 +239,7 @@ func TestUplinkWrongCredentialsRefused(t *testing.T) {
 	if _, err := js.Publish(ctx, "aggregates.10s.lab.t1", windowPayload(1)); err != nil {
 		t.Fatal(err)
 	}
-	_, hjs := connectURL(t, hub.s.ClientURL())
+	_, hjs := connectURL(t, hub.Server.ClientURL())
 	hcfg := testHub(north)
 	if err := Ensure(ctx, hjs, hcfg.HubStreams(testStreams(1))...); err != nil {
 		t.Fatal(err)
@@ -248,7 +250,7 @@ func TestUplinkWrongCredentialsRefused(t *testing.T) {
 		return line != ""
 	})
 	t.Logf("site log: %s", line)
-	if n := hub.s.NumLeafNodes(); n != 0 {
+	if n := hub.Server.NumLeafNodes(); n != 0 {
 		t.Fatalf("hub accepted %d leaf nodes with a wrong password", n)
 	}
 	u, err := NewUplink(nc, UplinkConfig{Site: north, Streams: []string{StreamAggregates}, HubDomain: HubDomain})
@@ -276,17 +278,17 @@ func TestUplinkWrongCredentialsRefused(t *testing.T) {
 func TestUplinkReportsStreamTheHubDoesNotSource(t *testing.T) {
 	ctx := t.Context()
 	hub := startHub(t)
-	s, _ := startSite(t, north, hub.leafURL(leafUser, leafPassword))
+	s, _ := startSite(t, north, hub.LeafURL(leafUser, leafPassword))
 	nc, js := connectURL(t, s.ClientURL())
 	sc := testStreams(1)
 	if err := Ensure(ctx, js, sc.Aggregates(), sc.Alerts()); err != nil {
 		t.Fatal(err)
 	}
-	_, hjs := connectURL(t, hub.s.ClientURL())
+	_, hjs := connectURL(t, hub.Server.ClientURL())
 	if err := Ensure(ctx, hjs, testHub(north).HubStreams(sc)...); err != nil { // AGGREGATES only
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "site linked", func() bool { return hub.s.NumLeafNodes() == 1 })
+	waitFor(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
 	u, err := NewUplink(nc, UplinkConfig{Site: north, Streams: DefaultUplinkStreams, HubDomain: HubDomain})
 	if err != nil {
 		t.Fatal(err)
@@ -366,12 +368,12 @@ func TestUplinkOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	hub := startHubTLS(t, &devenv.NATSTLS{Cert: certs.Cert, Key: certs.Key, CA: certs.CA, VerifyClients: true})
-	_, hjs := connectURL(t, hub.s.ClientURL())
+	_, hjs := connectURL(t, hub.Server.ClientURL())
 	if err := Ensure(ctx, hjs, testHub(north, south).HubStreams(testStreams(1))...); err != nil {
 		t.Fatal(err)
 	}
 
-	good, _ := startSiteTLS(t, north, hub.leafURL(leafUser, leafPassword),
+	good, _ := startSiteTLS(t, north, hub.LeafURL(leafUser, leafPassword),
 		&secure.TLSFiles{CA: certs.CA, Cert: certs.ClientCert, Key: certs.ClientKey})
 	_, js := connectURL(t, good.ClientURL())
 	if err := Ensure(ctx, js, testStreams(1).Aggregates()); err != nil {
@@ -382,7 +384,7 @@ func TestUplinkOverTLS(t *testing.T) {
 	}
 	waitFor(t, 30*time.Second, "a window over TLS", func() bool { return hubMsgs(t, hjs, north) == 1 })
 
-	_, logs := startSiteTLS(t, south, hub.leafURL(leafUser, leafPassword),
+	_, logs := startSiteTLS(t, south, hub.LeafURL(leafUser, leafPassword),
 		&secure.TLSFiles{CA: other.CA, Cert: other.ClientCert, Key: other.ClientKey})
 	var line string
 	waitFor(t, 10*time.Second, "the site logs why the hub is refused", func() bool {
@@ -390,7 +392,7 @@ func TestUplinkOverTLS(t *testing.T) {
 		return line != ""
 	})
 	t.Logf("site log: %s", line)
-	if n := hub.s.NumLeafNodes(); n != 1 {
+	if n := hub.Server.NumLeafNodes(); n != 1 {
 		t.Fatalf("hub has %d leaf nodes, want only the site with the right certificates", n)
 	}
 }
