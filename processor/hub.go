@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
-	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -54,7 +51,7 @@ type hub struct {
 	influx  *Influx
 	metrics *Metrics
 	backlog *prometheus.GaugeVec // by site
-	stalls  *hubStalls
+	stalls  *Stalls[string]
 	log     *slog.Logger
 	now     func() time.Time
 }
@@ -64,7 +61,7 @@ type hub struct {
 // and stops. It returns nil when signalled while starting.
 func runHub(ctx context.Context, cfg Config, log *slog.Logger, js jetstream.JetStream, influx *Influx,
 	reg prometheus.Registerer, metrics *Metrics, health *service.Health) error {
-	h := &hub{cfg: cfg, js: js, influx: influx, metrics: metrics, stalls: &hubStalls{by: map[string]stall{}}, log: log, now: time.Now,
+	h := &hub{cfg: cfg, js: js, influx: influx, metrics: metrics, stalls: newSiteStalls(), log: log, now: time.Now,
 		backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeflow_processor_hub_backlog",
 			Help: "Windows of a site's hub stream not yet written to InfluxDB (its consumer's pending count as of the last fetch, plus those in hand)."},
 			[]string{"site"})}
@@ -336,7 +333,7 @@ func (w *siteWriter) ack(ctx context.Context) error {
 // hand stay its own (InProgress restarts their acknowledgement wait).
 func (w *siteWriter) retrying(op string, err error) {
 	w.metrics.Retries.WithLabelValues(op).Inc()
-	if w.stalls.fail(w.site, op, err) {
+	if w.stalls.Fail(w.site, op, err) {
 		w.log.Warn("site stalled; not ready until it advances", "op", op, "err", err)
 	}
 	for _, m := range w.msgs {
@@ -346,7 +343,7 @@ func (w *siteWriter) retrying(op string, err error) {
 
 // advanced records a fetch or flush that succeeded: the site is not stalled.
 func (w *siteWriter) advanced() {
-	if d := w.stalls.clear(w.site); d > 0 {
+	if d := w.stalls.Clear(w.site); d > 0 {
 		w.log.Info("site advancing again", "stalled_for", d.Round(time.Millisecond).String())
 	}
 }
@@ -356,58 +353,4 @@ func (w *siteWriter) showBacklog(n uint64) {
 	w.backlog.WithLabelValues(w.site).Set(float64(n))
 	w.metrics.Backlog.Add(float64(n) - w.shown)
 	w.shown = float64(n)
-}
-
-// hubStalls is the hub's "hub" readiness check: the sites whose windows
-// cannot be fetched, written or acknowledged, each with what fails and since
-// when, from their first failure until their writer next advances.
-type hubStalls struct {
-	mu sync.Mutex
-	by map[string]stall
-}
-
-// fail records that site cannot advance because op failed with err; it
-// reports whether this starts the stall (or changes what fails).
-func (s *hubStalls) fail(site, op string, err error) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, stalled := s.by[site]
-	if stalled && old.op == op {
-		old.err = err
-		s.by[site] = old
-		return false
-	}
-	s.by[site] = stall{op: op, err: err, since: time.Now()}
-	return true
-}
-
-// clear records that site advanced; it returns how long it was stalled,
-// zero if it was not.
-func (s *hubStalls) clear(site string) time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	old, stalled := s.by[site]
-	if !stalled {
-		return 0
-	}
-	delete(s.by, site)
-	return max(time.Since(old.since), time.Nanosecond)
-}
-
-// Check fails while any site is stalled, naming each.
-func (s *hubStalls) Check(context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(s.by) == 0 {
-		return nil
-	}
-	var b strings.Builder
-	for i, site := range slices.Sorted(maps.Keys(s.by)) {
-		st := s.by[site]
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		fmt.Fprintf(&b, "site %s: %s failing for %s: %v", site, st.op, time.Since(st.since).Round(time.Second), st.err)
-	}
-	return errors.New(b.String())
 }

@@ -15,7 +15,7 @@ type Metrics struct {
 	FlushLatency prometheus.Histogram
 	CloseDelay   prometheus.Histogram
 	Written      prometheus.Counter
-	Stalls       *Stalls
+	Stalls       *Stalls[int]
 }
 
 // NewMetrics registers the processor's metrics.

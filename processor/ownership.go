@@ -41,7 +41,7 @@ type Ownership struct {
 	owned    map[int]*lease
 	stopping map[int]*lease // lost or released, worker not yet returned
 	ownedGa  prometheus.Gauge
-	stalls   *Stalls
+	stalls   *Stalls[int]
 	// failed holds the partitions whose worker ended with an error here:
 	// each is claimed again no sooner than its backoff allows, so an error
 	// that cannot succeed on retry costs a claim every few seconds, not a
@@ -80,7 +80,7 @@ func (l *lease) held() bool { return time.Now().Before(*l.until.Load()) }
 // A partition whose worker ended with an error is stalled (stalls) until a
 // worker of it flushes again.
 func NewOwnership(kv jetstream.KeyValue, id string, partitions int, ttl, drain time.Duration, log *slog.Logger,
-	reg prometheus.Registerer, stalls *Stalls, start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error) *Ownership {
+	reg prometheus.Registerer, stalls *Stalls[int], start func(ctx context.Context, p int, stop <-chan struct{}, held func() bool) error) *Ownership {
 	o := &Ownership{kv: kv, id: id, n: partitions, ttl: ttl, drain: drain, log: log, start: start, owned: map[int]*lease{}, stopping: map[int]*lease{},
 		stalls: stalls, failed: map[int]*restart{},
 		ownedGa: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeflow_processor_partitions_owned",
