@@ -40,6 +40,24 @@ func startHub(t *testing.T) *devenv.NATSHub {
 	return h
 }
 
+// sourceAggregates has the hub source north's AGGREGATES (only), and
+// waits until north is linked.
+func sourceAggregates(t *testing.T, hub *devenv.NATSHub, sc bus.StreamConfig) (jetstream.JetStream, bus.HubConfig) {
+	t.Helper()
+	hnc, err := nats.Connect(hub.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hnc.Close)
+	hjs, _ := jetstream.New(hnc)
+	hcfg := bus.HubConfig{Sites: []string{north}, Streams: []string{bus.StreamAggregates}, MaxAge: time.Hour, MaxBytes: 64 << 20}
+	if err := bus.Ensure(t.Context(), hjs, hcfg.HubStreams(sc)...); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
+	return hjs, hcfg
+}
+
 // startSite starts a site's NATS, a leaf node of remote, stopped at cleanup.
 func startSite(t *testing.T, name, remote string) *server.Server {
 	t.Helper()
@@ -144,18 +162,8 @@ func TestUplinkWatch(t *testing.T) {
 	if err := bus.Ensure(ctx, e.js, sc.Aggregates()); err != nil {
 		t.Fatal(err)
 	}
-	hnc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hnc.Close()
-	hjs, _ := jetstream.New(hnc)
 	// The hub sources AGGREGATES only; the site exports ALERTS too.
-	hcfg := bus.HubConfig{Sites: []string{north}, Streams: []string{bus.StreamAggregates}, MaxAge: time.Hour, MaxBytes: 64 << 20}
-	if err := bus.Ensure(ctx, hjs, hcfg.HubStreams(sc)...); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
+	hjs, hcfg := sourceAggregates(t, hub, sc)
 
 	t.Setenv("EDGEFLOW_SITE_NAME", north)
 	t.Setenv("EDGEFLOW_UPLINK_STREAMS", "AGGREGATES,ALERTS")
@@ -346,17 +354,7 @@ func TestUplinkUnderShippedPermissions(t *testing.T) {
 		t.Fatal(err)
 	}
 	publishWindows(t, pjs, 3)
-	hnc, err := nats.Connect(hub.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hnc.Close()
-	hjs, _ := jetstream.New(hnc)
-	hcfg := bus.HubConfig{Sites: []string{north}, Streams: []string{bus.StreamAggregates}, MaxAge: time.Hour, MaxBytes: 64 << 20}
-	if err := bus.Ensure(ctx, hjs, hcfg.HubStreams(sc)...); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 10*time.Second, "site linked", func() bool { return hub.Server.NumLeafNodes() == 1 })
+	sourceAggregates(t, hub, sc)
 
 	dnc, _ := connect("dashboard")
 	w, err := newUplinkWatch(dnc, bus.UplinkConfig{Site: north, Streams: []string{bus.StreamAggregates}, HubDomain: bus.HubDomain},
