@@ -141,3 +141,19 @@ func ExpectRefused(t *testing.T, base map[string]string, cases []Refused, load f
 		})
 	}
 }
+
+// Documented fails t unless doc (docs/configuration.md, relative to the
+// test's package) documents every EDGEFLOW_* variable of each spec, a
+// pointer to a configuration struct, with its default.
+func Documented(t testing.TB, doc string, specs ...any) {
+	t.Helper()
+	for _, spec := range specs {
+		missing, err := service.CheckDocumented(doc, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("%s does not document %v", doc, missing)
+		}
+	}
+}

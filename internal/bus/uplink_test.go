@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/devenv/envtest"
 	"github.com/edgeflow/edgeflow/internal/secure"
-	"github.com/edgeflow/edgeflow/internal/service"
 )
 
 const (
@@ -343,15 +343,7 @@ func TestSiteOfHubSubject(t *testing.T) {
 }
 
 func TestUplinkVariablesDocumented(t *testing.T) {
-	for _, spec := range []any{&UplinkConfig{}, &HubConfig{}} {
-		missing, err := service.CheckDocumented("../../docs/configuration.md", spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(missing) > 0 {
-			t.Errorf("docs/configuration.md does not document %v", missing)
-		}
-	}
+	envtest.Documented(t, "../../docs/configuration.md", &UplinkConfig{}, &HubConfig{})
 }
 
 // Over TLS (certificates from internal/secure's CA, the hub verifying the
