@@ -73,29 +73,14 @@ func TestNotifierThroughThePipeline(t *testing.T) {
 		}
 	}
 
-	rules := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rules, []byte(`
-channels:
-  hook: {type: webhook, url_env: EDGEFLOW_E2E_HOOK_URL, retry_initial: 100ms, retry_max: 1s}
-rules:
-  - name: hot
-    site: e2e
-    device: hot
-    metric: temperature
-    window: 2s
-    op: ">"
-    threshold: 40
-    clear: 35
-    channels: [hook]
+	rules := hookRules(t, "e2e", `
   - name: quiet-offline
     type: offline
     site: e2e
     device: quiet
     after: 8s
     channels: [hook]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+`)
 	p.startNotifier(rules, "EDGEFLOW_E2E_HOOK_URL="+hook.URL)
 
 	c := mqttClient(t, p.mqttURL, "e2e-notifier-devices")
@@ -137,4 +122,30 @@ rules:
 	if len(ns) != 4 {
 		t.Fatalf("%d notifications, want 4 (hot firing and resolved, quiet offline and back): %+v", len(ns), ns)
 	}
+}
+
+// hookRules writes a rules file whose channel "hook" is the webhook at
+// $EDGEFLOW_E2E_HOOK_URL, with the rule "hot" (temperature of site/hot
+// above 40 in 2 s windows, clear below 35) and then more, YAML list items
+// of rules; it returns the file's path.
+func hookRules(t *testing.T, site, more string) string {
+	t.Helper()
+	rules := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(rules, []byte(`
+channels:
+  hook: {type: webhook, url_env: EDGEFLOW_E2E_HOOK_URL, retry_initial: 100ms, retry_max: 1s}
+rules:
+  - name: hot
+    site: `+site+`
+    device: hot
+    metric: temperature
+    window: 2s
+    op: ">"
+    threshold: 40
+    clear: 35
+    channels: [hook]
+`+more), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return rules
 }

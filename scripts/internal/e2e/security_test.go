@@ -265,23 +265,7 @@ func TestSecurePipeline(t *testing.T) {
 		}
 	}))
 	defer hook.Close()
-	rules := filepath.Join(t.TempDir(), "rules.yaml")
-	if err := os.WriteFile(rules, []byte(`
-channels:
-  hook: {type: webhook, url_env: EDGEFLOW_E2E_HOOK_URL, retry_initial: 100ms, retry_max: 1s}
-rules:
-  - name: hot
-    site: sec
-    device: hot
-    metric: temperature
-    window: 2s
-    op: ">"
-    threshold: 40
-    clear: 35
-    channels: [hook]
-`), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	rules := hookRules(t, "sec", "")
 	notifier := sp.startNotifier(rules, "EDGEFLOW_E2E_HOOK_URL="+hook.URL)
 	dashboard := sp.startDashboard()
 	services := []*devenv.Process{ingest, processor, processor2, notifier, dashboard}
