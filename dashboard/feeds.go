@@ -58,14 +58,15 @@ const (
 func (d *Dashboard) subscribeLive() (*nats.Subscription, error) {
 	sub, err := d.nc.Subscribe(bus.LiveSubjects, func(m *nats.Msg) {
 		now := time.Now()
-		bus.EachLive(m.Data, func(data []byte) {
+		reading.EachInBatch(m.Data, func(data []byte) bool {
 			d.metrics.In.Inc()
 			r, err := reading.Decode(data)
 			if err != nil {
 				d.metrics.Dropped.WithLabelValues("invalid").Inc()
-				return
+				return true
 			}
 			d.devices.Update(&r, now)
+			return true
 		})
 	})
 	if err != nil {

@@ -508,7 +508,7 @@ func checkHubLive(t *testing.T, sub *nats.Subscription, newestEnd int64) {
 		if err != nil {
 			break
 		}
-		bus.EachLive(m.Data, func(data []byte) {
+		reading.EachInBatch(m.Data, func(data []byte) bool {
 			r, err := reading.Decode(data)
 			if err != nil {
 				t.Fatalf("live reading %q on %s: %v", data, m.Subject, err)
@@ -517,6 +517,7 @@ func checkHubLive(t *testing.T, sub *nats.Subscription, newestEnd int64) {
 			if r.TS >= newest[k].TS {
 				newest[k] = r
 			}
+			return true
 		})
 	}
 	for _, site := range []string{north, south} {

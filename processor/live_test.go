@@ -34,12 +34,13 @@ func TestFlushSendsNewestReadingPerDeviceLive(t *testing.T) {
 		t.Fatalf("live feed on %s", m.Subject)
 	}
 	var got []reading.Reading
-	bus.EachLive(m.Data, func(data []byte) {
+	reading.EachInBatch(m.Data, func(data []byte) bool {
 		r, err := reading.Decode(data)
 		if err != nil {
 			t.Fatalf("live reading %q: %v", data, err)
 		}
 		got = append(got, r)
+		return true
 	})
 	if len(got) != 2 || got[0].Device != "d1" || got[0].Metrics["t"] != 4 || got[1].Device != "d2" || got[1].Metrics["t"] != 2 {
 		t.Fatalf("live feed = %+v; want d1's newest (t=4), then d2's (t=2)", got)

@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
 // The live feed is what the dashboard shows as devices' current values. At
@@ -13,8 +15,7 @@ import (
 // the processor only, not once more to every dashboard, and a dashboard
 // decodes one reading per device per flush however fast devices send. It
 // is core NATS, at most once: a view, not a record (InfluxDB is the record).
-// A message holds readings in the TELEMETRY wire form (reading.Encode, which
-// never writes a newline), one per line.
+// A message is a batch of readings (reading.AppendBatch).
 
 // LiveSubjects is what the dashboard subscribes to; LiveSubject is one
 // source's subject (a processor's partition).
@@ -76,25 +77,11 @@ func (b *LiveBatch) Publish(nc *nats.Conn, subject string) error {
 		if len(data) > limit {
 			continue // larger than any message: TELEMETRY could not have held it either
 		}
-		if len(msg) > 0 {
-			msg = append(msg, '\n')
-		}
-		msg = append(msg, data...)
+		msg = reading.AppendBatch(msg, data)
 	}
 	send()
 	clear(b.newest)
 	clear(b.order)
 	b.order = b.order[:0]
 	return errors.Join(errs...)
-}
-
-// EachLive calls fn with every reading of a live message, in order.
-func EachLive(msg []byte, fn func(data []byte)) {
-	for len(msg) > 0 {
-		line, rest, _ := bytes.Cut(msg, []byte{'\n'})
-		if len(line) > 0 {
-			fn(line)
-		}
-		msg = rest
-	}
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/edgeflow/edgeflow/devenv"
+	"github.com/edgeflow/edgeflow/internal/reading"
 )
 
 // A live batch sends each device's newest reading once, in the order the
@@ -61,7 +62,7 @@ func TestLiveBatchSendsNewestPerDeviceWithinMaxPayload(t *testing.T) {
 		if m.Subject != "live.3" || len(m.Data) > 1024 {
 			t.Fatalf("message on %s of %d bytes", m.Subject, len(m.Data))
 		}
-		EachLive(m.Data, func(data []byte) { got = append(got, string(data)) })
+		reading.EachInBatch(m.Data, func(data []byte) bool { got = append(got, string(data)); return true })
 	}
 	if m, err := sub.NextMsg(200 * time.Millisecond); err == nil {
 		t.Fatalf("a third message: %q", m.Data)
