@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -66,13 +68,40 @@ func (c StreamConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// TelemetrySubjects is what ingest publishes to: telemetry.{site}.{device}.
+// TelemetrySubjects is where one reading may be published:
+// telemetry.{site}.{device}. The stream's subject transform rewrites it to
+// telemetry.{partition}.{site}.{device}, hashing site and device (Partition),
+// so one device always lands in one partition and keeps its order there.
 const TelemetrySubjects = "telemetry.*.*"
 
-// PartitionFilter is the stored-subject filter of one TELEMETRY partition.
-// The stream's subject transform rewrites telemetry.{site}.{device} to
-// telemetry.{partition}.{site}.{device}, hashing site and device, so one
-// device always lands in one partition and keeps its order there.
+// TelemetryBatchSubjects is where ingest publishes batches of readings
+// (reading.AppendBatch), each of one partition: BatchSubject. "~" is not in
+// a valid name, so no device's subject is a batch's.
+const TelemetryBatchSubjects = "telemetry.*.~.batch"
+
+// MaxBatchBytes is the size at which ingest starts a new batch: far below
+// NATS's max payload, so that a processor's fetch holds many.
+const MaxBatchBytes = 16 << 10
+
+// BatchSubject is the subject of a batch of partition p's readings.
+func BatchSubject(p int) string { return "telemetry." + strconv.Itoa(p) + ".~.batch" }
+
+// IsBatchSubject reports whether a stored TELEMETRY subject is a batch's.
+func IsBatchSubject(subject string) bool { return strings.HasSuffix(subject, ".~.batch") }
+
+// Partition is the partition of n that the stream's subject transform
+// (partition(n,1,2), FNV-1a of site and device joined without separator)
+// gives site's device: ingest batches by it, so a device's readings share a
+// partition whichever way they were published.
+func Partition(site, device string, n int) int {
+	h := fnv.New32a()
+	h.Write([]byte(site))
+	h.Write([]byte(device))
+	return int(h.Sum32() % uint32(n))
+}
+
+// PartitionFilter is the stored-subject filter of one TELEMETRY partition:
+// its readings and its batches.
 func PartitionFilter(p int) string { return "telemetry." + strconv.Itoa(p) + ".>" }
 
 // Telemetry is the TELEMETRY stream. Readings leave it when the processor
@@ -84,7 +113,7 @@ func (c StreamConfig) Telemetry() jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        StreamTelemetry,
 		Description: "normalised readings from ingest, partitioned by device",
-		Subjects:    []string{TelemetrySubjects},
+		Subjects:    []string{TelemetrySubjects, TelemetryBatchSubjects},
 		SubjectTransform: &jetstream.SubjectTransformConfig{
 			Source:      TelemetrySubjects,
 			Destination: fmt.Sprintf("telemetry.{{partition(%d,1,2)}}.{{wildcard(1)}}.{{wildcard(2)}}", c.Partitions),

@@ -118,7 +118,7 @@ func TestEnsureCreatesStreams(t *testing.T) {
 		maxBytes int64
 		maxAge   time.Duration
 	}{
-		{StreamTelemetry, []string{"telemetry.*.*"}, jetstream.DiscardNew, c.TelemetryMaxBytes, c.TelemetryMaxAge},
+		{StreamTelemetry, []string{"telemetry.*.*", "telemetry.*.~.batch"}, jetstream.DiscardNew, c.TelemetryMaxBytes, c.TelemetryMaxAge},
 		{StreamAggregates, []string{"aggregates.>"}, jetstream.DiscardOld, -1, c.AggregatesMaxAge},
 		{StreamDeadLetter, []string{"deadletter.>"}, jetstream.DiscardOld, c.DeadLetterMaxBytes, c.DeadLetterMaxAge},
 	}
@@ -219,6 +219,9 @@ func TestTelemetryPartitioning(t *testing.T) {
 			if prev, seen := partitionOf[k]; seen && prev != p {
 				t.Fatalf("device %v stored in partitions %d and %d", k, prev, p)
 			}
+			if mine := Partition(k.site, k.device, partitions); mine != p {
+				t.Fatalf("device %v: the server put it in partition %d, Partition says %d", k, p, mine)
+			}
 			// The device's readings arrive in publish order: the n-th one read
 			// was published in round n.
 			if want := strconv.Itoa(readSoFar[k]); string(m.Data()) != want {
@@ -265,6 +268,35 @@ func TestTelemetryPartitioning(t *testing.T) {
 		if want := fmt.Sprintf("telemetry.%d.%s.%s", p, k.site, k.device); raw.Subject != want {
 			t.Fatalf("later reading of %v stored as %q, want %q", k, raw.Subject, want)
 		}
+	}
+}
+
+// A batch published to its partition's subject is stored there as is, read
+// through that partition's filter only, and recognised as a batch.
+func TestTelemetryBatchesStayInTheirPartition(t *testing.T) {
+	ctx := t.Context()
+	s := startNATS(t)
+	_, js := connect(t, s)
+	const partitions = 3
+	if err := Ensure(ctx, js, testStreams(partitions).Telemetry()); err != nil {
+		t.Fatal(err)
+	}
+	for p := range partitions {
+		if _, err := js.Publish(ctx, BatchSubject(p), []byte("batch "+strconv.Itoa(p))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range partitions {
+		got := storedIn(t, ctx, js, PartitionFilter(p))
+		if len(got) != 1 || got[0].Subject() != BatchSubject(p) || string(got[0].Data()) != "batch "+strconv.Itoa(p) {
+			t.Fatalf("partition %d holds %d messages, want its one batch on %s", p, len(got), BatchSubject(p))
+		}
+		if !IsBatchSubject(got[0].Subject()) {
+			t.Fatalf("%s not recognised as a batch", got[0].Subject())
+		}
+	}
+	if IsBatchSubject("telemetry.0.batch.t1") || IsBatchSubject("telemetry.0.lab.t1") {
+		t.Fatal("a device's subject taken for a batch")
 	}
 }
 
