@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,23 +24,35 @@ import (
 // Bridge carries MQTT messages into JetStream. Its one rule: an MQTT message
 // is acknowledged only after JetStream acknowledged everything made from it
 // (its readings, or its dead-letter record). Until then the broker holds it
-// in ingest's persistent session and redelivers it after any crash, and
-// Nats-Msg-Id makes that redelivery harmless.
+// in ingest's persistent session and redelivers it after any crash; the
+// processor drops a redelivered reading it has already folded
+// (docs/decisions.md, "Duplicates are dropped where the windows are").
 //
-// Two goroutines keep the order of arrival: publishLoop decodes and publishes
-// asynchronously, ackLoop waits for JetStream's acknowledgements in the same
-// order and then acknowledges MQTT. The paho callback only enqueues.
+// Readings travel in batches: publishLoop gathers the messages that arrive
+// within BatchWait of each other (a round, at most BatchMax messages), and
+// publishes each partition's readings of the round in as few messages as
+// MaxBatchBytes allows, asynchronously. ackLoop waits for JetStream's
+// acknowledgements of each round, in order, then acknowledges its MQTT
+// messages in the order they arrived. The paho callback only enqueues.
 type Bridge struct {
-	limits  decode.Limits
-	log     *slog.Logger
-	metrics *service.Pipeline
-	latency prometheus.Histogram
-	now     func() time.Time
+	limits     decode.Limits
+	log        *slog.Logger
+	metrics    *service.Pipeline
+	latency    prometheus.Histogram
+	batchSize  prometheus.Histogram
+	now        func() time.Time
+	partitions int
+	batchWait  time.Duration
+	batchMax   int
+	// A batch's Nats-Msg-Id is runID and a counter: unique to this process,
+	// so JetStream drops a batch republished after its PubAck was lost.
+	runID  string
+	nextID uint64
 
 	mu       sync.RWMutex // guards open against Handle racing Close
 	open     bool
 	incoming chan arrival
-	pending  chan *delivery
+	pending  chan *round
 	stopped  chan struct{} // closed when Run returns
 
 	// failingSince is when JetStream last started refusing publishes (unix
@@ -48,7 +61,7 @@ type Bridge struct {
 
 	// pub keeps a republish from being overtaken: publishLoop publishes
 	// through it; ackLoop settles through it and, after a publish failed,
-	// releases it once every delivery published before is settled, so a
+	// releases it once every round published before is settled, so a
 	// device's readings reach TELEMETRY in the order they arrived even when
 	// a whole window of PubAcks is lost (docs/decisions.md, "Republished
 	// readings are not overtaken").
@@ -61,22 +74,27 @@ type arrival struct {
 	at time.Time
 }
 
-// delivery is one MQTT message on its way: what was published for it and the
-// acknowledgements still to come.
-type delivery struct {
-	mqtt     mqtt.Message
-	received time.Time
+// round is the MQTT messages gathered for one publish and what was made from
+// them: batches of readings, one partition's each, and a dead-letter record
+// per message refused.
+type round struct {
+	arrivals []arrival
 	msgs     []*nats.Msg
+	readings []int // readings in each of msgs; 0 for a dead-letter record
 	futures  []jetstream.PubAckFuture
-	rejected bool
-	// Backing arrays for the usual one reading per message: msgs and
-	// futures need no allocations of their own.
-	oneMsg    [1]*nats.Msg
-	oneFuture [1]jetstream.PubAckFuture
+}
+
+// BatchOptions says how ingest batches: readings of partitions of the
+// TELEMETRY stream (bus.Partitions), gathered for at most Wait, at most Max
+// MQTT messages a round.
+type BatchOptions struct {
+	Partitions int
+	Wait       time.Duration
+	Max        int
 }
 
 // NewBridge returns a Bridge that buffers at most maxInFlight messages.
-func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, log *slog.Logger, reg prometheus.Registerer) *Bridge {
+func NewBridge(js jetstream.JetStream, limits decode.Limits, batch BatchOptions, maxInFlight int, log *slog.Logger, reg prometheus.Registerer) *Bridge {
 	b := &Bridge{
 		limits:  limits,
 		log:     log,
@@ -86,16 +104,25 @@ func NewBridge(js jetstream.JetStream, limits decode.Limits, maxInFlight int, lo
 			Help:    "From MQTT receipt to JetStream acknowledgement of everything made from the message.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
-		now:      time.Now,
-		open:     true,
-		incoming: make(chan arrival, maxInFlight),
-		pending:  make(chan *delivery, maxInFlight),
-		stopped:  make(chan struct{}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "edgeflow_ingest_batch_readings",
+			Help:    "Readings in each batch published on TELEMETRY.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
+		}),
+		now:        time.Now,
+		partitions: max(batch.Partitions, 1),
+		batchWait:  batch.Wait,
+		batchMax:   max(batch.Max, 1),
+		runID:      nats.NewInbox()[len(nats.InboxPrefix):] + ".",
+		open:       true,
+		incoming:   make(chan arrival, maxInFlight),
+		pending:    make(chan *round, maxInFlight),
+		stopped:    make(chan struct{}),
 	}
 	b.pub = bus.Publisher{JS: js,
 		Failed: func(_ *nats.Msg, err error) { b.onRetry(err, 0) },
 		Retry:  func(_ *nats.Msg, err error, wait time.Duration) { b.onRetry(err, wait) }}
-	reg.MustRegister(b.latency)
+	reg.MustRegister(b.latency, b.batchSize)
 	return b
 }
 
@@ -147,111 +174,173 @@ func (b *Bridge) Ready(context.Context) error {
 
 func (b *Bridge) publishLoop(ctx context.Context) {
 	defer close(b.pending)
+	gather := time.NewTimer(time.Hour)
+	gather.Stop()
 	for {
-		var in arrival
-		select {
-		case <-ctx.Done():
-			return
-		case a, ok := <-b.incoming:
-			if !ok {
-				return
-			}
-			in = a
-		}
-		d := b.prepare(in.m, in.at)
-		if err := b.publish(ctx, d); err != nil {
+		r, more := b.gather(ctx, gather)
+		if r == nil {
 			return // ctx ended: the rest stays unacknowledged with the broker
 		}
-		b.pending <- d
+		b.prepare(r)
+		if err := b.pub.PublishAsync(ctx, r.msgs, r.futures); err != nil {
+			return
+		}
+		b.pending <- r
+		if !more {
+			return
+		}
 	}
 }
 
-// prepare decodes m, received at now, into the messages to publish: its
-// readings, or one dead-letter record saying why it was rejected.
-func (b *Bridge) prepare(m mqtt.Message, now time.Time) *delivery {
-	d := &delivery{mqtt: m, received: now}
-	d.msgs = d.oneMsg[:0]
-	readings, err := decode.Decode(m.Topic(), m.Payload(), now, b.limits)
-	if err != nil {
-		return b.reject(d, string(decode.ReasonOf(err)), err)
-	}
-	for i := range readings {
-		r := &readings[i]
-		data, err := reading.Encode(r)
-		if err != nil { // cannot happen for a validated reading; never crash on it
-			return b.reject(&delivery{mqtt: m, received: now}, "internal", err)
+// gather waits for a message, then takes the messages that arrive within
+// batchWait, up to batchMax. It returns nil when ctx ended first, and
+// more=false once Close was called and the queue is empty.
+func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more bool) {
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case a, ok := <-b.incoming:
+		if !ok {
+			return nil, false
 		}
-		msg := nats.NewMsg(reading.TelemetrySubject(r.Site, r.Device))
-		msg.Data = data
-		if id := r.MsgID(); id != "" {
-			msg.Header.Set(jetstream.MsgIDHeader, id)
-		}
-		d.msgs = append(d.msgs, msg)
+		r = &round{arrivals: []arrival{a}}
 	}
-	return d
+	if b.batchWait > 0 {
+		wait.Reset(b.batchWait)
+		defer wait.Stop()
+	}
+	for len(r.arrivals) < b.batchMax {
+		select {
+		case a, ok := <-b.incoming:
+			if !ok {
+				return r, false
+			}
+			r.arrivals = append(r.arrivals, a)
+			continue
+		default:
+		}
+		if b.batchWait == 0 {
+			return r, true
+		}
+		select {
+		case a, ok := <-b.incoming:
+			if !ok {
+				return r, false
+			}
+			r.arrivals = append(r.arrivals, a)
+		case <-wait.C:
+			return r, true
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	return r, true
 }
 
-// reject turns d into one dead-letter record saying why m was refused.
-func (b *Bridge) reject(d *delivery, reason string, err error) *delivery {
+// prepare decodes the round's MQTT messages into what it publishes: each
+// partition's readings in batches of at most MaxBatchBytes (a reading larger
+// than that alone), in the order they arrived, and a dead-letter record for
+// each message refused, saying why.
+func (b *Bridge) prepare(r *round) {
+	open := make([]int, b.partitions) // index in r.msgs + 1 of each partition's batch
+	var encoded [][]byte
+	for _, a := range r.arrivals {
+		readings, err := decode.Decode(a.m.Topic(), a.m.Payload(), a.at, b.limits)
+		if err != nil {
+			b.reject(r, a, string(decode.ReasonOf(err)), err)
+			continue
+		}
+		encoded = encoded[:0]
+		for i := range readings {
+			data, err := reading.Encode(&readings[i])
+			if err != nil { // cannot happen for a validated reading; never crash on it
+				break
+			}
+			encoded = append(encoded, data)
+		}
+		if len(encoded) < len(readings) {
+			_, err := reading.Encode(&readings[len(encoded)])
+			b.reject(r, a, "internal", err)
+			continue
+		}
+		for i, data := range encoded {
+			p := bus.Partition(readings[i].Site, readings[i].Device, b.partitions)
+			if j := open[p] - 1; j >= 0 && len(r.msgs[j].Data)+1+len(data) <= bus.MaxBatchBytes {
+				r.msgs[j].Data = reading.AppendBatch(r.msgs[j].Data, data)
+				r.readings[j]++
+				continue
+			}
+			m := nats.NewMsg(bus.BatchSubject(p))
+			m.Data = data
+			b.nextID++
+			m.Header.Set(jetstream.MsgIDHeader, b.runID+strconv.FormatUint(b.nextID, 36))
+			r.msgs = append(r.msgs, m)
+			r.readings = append(r.readings, 1)
+			open[p] = len(r.msgs)
+		}
+	}
+	for i, n := range r.readings {
+		if n > 0 {
+			b.batchSize.Observe(float64(r.readings[i]))
+		}
+	}
+	r.futures = make([]jetstream.PubAckFuture, len(r.msgs))
+}
+
+// reject adds a dead-letter record saying why a was refused.
+func (b *Bridge) reject(r *round, a arrival, reason string, err error) {
 	b.log.Debug("rejected message", "reason", reason, "err", err)
 	b.metrics.DeadLettered.WithLabelValues(reason).Inc()
-	d.rejected = true
-	d.msgs = []*nats.Msg{bus.DeadLetter{
-		Service: "ingest", Reason: reason, Detail: err.Error(), Source: d.mqtt.Topic(), Body: d.mqtt.Payload(),
-	}.Msg(d.received)}
-	return d
-}
-
-// publish starts the asynchronous publishes of d, retrying while JetStream
-// refuses to take them (disconnected, too many pending).
-func (b *Bridge) publish(ctx context.Context, d *delivery) error {
-	if len(d.msgs) <= len(d.oneFuture) {
-		d.futures = d.oneFuture[:len(d.msgs)]
-	} else {
-		d.futures = make([]jetstream.PubAckFuture, len(d.msgs))
-	}
-	return b.pub.PublishAsync(ctx, d.msgs, d.futures)
+	r.msgs = append(r.msgs, bus.DeadLetter{
+		Service: "ingest", Reason: reason, Detail: err.Error(), Source: a.m.Topic(), Body: a.m.Payload(),
+	}.Msg(a.at))
+	r.readings = append(r.readings, 0)
 }
 
 func (b *Bridge) ackLoop(ctx context.Context) {
 	defer b.pub.Release()
-	for d := range b.pending {
-		if err := b.await(ctx, d); err != nil {
-			// ctx ended: leave d and everything after it to the broker.
+	for r := range b.pending {
+		if err := b.await(ctx, r); err != nil {
+			// ctx ended: leave r and everything after it to the broker.
 			b.pub.Release()
 			for range b.pending {
 			}
 			return
 		}
-		d.mqtt.Ack()
-		b.metrics.Backlog.Dec()
-		b.latency.Observe(b.now().Sub(d.received).Seconds())
+		now := b.now()
+		for _, a := range r.arrivals {
+			a.m.Ack()
+			b.latency.Observe(now.Sub(a.at).Seconds())
+		}
+		b.metrics.Backlog.Sub(float64(len(r.arrivals)))
 		// Everything published before the failure is settled (publishLoop
-		// publishes nothing while b.pub holds it): new messages may go.
+		// publishes nothing while b.pub holds it): new rounds may go.
 		if len(b.pending) == 0 {
 			b.pub.Release()
 		}
 	}
 }
 
-// await waits for every acknowledgement of d, publishing again (same
+// await waits for every acknowledgement of r, publishing again (same
 // Nats-Msg-Id, so never twice in the stream) whatever failed and keeping
-// newer messages back meanwhile (bus.Publisher).
-func (b *Bridge) await(ctx context.Context, d *delivery) error {
-	if err := b.pub.Settle(ctx, d.msgs, d.futures, func(_ int, ack *jetstream.PubAck) { b.acked(d, ack) }); err != nil {
+// newer rounds back meanwhile (bus.Publisher).
+func (b *Bridge) await(ctx context.Context, r *round) error {
+	if err := b.pub.Settle(ctx, r.msgs, r.futures, func(i int, ack *jetstream.PubAck) { b.acked(r.readings[i], ack) }); err != nil {
 		return err
 	}
 	b.failingSince.Store(0)
 	return nil
 }
 
-func (b *Bridge) acked(d *delivery, ack *jetstream.PubAck) {
+// acked counts a message of readings readings (0: a dead-letter record)
+// that JetStream acknowledged.
+func (b *Bridge) acked(readings int, ack *jetstream.PubAck) {
 	switch {
-	case d.rejected:
+	case readings == 0:
 	case ack.Duplicate:
-		b.metrics.Dropped.WithLabelValues("duplicate").Inc()
+		b.metrics.Dropped.WithLabelValues("duplicate").Add(float64(readings))
 	default:
-		b.metrics.Out.Inc()
+		b.metrics.Out.Add(float64(readings))
 	}
 }
 

@@ -42,9 +42,12 @@ func (f *future) Err() <-chan error            { return f.errc }
 func (f *future) Msg() *nats.Msg               { return f.msg }
 
 func (js *orderJS) store(m *nats.Msg) *jetstream.PubAck {
-	if r, err := reading.Unmarshal(m.Data); err == nil && r.Seq != nil {
-		js.stored = append(js.stored, *r.Seq)
-	}
+	reading.EachInBatch(m.Data, func(data []byte) bool {
+		if r, err := reading.Unmarshal(data); err == nil && r.Seq != nil {
+			js.stored = append(js.stored, *r.Seq)
+		}
+		return true
+	})
 	return &jetstream.PubAck{Stream: "TELEMETRY", Sequence: uint64(len(js.stored))}
 }
 
@@ -88,7 +91,7 @@ func (m *ackedMessage) Ack() { m.acked <- string(m.payload) }
 // even though each republish acknowledges MQTT and lets a newer message in.
 func TestRepublishIsNotOvertaken(t *testing.T) {
 	js := &orderJS{left: 2}
-	b := NewBridge(js, decode.DefaultLimits(), 16, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	b := NewBridge(js, decode.DefaultLimits(), BatchOptions{Partitions: 8, Max: 16}, 16, slog.New(slog.DiscardHandler), prometheus.NewRegistry())
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := make(chan struct{})
@@ -111,20 +114,25 @@ func TestRepublishIsNotOvertaken(t *testing.T) {
 		}
 	}
 
-	// 1 and 2 are in flight when their PubAcks are lost.
-	send(1)
-	send(2)
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
-		js.mu.Lock()
-		n := len(js.doomed)
-		js.mu.Unlock()
-		if n == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("1 and 2 were not published")
+	published := func(n int) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+			js.mu.Lock()
+			got := len(js.doomed)
+			js.mu.Unlock()
+			if got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d publishes in flight, want %d", got, n)
+			}
 		}
 	}
+	// 1 and 2 are in flight, in two batches, when their PubAcks are lost.
+	send(1)
+	published(1)
+	send(2)
+	published(2)
 	// 1 times out and is republished; its MQTT ack lets 3 in, as the
 	// broker would, while 2 still waits for its PubAck.
 	js.fail(0)

@@ -40,6 +40,8 @@ type Config struct {
 
 	MaxInFlight  int           `envconfig:"INGEST_MAX_INFLIGHT" default:"4096" desc:"MQTT messages accepted but not yet acknowledged by JetStream"`
 	DrainTimeout time.Duration `envconfig:"INGEST_DRAIN_TIMEOUT" default:"15s" desc:"how long SIGTERM waits for in-flight messages"`
+	BatchWait    time.Duration `envconfig:"INGEST_BATCH_WAIT" default:"5ms" desc:"how long the first MQTT message of a batch waits for others before the batch is published (0: publish what is queued at once)"`
+	BatchMax     int           `envconfig:"INGEST_BATCH_MAX" default:"1000" desc:"most MQTT messages gathered into one round of batches (at most EDGEFLOW_INGEST_MAX_INFLIGHT)"`
 }
 
 // LoadConfig reads and validates the environment.
@@ -102,6 +104,12 @@ func (c Config) Validate() error {
 	}
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, errors.New("EDGEFLOW_INGEST_DRAIN_TIMEOUT must be positive"))
+	}
+	if c.BatchWait < 0 || c.BatchWait > time.Second {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_BATCH_WAIT=%v: must be 0..1s", c.BatchWait))
+	}
+	if c.BatchMax < 1 || c.BatchMax > c.MaxInFlight {
+		errs = append(errs, fmt.Errorf("EDGEFLOW_INGEST_BATCH_MAX=%d: must be 1..EDGEFLOW_INGEST_MAX_INFLIGHT (%d)", c.BatchMax, c.MaxInFlight))
 	}
 	return errors.Join(errs...)
 }

@@ -1,6 +1,6 @@
 // Command ingest subscribes to the sensors' MQTT topics, validates and
-// normalises every message, and publishes it to the TELEMETRY stream of NATS
-// JetStream; what it rejects goes to DEADLETTER with the reason. See
+// normalises every message, and publishes its readings in batches to the
+// TELEMETRY stream of NATS JetStream; what it rejects goes to DEADLETTER with the reason. See
 // docs/architecture.md and docs/guarantees.md for the contract and bridge.go for
 // the guarantees.
 package main
@@ -53,7 +53,13 @@ func run(ctx context.Context, cfg Config) error {
 	}
 	health.AddCheck("nats", bus.Ready(nc))
 
-	bridge := NewBridge(js, cfg.Limits(), cfg.MaxInFlight, log, reg)
+	// The stream's partition count, not ours: the two cannot disagree.
+	partitions, err := bus.Partitions(ctx, js)
+	if err != nil {
+		return err
+	}
+	bridge := NewBridge(js, cfg.Limits(), BatchOptions{Partitions: partitions, Wait: cfg.BatchWait, Max: cfg.BatchMax},
+		cfg.MaxInFlight, log, reg)
 	health.AddCheck("jetstream", bridge.Ready)
 
 	g, ctx := service.NewGroup(ctx)

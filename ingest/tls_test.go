@@ -86,7 +86,7 @@ func TestMQTTOptionsConnectToSecureBroker(t *testing.T) {
 
 	start := func(cfg Config) (mqtt.Client, *Bridge) {
 		t.Helper()
-		b := newTestBridge(time.Now())
+		b := newTestBridge(time.Now(), 1)
 		o, err := mqttOptions(cfg, slog.New(slog.DiscardHandler), b)
 		if err != nil {
 			t.Fatal(err)
