@@ -47,7 +47,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		batch, err := cons.Fetch(w.cfg.FetchSize, jetstream.FetchMaxWait(w.fetchWait()))
+		batch, err := cons.FetchBytes(fetchBytes(w.js.Conn()), jetstream.FetchMaxWait(w.fetchWait()))
 		if err != nil {
 			// The ordered consumer gave up recreating itself (NATS away):
 			// start a new one from our own position once NATS answers.
@@ -112,6 +112,12 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 	}
 }
+
+// fetchBytes is how much one fetch of a partition may bring: the largest
+// message NATS takes, with its subject and headers. A fetch smaller than a
+// message it meets would bring nothing, ever; one this size holds about
+// 6,000 readings in ingest's batches (docs/performance.md).
+func fetchBytes(nc *nats.Conn) int { return int(nc.MaxPayload()) + 4096 }
 
 // fetched is one message of a fetch and its JetStream metadata.
 type fetched struct {
@@ -261,13 +267,29 @@ func (w *worker) startsElsewhere(cons jetstream.Consumer) bool {
 	return true
 }
 
-// fold adds one message to the windows and the pending raw points.
+// fold adds one message to the windows and the pending raw points: a batch
+// of readings (ingest's) or one reading.
 func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 	w.seq = meta.Sequence.Stream
+	if !bus.IsBatchSubject(msg.Subject()) {
+		w.foldReading(msg.Data(), msg.Subject(), 0)
+		return
+	}
+	line := 0
+	reading.EachInBatch(msg.Data(), func(data []byte) bool {
+		line++
+		w.foldReading(data, msg.Subject(), line)
+		return true
+	})
+}
+
+// foldReading adds one reading in the wire form, from subject (line of a
+// batch, 0 when alone), to the windows and the pending raw points.
+func (w *worker) foldReading(data []byte, subject string, line int) {
 	w.metrics.In.Inc()
-	r, err := reading.Decode(msg.Data())
+	r, err := reading.Decode(data)
 	if err != nil {
-		w.deadLetter("invalid_reading", err.Error(), msg)
+		w.deadLetter("invalid_reading", err.Error(), subject, line, data)
 		return
 	}
 	if late := w.state.Add(r); len(late) > 0 {
@@ -280,16 +302,22 @@ func (w *worker) fold(msg jetstream.Msg, meta *jetstream.MsgMetadata) {
 			names += reading.WindowName(d)
 		}
 		w.deadLetter("late", fmt.Sprintf("reading at %s arrived after its %s window closed; written raw, not aggregated",
-			time.UnixMilli(r.TS).UTC().Format(time.RFC3339Nano), names), msg)
+			time.UnixMilli(r.TS).UTC().Format(time.RFC3339Nano), names), subject, line, data)
 	}
 	if w.cfg.Influx.WriteRaw {
 		w.batch.AddReading(&r)
 	}
-	w.live.Add(r.Site, r.Device, msg.Data())
+	w.live.Add(r.Site, r.Device, data)
 }
 
-func (w *worker) deadLetter(reason, detail string, msg jetstream.Msg) {
+// deadLetter records why the reading data, from subject (line of a batch, 0
+// when alone), was refused, for the next flush to publish.
+func (w *worker) deadLetter(reason, detail, subject string, line int, data []byte) {
 	w.metrics.DeadLettered.WithLabelValues(reason).Inc()
+	source := subject + " seq " + strconv.FormatUint(w.seq, 10)
+	if line > 0 {
+		source += " line " + strconv.Itoa(line)
+	}
 	w.dead = append(w.dead, bus.DeadLetter{Service: "processor", Reason: reason, Detail: detail,
-		Source: msg.Subject() + " seq " + strconv.FormatUint(w.seq, 10), Body: msg.Data()}.Msg(w.now()))
+		Source: source, Body: data}.Msg(w.now()))
 }
