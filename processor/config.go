@@ -34,7 +34,7 @@ type Config struct {
 
 	FlushInterval time.Duration `envconfig:"PROCESSOR_FLUSH_INTERVAL" default:"250ms" desc:"how often a partition writes to InfluxDB and checkpoints (a closed window waits for the next flush: this bounds its delay beyond the lateness)"`
 	BatchSize     int           `envconfig:"PROCESSOR_BATCH_SIZE" default:"5000" desc:"most readings per InfluxDB write (a partition flushes early when it has this many)"`
-	FetchSize     int           `envconfig:"PROCESSOR_FETCH_SIZE" default:"500" desc:"hub mode: most windows fetched per request from a site's stream (a partition of TELEMETRY fetches up to the server's max payload in bytes)"`
+	FetchSize     int           `envconfig:"PROCESSOR_FETCH_SIZE" default:"500" desc:"most messages fetched per request (batches of readings; at the hub, windows), and at most the server's max payload in bytes: what a partition holds undecoded, so it bounds memory"`
 	LeaseTTL      time.Duration `envconfig:"PROCESSOR_LEASE_TTL" default:"10s" desc:"how long a dead replica keeps its partitions before another takes them"`
 	PurgeInterval time.Duration `envconfig:"PROCESSOR_PURGE_INTERVAL" default:"5s" desc:"how often processed readings are removed from TELEMETRY"`
 	DrainTimeout  time.Duration `envconfig:"PROCESSOR_DRAIN_TIMEOUT" default:"20s" desc:"how long SIGTERM waits for the last flush"`

@@ -47,7 +47,7 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		batch, err := cons.FetchBytes(fetchBytes(w.js.Conn()), jetstream.FetchMaxWait(w.fetchWait()))
+		batch, err := cons.Fetch(w.cfg.FetchSize, jetstream.FetchMaxBytes(fetchBytes(w.js.Conn())), jetstream.FetchMaxWait(w.fetchWait()))
 		if err != nil {
 			// The ordered consumer gave up recreating itself (NATS away):
 			// start a new one from our own position once NATS answers.
@@ -113,10 +113,11 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 	}
 }
 
-// fetchBytes is how much one fetch of a partition may bring: the largest
-// message NATS takes, with its subject and headers. A fetch smaller than a
-// message it meets would bring nothing, ever; one this size holds about
-// 6,000 readings in ingest's batches (docs/performance.md).
+// fetchBytes is how much one fetch of a partition may bring besides its
+// count: the largest message NATS takes, with its subject and headers. A
+// fetch smaller than a message it meets would bring nothing, ever; one this
+// size holds about 6,000 readings in ingest's batches. (FetchBytes alone
+// would do, but nats.go then buffers a million deliveries, 16 MB a fetch.)
 func fetchBytes(nc *nats.Conn) int { return int(nc.MaxPayload()) + 4096 }
 
 // fetched is one message of a fetch and its JetStream metadata.

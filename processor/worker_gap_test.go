@@ -47,23 +47,6 @@ func (c *lossyConsumer) Fetch(n int, opts ...jetstream.FetchOpt) (jetstream.Mess
 		n = c.js.size(fetch, n)
 	}
 	b, err := c.Consumer.Fetch(n, opts...)
-	return c.lossy(fetch, b, err)
-}
-
-// FetchBytes, the worker's fetch, fetches by count when size is set
-// (readings here are alone, a message each).
-func (c *lossyConsumer) FetchBytes(maxBytes int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error) {
-	fetch := int(c.js.fetches.Add(1) - 1)
-	if c.js.size != nil {
-		b, err := c.Consumer.Fetch(c.js.size(fetch, maxBytes), opts...)
-		return c.lossy(fetch, b, err)
-	}
-	b, err := c.Consumer.FetchBytes(maxBytes, opts...)
-	return c.lossy(fetch, b, err)
-}
-
-// lossy loses the deliveries of fetch that lose picks.
-func (c *lossyConsumer) lossy(fetch int, b jetstream.MessageBatch, err error) (jetstream.MessageBatch, error) {
 	if err != nil {
 		return nil, err
 	}
