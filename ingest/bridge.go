@@ -48,6 +48,11 @@ type Bridge struct {
 	// so JetStream drops a batch republished after its PubAck was lost.
 	runID  string
 	nextID uint64
+	// prepare's scratch, kept between rounds: each partition's open batch,
+	// and a message's readings encoded back to back with where each ends.
+	batchOf []int
+	encoded []byte
+	ends    []int
 
 	mu       sync.RWMutex // guards open against Handle racing Close
 	open     bool
@@ -242,46 +247,52 @@ func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more b
 // than that alone), in the order they arrived, and a dead-letter record for
 // each message refused, saying why.
 func (b *Bridge) prepare(r *round) {
-	open := make([]int, b.partitions) // index in r.msgs + 1 of each partition's batch
-	var encoded [][]byte
+	if len(b.batchOf) != b.partitions {
+		b.batchOf = make([]int, b.partitions)
+	}
+	clear(b.batchOf) // index in r.msgs + 1 of each partition's batch
 	for _, a := range r.arrivals {
 		readings, err := decode.Decode(a.m.Topic(), a.m.Payload(), a.at, b.limits)
 		if err != nil {
 			b.reject(r, a, string(decode.ReasonOf(err)), err)
 			continue
 		}
-		encoded = encoded[:0]
+		// Every reading is encoded before any is batched: a message is
+		// published whole or dead-lettered whole.
+		b.encoded, b.ends = b.encoded[:0], b.ends[:0]
 		for i := range readings {
-			data, err := reading.Encode(&readings[i])
-			if err != nil { // cannot happen for a validated reading; never crash on it
-				break
+			if b.encoded, err = reading.AppendEncoded(b.encoded, &readings[i]); err != nil {
+				break // cannot happen for a validated reading; never crash on it
 			}
-			encoded = append(encoded, data)
+			b.ends = append(b.ends, len(b.encoded))
 		}
-		if len(encoded) < len(readings) {
-			_, err := reading.Encode(&readings[len(encoded)])
+		if err != nil {
 			b.reject(r, a, "internal", err)
 			continue
 		}
-		for i, data := range encoded {
+		start := 0
+		for i, end := range b.ends {
+			data := b.encoded[start:end]
+			start = end
 			p := bus.Partition(readings[i].Site, readings[i].Device, b.partitions)
-			if j := open[p] - 1; j >= 0 && len(r.msgs[j].Data)+1+len(data) <= bus.MaxBatchBytes {
+			if j := b.batchOf[p] - 1; j >= 0 && len(r.msgs[j].Data)+1+len(data) <= bus.MaxBatchBytes {
 				r.msgs[j].Data = reading.AppendBatch(r.msgs[j].Data, data)
 				r.readings[j]++
 				continue
 			}
 			m := nats.NewMsg(bus.BatchSubject(p))
-			m.Data = data
+			// Room for the partition's share of the round, if its readings are alike.
+			m.Data = reading.AppendBatch(make([]byte, 0, min(bus.MaxBatchBytes, (len(r.arrivals)/b.partitions+1)*(len(data)+1))), data)
 			b.nextID++
 			m.Header.Set(jetstream.MsgIDHeader, b.runID+strconv.FormatUint(b.nextID, 36))
 			r.msgs = append(r.msgs, m)
 			r.readings = append(r.readings, 1)
-			open[p] = len(r.msgs)
+			b.batchOf[p] = len(r.msgs)
 		}
 	}
-	for i, n := range r.readings {
+	for _, n := range r.readings {
 		if n > 0 {
-			b.batchSize.Observe(float64(r.readings[i]))
+			b.batchSize.Observe(float64(n))
 		}
 	}
 	r.futures = make([]jetstream.PubAckFuture, len(r.msgs))

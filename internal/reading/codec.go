@@ -11,26 +11,37 @@ import (
 // Unmarshal (encoding/json) on every input; they are only faster.
 
 // Encode encodes r exactly as Marshal (encoding/json) does, byte for byte,
-// in one allocation: it is ingest's hot path (docs/performance.md). Names
-// that are not valid names (which ingest's decoder never produces) go to
-// encoding/json, which escapes them.
-func Encode(r *Reading) ([]byte, error) {
+// in one allocation: it is ingest's hot path (docs/performance.md).
+func Encode(r *Reading) ([]byte, error) { return AppendEncoded(nil, r) }
+
+// AppendEncoded appends r, encoded as Encode does, to dst, growing it at
+// most once. Names that are not valid names (which ingest's decoder never
+// produces) go to encoding/json, which escapes them. On error dst is
+// returned unchanged.
+func AppendEncoded(dst []byte, r *Reading) ([]byte, error) {
+	marshal := func() ([]byte, error) {
+		m, err := r.Marshal()
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, m...), nil
+	}
 	if !ValidName(r.Site) || !ValidName(r.Device) {
-		return r.Marshal()
+		return marshal()
 	}
 	var stack [16]string
 	names := stack[:0]
 	size := 64 + len(r.Site) + len(r.Device)
 	for name := range r.Metrics {
 		if !ValidName(name) {
-			return r.Marshal()
+			return marshal()
 		}
 		names = append(names, name)
 		size += len(name) + 28
 	}
 	slices.Sort(names)
 
-	b := make([]byte, 0, size)
+	b := slices.Grow(dst, size)
 	b = append(b, `{"site":"`...)
 	b = append(b, r.Site...)
 	b = append(b, `","device":"`...)
@@ -55,7 +66,7 @@ func Encode(r *Reading) ([]byte, error) {
 			b = append(b, `":`...)
 			var ok bool
 			if b, ok = appendJSONFloat(b, r.Metrics[name]); !ok {
-				return r.Marshal() // NaN or Inf: encoding/json's error
+				return marshal() // NaN or Inf: encoding/json's error
 			}
 		}
 		b = append(b, '}')
@@ -69,7 +80,7 @@ func Encode(r *Reading) ([]byte, error) {
 		units := make([]string, 0, len(r.Units))
 		for name, u := range r.Units {
 			if !ValidName(name) || !ValidUnit(u) {
-				return r.Marshal() // escapes what needs escaping
+				return marshal() // escapes what needs escaping
 			}
 			units = append(units, name)
 		}

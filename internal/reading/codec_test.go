@@ -34,6 +34,19 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 	if _, err := Encode(&bad); err == nil {
 		t.Error("NaN marshalled without an error")
 	}
+	// Appended after earlier bytes, each case is the same bytes after
+	// them; a failure leaves them as they were.
+	prefix := []byte("earlier\n")
+	for _, r := range cases {
+		want, _ := Encode(&r)
+		got, err := AppendEncoded(bytes.Clone(prefix), &r)
+		if err != nil || !bytes.Equal(got, append(bytes.Clone(prefix), want...)) {
+			t.Errorf("AppendEncoded(%+v) = %s, %v", r, got, err)
+		}
+	}
+	if got, err := AppendEncoded(bytes.Clone(prefix), &bad); err == nil || !bytes.Equal(got, prefix) {
+		t.Errorf("AppendEncoded of NaN = %q, %v; want the prefix unchanged and an error", got, err)
+	}
 }
 
 // FuzzReadingRoundTrip holds Encode to Marshal's bytes, and Decode to
