@@ -303,3 +303,36 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 	}
 	mustAdd(t, wider, sent(61, t0+61_000, 1), true)
 }
+
+// A seq-only reading replayed after its original's windows are due (not yet
+// closed) counts again, in its own window; it is then recorded under the
+// same identity as the original, and a further replay is a duplicate,
+// before and after the original's entry is forgotten. With few identities
+// they are scanned, with many indexed.
+func TestSeqOnlyIdentityRecordedTwice(t *testing.T) {
+	for _, n := range []int64{3, 100} {
+		s := NewState(testConfig())
+		for i := range n {
+			mustAdd(t, s, seqOnly(uint64(1_000+i), t0+i*10, 1), false) // within the first 10 s
+		}
+		mustAdd(t, s, seqOnly(1, t0+1_000, 1), false)
+		for sec := int64(61); sec <= 66; sec++ { // watermark t0+61s: the first minute is due
+			mustAdd(t, s, seqOnly(uint64(sec), t0+sec*1_000, 1), false)
+		}
+		seen := seenOf(s, "d1")
+		if (seen.index != nil) != (n > indexFrom) {
+			t.Fatalf("%d readings: index %v", n, seen.index != nil)
+		}
+		mustAdd(t, s, seqOnly(1, t0+66_500, 1), false) // its original is past: counts again
+		mustAdd(t, s, seqOnly(1, t0+66_600, 1), true)
+		before := len(seen.entries)
+		closed := s.CloseDue(wall(0), false)
+		if len(seen.entries) != before-int(n)-1 {
+			t.Fatalf("%d readings: %d identities after the first minute closed, want %d", n, len(seen.entries), before-int(n)-1)
+		}
+		mustAdd(t, s, seqOnly(1, t0+66_700, 1), true)
+		if got := counts(append(closed, flushAll(s)...)); got["1m@0s"] != n+1 || got["1m@1m0s"] != 7 {
+			t.Fatalf("%d readings: counts %v", n, got)
+		}
+	}
+}
