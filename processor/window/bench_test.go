@@ -136,7 +136,8 @@ func BenchmarkUnmarshal(b *testing.B) {
 // BenchmarkAddRate: devices sending with a sequence number and their own
 // time, so each reading has an identity; "1Hz" is 1000 devices once a
 // second, "100Hz" 10 devices 100 times a second (6,500 readings in each
-// device's open 1m window plus lateness). Windows close every simulated
+// device's open 1m window plus lateness), "100Hz-seq-only" the same without
+// their own time (identities looked up in an index). Windows close every simulated
 // second, outside the timer, after a warm-up of 124 s, when a minute of
 // identities is kept: it reports the checkpoint's size per device then,
 // and the part the identities take.
@@ -144,13 +145,14 @@ func BenchmarkAddRate(b *testing.B) {
 	for _, bc := range []struct {
 		name        string
 		devices, hz int
-	}{{"1Hz", 1000, 1}, {"100Hz", 10, 100}} {
+		deviceTime  bool
+	}{{"1Hz", 1000, 1, true}, {"100Hz", 10, 100, true}, {"100Hz-seq-only", 10, 100, false}} {
 		b.Run(bc.name, func(b *testing.B) {
 			s := NewState(testConfig())
 			rs := benchReadings()[:bc.devices]
 			seqs := make([]uint64, len(rs))
 			for i := range rs {
-				rs[i].DeviceTime = true
+				rs[i].DeviceTime = bc.deviceTime
 				rs[i].Seq = &seqs[i]
 			}
 			step := int64(1_000 / bc.hz)
@@ -175,15 +177,16 @@ func BenchmarkAddRate(b *testing.B) {
 				}
 			}
 			data, _ := s.MarshalBinary()
-			kept := make(map[*device][]seenEntry)
+			kept := make(map[*device][2][]seenEntry)
 			entries := 0
 			for _, d := range s.devices {
-				kept[d], d.seen.entries = d.seen.entries, nil
-				entries += len(kept[d])
+				kept[d] = [2][]seenEntry{d.dated.entries, d.undated.entries}
+				entries += len(d.dated.entries) + len(d.undated.entries)
+				d.dated.entries, d.undated.entries = nil, nil
 			}
 			without, _ := s.MarshalBinary()
 			for d, e := range kept {
-				d.seen.entries = e
+				d.dated.entries, d.undated.entries = e[0], e[1]
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

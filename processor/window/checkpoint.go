@@ -53,9 +53,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 //	      count > 1: sum, min, max, first, last (5 × 8 bytes),
 //	                 first ts − start, last ts − start (uvarints),
 //	                 sum exponent (uvarint; not before version 3)
-//	  identities (not before version 6): n, then per entry by event time
-//	    and identity: event time − the previous entry's (varint; the first
-//	    entry's − the device's newest ts), identity (8 bytes, big endian)
+//	  identities (not before version 6), of the readings with device time,
+//	    then of those without: n, then per entry by event time and identity:
+//	    event time − the previous entry's (varint; the first entry's − the
+//	    device's newest ts), identity (8 bytes, big endian)
 //	CRC-32C (4 bytes, big endian)
 //
 // A count of 1 stores one value: observe sets all five to the same bits.
@@ -69,7 +70,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
 		size += 6*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64) +
-			len(d.seen.entries)*(binary.MaxVarintLen64+8)
+			(len(d.dated.entries)+len(d.undated.entries))*(binary.MaxVarintLen64+8)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -156,20 +157,22 @@ func (s *State) MarshalBinary() ([]byte, error) {
 				}
 			}
 		}
-		b = appendSeen(b, d, s.forgetCutoff(d))
+		cutoff := s.forgetCutoff(d)
+		b = appendSeen(b, &d.dated, d.maxTS, cutoff)
+		b = appendSeen(b, &d.undated, d.maxTS, cutoff)
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
-// appendSeen appends d's identities from cutoff on: those before may be
-// forgotten at any time, so a canonical encoding leaves them out.
-func appendSeen(b []byte, d *device, cutoff int64) []byte {
-	entries := d.seen.entries
+// appendSeen appends the identities of set from cutoff on (those before may
+// be forgotten at any time, so a canonical encoding leaves them out), their
+// event times relative to prev, then to each other.
+func appendSeen(b []byte, set *seenSet, prev, cutoff int64) []byte {
+	entries := set.entries
 	for len(entries) > 0 && entries[0].ts < cutoff {
 		entries = entries[1:]
 	}
 	b = binary.AppendUvarint(b, uint64(len(entries)))
-	prev := d.maxTS
 	for _, e := range entries {
 		b = binary.AppendVarint(b, e.ts-prev)
 		b = binary.BigEndian.AppendUint64(b, e.id)
@@ -409,7 +412,10 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 			}
 		}
 		if version >= 6 {
-			decodeSeen(d, dev, s.forgetCutoff(dev))
+			cutoff := s.forgetCutoff(dev)
+			decodeSeen(d, dev, &dev.dated, cutoff)
+			decodeSeen(d, dev, &dev.undated, cutoff)
+			dev.undated.reindex()
 		}
 		if d.err != nil {
 			return nil, d.err
@@ -425,9 +431,9 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 	return s, nil
 }
 
-// decodeSeen decodes the identities of dev, which must be sorted, unique and
-// from cutoff on (appendSeen).
-func decodeSeen(d *decoder, dev *device, cutoff int64) {
+// decodeSeen decodes identities of dev into set; they must be sorted,
+// unique and from cutoff on (appendSeen).
+func decodeSeen(d *decoder, dev *device, set *seenSet, cutoff int64) {
 	n := d.count("identities", 9)
 	if d.err != nil || n == 0 {
 		return
@@ -457,8 +463,7 @@ func decodeSeen(d *decoder, dev *device, cutoff int64) {
 	if d.err != nil {
 		return
 	}
-	dev.seen.entries = entries
-	dev.seen.reindex()
+	set.entries = entries
 }
 
 // decodeSince decodes the since mark of a length size whose closed-until

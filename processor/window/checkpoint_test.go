@@ -40,7 +40,7 @@ func sampleState(t testing.TB) *State {
 	r := rd("plant", "d1", t0-5, map[string]float64{"t": 3})
 	r.Received = t0 + 40_000
 	s.Add(r)
-	if s.Open() != 12 || len(s.devices[deviceKey{"yard", "y"}].seen.entries) != 3 {
+	if s.Open() != 12 || len(s.devices[deviceKey{"yard", "y"}].dated.entries) != 3 {
 		t.Fatalf("sample has %d windows", s.Open())
 	}
 	return s
@@ -211,8 +211,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"site index out of range", newCP().header().names("lab").u(1).u(1).s("d1").raw(make([]byte, 8)...).bytes(), "site index 1 out of range"},
 		{"invalid device", newCP().header().names("lab").u(1).u(0).s("d 1").bytes(), "not a valid name"},
 		{"devices not sorted", newCP().header().names("lab").u(2).
-			device(0, "d2", t0, 0).length(0).u(0).length(0).u(0).u(0).
-			device(0, "d1", t0, 0).length(0).u(0).length(0).u(0).u(0).bytes(), "not sorted"},
+			device(0, "d2", t0, 0).length(0).u(0).length(0).u(0).u(0).u(0).
+			device(0, "d1", t0, 0).length(0).u(0).length(0).u(0).u(0).u(0).bytes(), "not sorted"},
 		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
 		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
 		{"silence out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(1 << 61).bytes(), "silence"},
@@ -233,7 +233,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
 		{"window before closed-until", newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).
 			length(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
-		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).raw(0).bytes(), "trailing"},
+		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).u(0).raw(0).bytes(), "trailing"},
+		{"identities without device time not sorted", oneWindow().u(0).u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
 		{"huge identity count", oneWindow().u(1 << 40).bytes(), "do not fit"},
 		{"identities beyond the input", oneWindow().u(2).i(0).raw(make([]byte, 8)...).i(1).raw(1, 2).bytes(), "do not fit"},
 		{"truncated identity", oneWindow().u(1).i(-(1 << 50)).raw(1, 2).bytes(), "truncated identity"},
@@ -257,17 +258,19 @@ func TestUnmarshalRefuses(t *testing.T) {
 		})
 	}
 	// The hand-built bodies are otherwise valid.
-	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).bytes()
+	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).u(0).bytes()
 	if err := NewState(testConfig()).UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint refused: %v", err)
 	}
-	ok = oneWindow().u(2).i(-60_000).raw(0, 0, 0, 0, 0, 0, 0, 2).i(60_001).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes()
+	ok = oneWindow().u(2).i(-60_000).raw(0, 0, 0, 0, 0, 0, 0, 2).i(60_001).raw(0, 0, 0, 0, 0, 0, 0, 1).
+		u(1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 3).bytes()
 	s := NewState(testConfig())
 	if err := s.UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint with identities refused: %v", err)
 	}
-	if e := s.devices[deviceKey{"lab", "d1"}].seen.entries; !slices.Equal(e, []seenEntry{{t0 - 60_000, 2}, {t0 + 1, 1}}) {
-		t.Fatalf("identities %v", e)
+	d := s.devices[deviceKey{"lab", "d1"}]
+	if !slices.Equal(d.dated.entries, []seenEntry{{t0 - 60_000, 2}, {t0 + 1, 1}}) || !slices.Equal(d.undated.entries, []seenEntry{{t0, 3}}) {
+		t.Fatalf("identities %v and %v", d.dated.entries, d.undated.entries)
 	}
 }
 
@@ -419,9 +422,9 @@ func TestUnmarshalVersions3To5(t *testing.T) {
 		if version >= 5 {
 			wantOffset = -200
 		}
-		if s.Open() != 1 || d.offset != wantOffset || d.sizes[0].since != noSince || d.sizes[1].since != noSince || len(d.seen.entries) != 0 {
+		if s.Open() != 1 || d.offset != wantOffset || d.sizes[0].since != noSince || d.sizes[1].since != noSince || len(d.dated.entries)+len(d.undated.entries) != 0 {
 			t.Fatalf("version %d: %d windows, offset %d, since %d, %d, %d identities", version, s.Open(), d.offset,
-				d.sizes[0].since, d.sizes[1].since, len(d.seen.entries))
+				d.sizes[0].since, d.sizes[1].since, len(d.dated.entries)+len(d.undated.entries))
 		}
 		// A reading of the version's time is not known: it counts again.
 		seq := uint64(1)

@@ -47,9 +47,10 @@ func counts(aggs []reading.Aggregate) map[string]int64 {
 	return out
 }
 
-func seenOf(s *State, dev string) *seenSet {
-	return &s.devices[deviceKey{"lab", dev}].seen
-}
+// datedOf and undatedOf return the identities of lab/dev's readings with
+// and without device time.
+func datedOf(s *State, dev string) *seenSet   { return &s.devices[deviceKey{"lab", dev}].dated }
+func undatedOf(s *State, dev string) *seenSet { return &s.devices[deviceKey{"lab", dev}].undated }
 
 func TestDuplicateInOpenWindowsIsDropped(t *testing.T) {
 	s := NewState(testConfig())
@@ -90,9 +91,9 @@ func TestDuplicateChangesNothing(t *testing.T) {
 	after, _ := s.MarshalBinary()
 	a := s.devices[deviceKey{"lab", "d1"}]
 	if !bytes.Equal(before, after) || a.maxTS != d.maxTS || a.offset != d.offset || a.lastRx != d.lastRx ||
-		a.heardAt != d.heardAt || len(a.seen.entries) != 2 {
+		a.heardAt != d.heardAt || len(a.dated.entries) != 2 {
 		t.Fatalf("a duplicate changed the State: time %d→%d, offset %d→%d, received %d→%d, heard %d→%d, %d identities",
-			d.maxTS, a.maxTS, d.offset, a.offset, d.lastRx, a.lastRx, d.heardAt, a.heardAt, len(a.seen.entries))
+			d.maxTS, a.maxTS, d.offset, a.offset, d.lastRx, a.lastRx, d.heardAt, a.heardAt, len(a.dated.entries))
 	}
 }
 
@@ -125,7 +126,7 @@ func TestDuplicateAfterItsWindowsClosedIsLate(t *testing.T) {
 	if !slices.Equal(late, []time.Duration{s10, m1}) {
 		t.Fatalf("late for %v, want both lengths", late)
 	}
-	n := len(seenOf(s, "d1").entries)
+	n := len(datedOf(s, "d1").entries)
 	if n != 66 {
 		t.Fatalf("%d identities, want the 66 readings folded", n)
 	}
@@ -133,7 +134,7 @@ func TestDuplicateAfterItsWindowsClosedIsLate(t *testing.T) {
 	if got := counts(aggs); got["1m@0s"] != 59 {
 		t.Fatalf("counts %v, want the 59 readings of the first minute", got)
 	}
-	if n := len(seenOf(s, "d1").entries); n != 7 {
+	if n := len(datedOf(s, "d1").entries); n != 7 {
 		t.Fatalf("%d identities after the minute closed, want the 7 of t0+60s on", n)
 	}
 	late = mustAdd(t, s, sent(1, t0+1_000, 1), false)
@@ -149,7 +150,7 @@ func TestReadingWithoutIdentityCountsTwice(t *testing.T) {
 	r := temp(t0+1_000, 1)
 	mustAdd(t, s, r, false)
 	mustAdd(t, s, r, false)
-	if n := len(seenOf(s, "d1").entries); n != 0 {
+	if n := len(datedOf(s, "d1").entries) + len(undatedOf(s, "d1").entries); n != 0 {
 		t.Fatalf("%d identities recorded", n)
 	}
 	if got := counts(flushAll(s)); got["10s@0s"] != 2 || got["1m@0s"] != 2 {
@@ -190,28 +191,33 @@ func TestSeqOnlyReplayWithLaterTime(t *testing.T) {
 // again to the replica that loads the checkpoint.
 func TestDuplicateAfterCheckpoint(t *testing.T) {
 	s := NewState(testConfig())
-	for i := range uint64(100) { // past indexFrom: the index is rebuilt on load
-		mustAdd(t, s, sent(i, t0+int64(i)*100, 1), false)
+	// With and without device time, past indexFrom: the index of the
+	// identities without is rebuilt on load.
+	for i := range int64(100) {
+		mustAdd(t, s, sent(uint64(i), t0+i*90, 1), false)
+		mustAdd(t, s, seqOnly(uint64(1_000+i), t0+i*90+50, 1), false)
 	}
 	data, _ := s.MarshalBinary()
 	loaded := NewState(testConfig())
 	if err := loaded.UnmarshalBinary(data); err != nil {
 		t.Fatal(err)
 	}
-	if ls := seenOf(loaded, "d1"); len(ls.entries) != 100 || len(ls.index) != 100 {
-		t.Fatalf("loaded %d identities, %d indexed", len(ls.entries), len(ls.index))
+	dated, undated := datedOf(loaded, "d1"), undatedOf(loaded, "d1")
+	if len(dated.entries) != 100 || dated.index != nil || len(undated.entries) != 100 || len(undated.index) != 100 {
+		t.Fatalf("loaded %d and %d identities, %d and %d indexed", len(dated.entries), len(undated.entries), len(dated.index), len(undated.index))
 	}
-	for i := range uint64(100) {
-		mustAdd(t, loaded, sent(i, t0+int64(i)*100, 1), true)
+	for i := range int64(100) {
+		mustAdd(t, loaded, sent(uint64(i), t0+i*90, 1), true)
+		mustAdd(t, loaded, seqOnly(uint64(1_000+i), t0+9_000+i, 1), true) // received again later
 	}
 	mustAdd(t, loaded, sent(100, t0+10_000, 1), false)
-	if got := counts(flushAll(loaded)); got["10s@0s"] != 100 || got["10s@10s"] != 1 || got["1m@0s"] != 101 {
+	if got := counts(flushAll(loaded)); got["10s@0s"] != 200 || got["10s@10s"] != 1 || got["1m@0s"] != 201 {
 		t.Fatalf("counts %v", got)
 	}
 }
 
-// Identities are forgotten as windows close, and a fast device's are
-// indexed.
+// Identities are forgotten as windows close; a fast device's, with device
+// time, are found by time, with no index.
 func TestIdentitiesAreForgotten(t *testing.T) {
 	s := NewState(testConfig())
 	const hz = 100
@@ -221,13 +227,13 @@ func TestIdentitiesAreForgotten(t *testing.T) {
 			s.CloseDue(wall(0), false)
 		}
 	}
-	seen := seenOf(s, "d1")
-	if len(seen.entries) != 10*hz || len(seen.index) != 10*hz {
+	seen := datedOf(s, "d1")
+	if len(seen.entries) != 10*hz || seen.index != nil {
 		t.Fatalf("%d identities, %d indexed; want the 10 s since the first minute closed", len(seen.entries), len(seen.index))
 	}
 	// Out of order within the lateness: kept sorted.
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), false)
-	if !slices.IsSortedFunc(seen.entries, func(a, b seenEntry) int { return cmpSeen(a, b) }) {
+	if !slices.IsSortedFunc(seen.entries, compareSeen) {
 		t.Fatal("identities not sorted")
 	}
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), true)
@@ -237,16 +243,6 @@ func TestIdentitiesAreForgotten(t *testing.T) {
 	if len(seen.entries) != 0 || seen.index != nil {
 		t.Fatalf("%d identities, index %v after every window closed", len(seen.entries), seen.index != nil)
 	}
-}
-
-func cmpSeen(a, b seenEntry) int {
-	switch {
-	case a.less(b):
-		return -1
-	case b.less(a):
-		return 1
-	}
-	return 0
 }
 
 // A forgotten device's identities go with it: the forget floor keeps its
@@ -274,7 +270,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 		mustAdd(t, s, sent(uint64(sec), t0+sec*1_000, 1), false)
 	}
 	s.CloseDue(wall(0), false) // 10s windows until 70 s and the first minute closed
-	if n := len(seenOf(s, "d1").entries); n != 20 {
+	if n := len(datedOf(s, "d1").entries); n != 20 {
 		t.Fatalf("%d identities, want the 20 of the second minute", n)
 	}
 	data, _ := s.MarshalBinary()
@@ -285,7 +281,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 	if _, err := only10s.Load(data); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(seenOf(only10s, "d1").entries); n != 10 {
+	if n := len(datedOf(only10s, "d1").entries); n != 10 {
 		t.Fatalf("%d identities with 10s windows only, want the 10 of the open one", n)
 	}
 	mustAdd(t, only10s, sent(72, t0+72_000, 1), true)
@@ -298,7 +294,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 	if _, err := wider.Load(data); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(seenOf(wider, "d1").entries); n != 20 {
+	if n := len(datedOf(wider, "d1").entries); n != 20 {
 		t.Fatalf("%d identities with an hour added, want the 20 kept", n)
 	}
 	mustAdd(t, wider, sent(61, t0+61_000, 1), true)
@@ -319,7 +315,7 @@ func TestSeqOnlyIdentityRecordedTwice(t *testing.T) {
 		for sec := int64(61); sec <= 66; sec++ { // watermark t0+61s: the first minute is due
 			mustAdd(t, s, seqOnly(uint64(sec), t0+sec*1_000, 1), false)
 		}
-		seen := seenOf(s, "d1")
+		seen := undatedOf(s, "d1")
 		if (seen.index != nil) != (n > indexFrom) {
 			t.Fatalf("%d readings: index %v", n, seen.index != nil)
 		}

@@ -1,5 +1,7 @@
 package window
 
+import "slices"
+
 // seenEntry is the identity (reading.Identity) of a reading folded into a
 // device's windows, and the reading's event time.
 type seenEntry struct {
@@ -14,14 +16,37 @@ func (a seenEntry) less(b seenEntry) bool { return a.ts < b.ts || a.ts == b.ts &
 const indexFrom = 32
 
 // seenSet is the identities of the readings a device's windows hold or may
-// still count (package comment, "Duplicates").
+// still count (package comment, "Duplicates"), of the readings with device
+// time (device.dated) or of those without (device.undated).
 type seenSet struct {
 	// entries, sorted by event time then identity, unique. Readings come
 	// mostly in event-time order, so an entry is mostly appended.
 	entries []seenEntry
 	// index maps an identity to the newest event time of its entries, once
-	// there were more than indexFrom of them; nil when empty.
+	// there were more than indexFrom of them; nil when empty, and always
+	// in a set of readings with device time (looked up with holds).
 	index map[uint64]int64
+}
+
+// holds reports whether the set holds identity id at event time ts: a copy
+// of a reading with device time has the reading's event time, so it is
+// found by time, without an index.
+func (s *seenSet) holds(id uint64, ts int64) bool {
+	if len(s.entries) == 0 || ts > s.entries[len(s.entries)-1].ts {
+		return false // the common case: a reading newer than every other
+	}
+	_, found := slices.BinarySearchFunc(s.entries, seenEntry{ts: ts, id: id}, compareSeen)
+	return found
+}
+
+func compareSeen(a, b seenEntry) int {
+	switch {
+	case a.less(b):
+		return -1
+	case b.less(a):
+		return 1
+	}
+	return 0
 }
 
 // newest returns the newest event time of the entries of identity id.
@@ -39,7 +64,9 @@ func (s *seenSet) newest(id uint64) (ts int64, ok bool) {
 }
 
 // add records identity id at event time ts; the set must not hold it yet.
-func (s *seenSet) add(id uint64, ts int64) {
+// indexed: the set is looked up by identity (newest), and keeps an index
+// beyond indexFrom entries.
+func (s *seenSet) add(id uint64, ts int64, indexed bool) {
 	e := seenEntry{ts: ts, id: id}
 	i := len(s.entries)
 	for i > 0 && e.less(s.entries[i-1]) {
@@ -51,7 +78,7 @@ func (s *seenSet) add(id uint64, ts int64) {
 	switch {
 	case s.index != nil:
 		s.indexAdd(e)
-	case len(s.entries) > indexFrom:
+	case indexed && len(s.entries) > indexFrom:
 		s.reindex()
 	}
 }

@@ -30,9 +30,12 @@ type device struct {
 	heardAt int64
 	// sizes[i] is the state for Config.Sizes[i].
 	sizes []sizeState
-	// seen holds the identities of the readings folded into the device's
-	// windows, back to forgetCutoff (package comment, "Duplicates").
-	seen seenSet
+	// dated and undated hold the identities of the readings with and
+	// without device time folded into the device's windows, back to
+	// forgetCutoff (package comment, "Duplicates"). A copy of a reading
+	// with device time has its event time, and is looked for by it; a copy
+	// of one without has a later event time, and is looked for by identity.
+	dated, undated seenSet
 }
 
 // sizeState is one device's state for one window length.
@@ -138,10 +141,8 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration, duplicate bool)
 	d := s.devices[deviceKey{r.Site, r.Device}]
 	if d == nil {
 		d = s.newDevice(r.Site, r.Device)
-	} else if hasID {
-		if ts, ok := d.seen.newest(id); ok && ts >= s.cutoff(d, d.maxTS-s.lateness) {
-			return nil, true
-		}
+	} else if hasID && s.duplicate(d, id, &r) {
+		return nil, true
 	}
 	watermark := d.maxTS - s.lateness
 	var targets [MaxSizes]*window
@@ -167,8 +168,12 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration, duplicate bool)
 				}
 			}
 		}
-		if hasID {
-			d.seen.add(id, r.TS)
+		switch {
+		case !hasID:
+		case r.DeviceTime:
+			d.dated.add(id, r.TS, false)
+		default:
+			d.undated.add(id, r.TS, true)
 		}
 	}
 	// The device's time moves to r.TS only as far as r's arrival, with the
@@ -185,6 +190,16 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration, duplicate bool)
 	}
 	d.heardAt = s.listened
 	return lateFor, false
+}
+
+// duplicate reports whether r, of identity id, is a copy of a reading folded
+// into d's windows that could still count.
+func (s *State) duplicate(d *device, id uint64, r *reading.Reading) bool {
+	if r.DeviceTime {
+		return d.dated.holds(id, r.TS) && r.TS >= s.cutoff(d, d.maxTS-s.lateness)
+	}
+	ts, ok := d.undated.newest(id)
+	return ok && ts >= s.cutoff(d, d.maxTS-s.lateness)
 }
 
 // cutoff returns the event time before which a reading is late, or not
@@ -209,9 +224,12 @@ func (s *State) forgetCutoff(d *device) int64 { return s.cutoff(d, math.MinInt64
 
 // forgetSeen drops the identities of d that forgetCutoff allows.
 func (s *State) forgetSeen(d *device) {
-	if len(d.seen.entries) > 0 && d.seen.entries[0].ts < s.forgetCutoff(d) {
-		d.seen.forgetBefore(s.forgetCutoff(d))
+	if len(d.dated.entries) == 0 && len(d.undated.entries) == 0 {
+		return
 	}
+	cutoff := s.forgetCutoff(d)
+	d.dated.forgetBefore(cutoff)
+	d.undated.forgetBefore(cutoff)
 }
 
 // maxListened bounds State.listened and a device's silence: far beyond any
