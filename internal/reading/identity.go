@@ -9,19 +9,31 @@ const (
 	fnvPrime64  uint64 = 1099511628211
 )
 
+func fnvByte(h uint64, b byte) uint64 { return (h ^ uint64(b)) * fnvPrime64 }
+
+// fnvU64 hashes v as 8 bytes, big endian.
 func fnvU64(h, v uint64) uint64 {
 	for shift := 56; shift >= 0; shift -= 8 {
-		h = (h ^ uint64(byte(v>>shift))) * fnvPrime64
+		h = fnvByte(h, byte(v>>shift))
 	}
 	return h
+}
+
+// fnvUvarint hashes v as a uvarint (encoding/binary), 1 byte below 128.
+func fnvUvarint(h, v uint64) uint64 {
+	for v >= 0x80 {
+		h = fnvByte(h, byte(v)|0x80)
+		v >>= 7
+	}
+	return fnvByte(h, byte(v))
 }
 
 // fnvString hashes the length of s, then its bytes, so that "ab"+"c" and
 // "a"+"bc" differ.
 func fnvString(h uint64, s string) uint64 {
-	h = fnvU64(h, uint64(len(s)))
+	h = fnvUvarint(h, uint64(len(s)))
 	for i := 0; i < len(s); i++ {
-		h = (h ^ uint64(s[i])) * fnvPrime64
+		h = fnvByte(h, s[i])
 	}
 	return h
 }
@@ -34,12 +46,13 @@ func fnvString(h uint64, s string) uint64 {
 // deduplicated (at-least-once, as MsgID says).
 //
 // The processor stores identities in its checkpoints, so the function is
-// fixed: FNV-1a 64 over the length-prefixed site and device, a seq flag and
-// seq, a device-time flag and TS, then the number of metrics and the sum
-// (mod 2⁶⁴) of each metric's own FNV-1a 64 of its length-prefixed name and
-// value bits; integers big endian. The sum makes it independent of map
-// order without sorting. Changing any of this breaks every checkpoint's
-// deduplication (TestIdentityGolden).
+// fixed: FNV-1a 64 over the site and the device (each its length as a
+// uvarint, then its bytes), a seq flag byte (1, 0) and seq, a device-time
+// flag byte and TS, then the number of metrics (uvarint) and the sum (mod
+// 2⁶⁴) of each metric's own FNV-1a 64 of its name (length-prefixed) and
+// value bits; seq, TS, value bits and the sum as 8 bytes big endian. The
+// sum makes it independent of map order without sorting. Changing any of
+// this breaks every checkpoint's deduplication (TestIdentityGolden).
 func (r *Reading) Identity() (id uint64, ok bool) {
 	if r.Seq == nil && !r.DeviceTime {
 		return 0, false
@@ -47,19 +60,19 @@ func (r *Reading) Identity() (id uint64, ok bool) {
 	h := fnvString(fnvOffset64, r.Site)
 	h = fnvString(h, r.Device)
 	if r.Seq != nil {
-		h = fnvU64(fnvU64(h, 1), *r.Seq)
+		h = fnvU64(fnvByte(h, 1), *r.Seq)
 	} else {
-		h = fnvU64(h, 0)
+		h = fnvByte(h, 0)
 	}
 	if r.DeviceTime {
-		h = fnvU64(fnvU64(h, 1), uint64(r.TS))
+		h = fnvU64(fnvByte(h, 1), uint64(r.TS))
 	} else {
-		h = fnvU64(h, 0)
+		h = fnvByte(h, 0)
 	}
 	var metrics uint64
 	for name, v := range r.Metrics {
 		metrics += fnvU64(fnvString(fnvOffset64, name), math.Float64bits(v))
 	}
-	h = fnvU64(h, uint64(len(r.Metrics)))
+	h = fnvUvarint(h, uint64(len(r.Metrics)))
 	return fnvU64(h, metrics), true
 }

@@ -3,9 +3,11 @@ package reading_test
 import (
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/edgeflow/edgeflow/internal/reading"
@@ -48,11 +50,13 @@ func TestIdentityGolden(t *testing.T) {
 		r    reading.Reading
 		want uint64
 	}{
-		{"seq and device time", validReading(), 0x3c8a66ab539bd948},
-		{"seq only", seqOnly, 0xe85712abb12282a3},
-		{"device time only", timeOnly, 0xc09deb26ce1b20e5},
+		{"seq and device time", validReading(), 0x49abb90fbcca5b8c},
+		{"seq only", seqOnly, 0xad1d146a7ef088b9},
+		{"device time only", timeOnly, 0x23c3e73648ff8239},
 		{"negative zero", reading.Reading{Site: "s", Device: "d", TS: -1, DeviceTime: true,
-			Metrics: map[string]float64{"m": math.Copysign(0, -1)}}, 0xaff98db30efee107},
+			Metrics: map[string]float64{"m": math.Copysign(0, -1)}}, 0x90bc0ebf18c9cae0},
+		{"lengths of two bytes", reading.Reading{Site: strings.Repeat("s", 200), Device: "d", Seq: ptr(uint64(1) << 63),
+			Metrics: map[string]float64{strings.Repeat("m", 130): 1, "n": 2}}, 0xd3044849fa23f738},
 	}
 	for _, tt := range tests {
 		if got := identity(t, tt.r); got != tt.want {
@@ -64,28 +68,44 @@ func TestIdentityGolden(t *testing.T) {
 // TestIdentityIsFNV1a checks the written-out FNV-1a against hash/fnv, with
 // the layout Identity documents.
 func TestIdentityIsFNV1a(t *testing.T) {
-	r := validReading()
-	h := fnv.New64a()
-	u64 := func(v uint64) { h.Write(binary.BigEndian.AppendUint64(nil, v)) }
-	str := func(s string) { u64(uint64(len(s))); h.Write([]byte(s)) }
-	str(r.Site)
-	str(r.Device)
-	u64(1)
-	u64(*r.Seq)
-	u64(1)
-	u64(uint64(r.TS))
-	var sum uint64
-	for name, v := range r.Metrics {
-		m := fnv.New64a()
-		m.Write(binary.BigEndian.AppendUint64(nil, uint64(len(name))))
-		m.Write([]byte(name))
-		m.Write(binary.BigEndian.AppendUint64(nil, math.Float64bits(v)))
-		sum += m.Sum64()
-	}
-	u64(uint64(len(r.Metrics)))
-	u64(sum)
-	if got := identity(t, r); got != h.Sum64() {
-		t.Fatalf("Identity() = %#x, hash/fnv gives %#x", got, h.Sum64())
+	long := reading.Reading{Site: strings.Repeat("s", 200), Device: "d", TS: -5, DeviceTime: true,
+		Metrics: map[string]float64{strings.Repeat("m", 130): 1, "n": 2}}
+	for _, r := range []reading.Reading{validReading(), long} {
+		h := fnv.New64a()
+		u64 := func(v uint64) { h.Write(binary.BigEndian.AppendUint64(nil, v)) }
+		str := func(h hash.Hash64, s string) {
+			h.Write(binary.AppendUvarint(nil, uint64(len(s))))
+			h.Write([]byte(s))
+		}
+		flag := func(set bool) {
+			if set {
+				h.Write([]byte{1})
+			} else {
+				h.Write([]byte{0})
+			}
+		}
+		str(h, r.Site)
+		str(h, r.Device)
+		flag(r.Seq != nil)
+		if r.Seq != nil {
+			u64(*r.Seq)
+		}
+		flag(r.DeviceTime)
+		if r.DeviceTime {
+			u64(uint64(r.TS))
+		}
+		var sum uint64
+		for name, v := range r.Metrics {
+			m := fnv.New64a()
+			str(m, name)
+			m.Write(binary.BigEndian.AppendUint64(nil, math.Float64bits(v)))
+			sum += m.Sum64()
+		}
+		h.Write(binary.AppendUvarint(nil, uint64(len(r.Metrics))))
+		u64(sum)
+		if got := identity(t, r); got != h.Sum64() {
+			t.Fatalf("Identity() of %.40q… = %#x, hash/fnv gives %#x", r.Site, got, h.Sum64())
+		}
 	}
 }
 
