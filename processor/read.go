@@ -293,7 +293,14 @@ func (w *worker) foldReading(data []byte, subject string, line int) {
 		w.deadLetter("invalid_reading", err.Error(), subject, line, data)
 		return
 	}
-	if late := w.state.Add(r); len(late) > 0 {
+	late, duplicate := w.state.Add(r)
+	if duplicate {
+		// Folded before (window package comment, "Duplicates"): neither its
+		// raw point nor its live value is new.
+		w.metrics.Dropped.WithLabelValues("duplicate").Inc()
+		return
+	}
+	if len(late) > 0 {
 		w.metrics.Late.Inc()
 		names := ""
 		for i, d := range late {

@@ -132,3 +132,82 @@ func BenchmarkUnmarshal(b *testing.B) {
 	}
 	b.ReportMetric(float64(len(data)), "checkpoint-bytes")
 }
+
+// BenchmarkAddRate: devices sending with a sequence number and their own
+// time, so each reading has an identity; "1Hz" is 1000 devices once a
+// second, "100Hz" 10 devices 100 times a second (6,500 readings in each
+// device's open 1m window plus lateness), "100Hz-seq-only" the same without
+// their own time (identities looked up in an index). Windows close every simulated
+// second, outside the timer, after a warm-up of 124 s, when a minute of
+// identities is kept: it reports the checkpoint's size per device then,
+// and the part the identities take.
+func BenchmarkAddRate(b *testing.B) {
+	for _, bc := range []struct {
+		name        string
+		devices, hz int
+		deviceTime  bool
+	}{{"1Hz", 1000, 1, true}, {"100Hz", 10, 100, true}, {"100Hz-seq-only", 10, 100, false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := NewState(testConfig())
+			rs := benchReadings()[:bc.devices]
+			seqs := make([]uint64, len(rs))
+			for i := range rs {
+				rs[i].DeviceTime = bc.deviceTime
+				rs[i].Seq = &seqs[i]
+			}
+			step := int64(1_000 / bc.hz)
+			ts := t0
+			// next adds the next reading of every device at ts.
+			next := func() {
+				for i := range rs {
+					seqs[i]++
+					rs[i].TS, rs[i].Received = ts+int64(i%int(step)), ts+int64(i%int(step))
+					rs[i].Metrics["temperature"] += 0.125
+					s.Add(rs[i])
+				}
+			}
+			second := func() {
+				s.Listen(time.Second)
+				s.CloseDue(wall(ts), true)
+			}
+			for range 124 * bc.hz {
+				next()
+				if ts += step; (ts-t0)%1_000 == 0 {
+					second()
+				}
+			}
+			data, _ := s.MarshalBinary()
+			kept := make(map[*device][2][]seenEntry)
+			entries := 0
+			for _, d := range s.devices {
+				kept[d] = [2][]seenEntry{d.dated.entries, d.undated.entries}
+				entries += len(d.dated.entries) + len(d.undated.entries)
+				d.dated.entries, d.undated.entries = nil, nil
+			}
+			without, _ := s.MarshalBinary()
+			for d, e := range kept {
+				d.dated.entries, d.undated.entries = e[0], e[1]
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			i := 0
+			for b.Loop() {
+				r := &rs[i]
+				seqs[i]++
+				r.TS, r.Received = ts+int64(i%int(step)), ts+int64(i%int(step))
+				s.Add(*r)
+				if i++; i == len(rs) {
+					i = 0
+					if ts += step; (ts-t0)%1_000 == 0 {
+						b.StopTimer()
+						second()
+						b.StartTimer()
+					}
+				}
+			}
+			b.ReportMetric(float64(entries)/float64(len(rs)), "identities/device")
+			b.ReportMetric(float64(len(data))/float64(len(rs)), "checkpoint-bytes/device")
+			b.ReportMetric(float64(len(data)-len(without))/float64(len(rs)), "identity-bytes/device")
+		})
+	}
+}

@@ -21,10 +21,12 @@ var ErrCheckpoint = errors.New("invalid window checkpoint")
 // checkpointVersion. UnmarshalBinary reads every version from 1: version 1
 // had no silences (every device loads silent for 0); versions 1 and 2 had
 // no sum exponents; versions 1 to 3 no since marks; versions 1 to 4 no
-// clock offsets (every device loads with offset 0).
+// clock offsets (every device loads with offset 0); versions 1 to 5 no
+// identities (every device loads with none: a replay of a reading folded
+// before the checkpoint counts again).
 const (
-	checkpointMagic   = "EFW\x05"
-	checkpointVersion = 5
+	checkpointMagic   = "EFW\x06"
+	checkpointVersion = 6
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -32,9 +34,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // The checkpoint is a compact binary encoding, canonical (the same State
 // always encodes to the same bytes), followed by a CRC-32C of everything
 // before it. Integers are varints (signed ones zig-zag), floats their
-// IEEE-754 bits, so a round trip is exact. Layout, version 5:
+// IEEE-754 bits, so a round trip is exact. Layout, version 6:
 //
-//	magic "EFW\x05"
+//	magic "EFW\x06"
 //	config: n, n × size ms, lateness ms, idle grace ms, forget after ms (uvarints)
 //	floor (varint)
 //	names: n, then n × (len, bytes): site and metric names, sorted, unique
@@ -51,6 +53,10 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 //	      count > 1: sum, min, max, first, last (5 × 8 bytes),
 //	                 first ts − start, last ts − start (uvarints),
 //	                 sum exponent (uvarint; not before version 3)
+//	  identities (not before version 6), of the readings with device time,
+//	    then of those without: n, then per entry by event time and identity:
+//	    event time − the previous entry's (varint; the first entry's − the
+//	    device's newest ts), identity (8 bytes, big endian)
 //	CRC-32C (4 bytes, big endian)
 //
 // A count of 1 stores one value: observe sets all five to the same bits.
@@ -63,7 +69,8 @@ func (s *State) MarshalBinary() ([]byte, error) {
 	for _, d := range s.devices {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
-		size += 5*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64)
+		size += 6*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64) +
+			(len(d.dated.entries)+len(d.undated.entries))*(binary.MaxVarintLen64+8)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -150,8 +157,28 @@ func (s *State) MarshalBinary() ([]byte, error) {
 				}
 			}
 		}
+		cutoff := s.forgetCutoff(d)
+		b = appendSeen(b, &d.dated, d.maxTS, cutoff)
+		b = appendSeen(b, &d.undated, d.maxTS, cutoff)
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
+}
+
+// appendSeen appends the identities of set from cutoff on (those before may
+// be forgotten at any time, so a canonical encoding leaves them out), their
+// event times relative to prev, then to each other.
+func appendSeen(b []byte, set *seenSet, prev, cutoff int64) []byte {
+	entries := set.entries
+	for len(entries) > 0 && entries[0].ts < cutoff {
+		entries = entries[1:]
+	}
+	b = binary.AppendUvarint(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = binary.AppendVarint(b, e.ts-prev)
+		b = binary.BigEndian.AppendUint64(b, e.id)
+		prev = e.ts
+	}
+	return b
 }
 
 func appendString(b []byte, s string) []byte {
@@ -384,6 +411,12 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 				s.open++
 			}
 		}
+		if version >= 6 {
+			cutoff := s.forgetCutoff(dev)
+			decodeSeen(d, dev, &dev.dated, cutoff)
+			decodeSeen(d, dev, &dev.undated, cutoff)
+			dev.undated.reindex()
+		}
 		if d.err != nil {
 			return nil, d.err
 		}
@@ -396,6 +429,41 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 		return nil, d.err
 	}
 	return s, nil
+}
+
+// decodeSeen decodes identities of dev into set; they must be sorted,
+// unique and from cutoff on (appendSeen).
+func decodeSeen(d *decoder, dev *device, set *seenSet, cutoff int64) {
+	n := d.count("identities", 9)
+	if d.err != nil || n == 0 {
+		return
+	}
+	entries := make([]seenEntry, n)
+	prev := dev.maxTS
+	for i := range entries {
+		delta := d.inRange("identity time", MinTS-MaxTS, MaxTS-MinTS)
+		e := seenEntry{ts: prev + delta}
+		if d.err == nil && len(d.b) < 8 {
+			d.fail("truncated identity")
+		}
+		if d.err != nil {
+			return
+		}
+		e.id = binary.BigEndian.Uint64(d.b)
+		d.b = d.b[8:]
+		switch {
+		case e.ts < cutoff || e.ts > MaxTS:
+			d.fail("device %s/%s: identity time %d out of range", dev.site, dev.name, e.ts)
+		case i > 0 && !entries[i-1].less(e):
+			d.fail("device %s/%s: identities not sorted", dev.site, dev.name)
+		}
+		entries[i] = e
+		prev = e.ts
+	}
+	if d.err != nil {
+		return
+	}
+	set.entries = entries
 }
 
 // decodeSince decodes the since mark of a length size whose closed-until

@@ -20,12 +20,17 @@ func withCRC(body []byte) []byte {
 }
 
 // sampleState has several devices, several open windows per length,
-// single-value metrics, -0, a sum beyond the float64 range and a forget
-// floor.
+// single-value metrics, -0, a sum beyond the float64 range, a forget floor,
+// and identities of readings folded, one of them dated ahead of its
+// device's time.
 func sampleState(t testing.TB) *State {
 	s := NewState(testConfig())
 	s.floor = t0 - 3_600_000
-	s.Add(temp(t0+9_000, math.Copysign(0, -1)))
+	for i, ts := range []int64{t0 + 11_000, t0 + 7_000, t0 + 13_000} {
+		seq := uint64(i)
+		s.Add(reading.Reading{Site: "yard", Device: "y", TS: ts, Received: t0 + 10_000, Seq: &seq, DeviceTime: true,
+			Metrics: map[string]float64{"t": float64(i)}})
+	}
 	s.Add(temp(t0+12_000, 1.5))
 	s.Add(temp(t0+12_000, 2.25))
 	s.Add(temp(t0+8_000, -7))
@@ -35,7 +40,7 @@ func sampleState(t testing.TB) *State {
 	r := rd("plant", "d1", t0-5, map[string]float64{"t": 3})
 	r.Received = t0 + 40_000
 	s.Add(r)
-	if s.Open() != 9 {
+	if s.Open() != 12 || len(s.devices[deviceKey{"yard", "y"}].dated.entries) != 3 {
 		t.Fatalf("sample has %d windows", s.Open())
 	}
 	return s
@@ -59,10 +64,16 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	if !bytes.Equal(again, data) {
 		t.Fatal("re-encoding a loaded checkpoint gives other bytes")
 	}
-	// Same future: the same late reading and the same results, bit for bit.
+	// Same future: the same late reading, the same duplicate and the same
+	// results, bit for bit.
 	for _, st := range []*State{s, loaded} {
-		if late := st.Add(temp(t0+1_000, 4)); len(late) != 0 {
+		if late, _ := st.Add(temp(t0+1_000, 4)); len(late) != 0 {
 			t.Fatalf("late %v", late)
+		}
+		seq := uint64(1)
+		if _, dup := st.Add(reading.Reading{Site: "yard", Device: "y", TS: t0 + 7_000, Seq: &seq, DeviceTime: true,
+			Metrics: map[string]float64{"t": 1}}); !dup {
+			t.Fatal("replay not a duplicate")
 		}
 	}
 	want, got := fingerprint(flushAll(s)), fingerprint(flushAll(loaded))
@@ -95,7 +106,7 @@ func TestUnmarshalConfiguration(t *testing.T) {
 		if c := s.Config(); c.Lateness != DefaultLateness || len(c.Sizes) != 2 || c.ForgetAfter != DefaultForgetAfter {
 			t.Fatalf("config %+v", c)
 		}
-		if late := s.Add(temp(t0+1_000, 1)); late != nil {
+		if late, _ := s.Add(temp(t0+1_000, 1)); late != nil {
 			t.Fatalf("late %v", late)
 		}
 	})
@@ -171,6 +182,15 @@ func oneDevice() *cp {
 	return newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).length(math.MinInt64).u(1).i(t0)
 }
 
+// oneWindow is a valid body up to the identities of lab/d1, whose newest
+// event time is t0: its 10s length closed until t0 − 10s with one window at
+// t0 holding t=1, its 1m length closed until t0 − 1m (so identities from
+// t0 − 1m on).
+func oneWindow() *cp {
+	return newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).
+		length(t0 - 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).length(t0 - 60_000).u(0)
+}
+
 func TestUnmarshalRefuses(t *testing.T) {
 	valid, _ := sampleState(t).MarshalBinary()
 	tests := []struct {
@@ -191,8 +211,8 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"site index out of range", newCP().header().names("lab").u(1).u(1).s("d1").raw(make([]byte, 8)...).bytes(), "site index 1 out of range"},
 		{"invalid device", newCP().header().names("lab").u(1).u(0).s("d 1").bytes(), "not a valid name"},
 		{"devices not sorted", newCP().header().names("lab").u(2).
-			device(0, "d2", t0, 0).length(0).u(0).length(0).u(0).
-			device(0, "d1", t0, 0).length(0).u(0).length(0).u(0).bytes(), "not sorted"},
+			device(0, "d2", t0, 0).length(0).u(0).length(0).u(0).u(0).u(0).
+			device(0, "d1", t0, 0).length(0).u(0).length(0).u(0).u(0).u(0).bytes(), "not sorted"},
 		{"event time out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(MaxTS + 1).bytes(), "out of range"},
 		{"negative received", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(-1).bytes(), "out of range"},
 		{"silence out of range", newCP().header().names("lab").u(1).u(0).s("d1").i(t0).i(0).u(1 << 61).bytes(), "silence"},
@@ -213,7 +233,16 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"truncated value", oneDevice().u(1).u(1).u(1).raw(1, 2, 3).bytes(), "do not fit"},
 		{"window before closed-until", newCP().header().names("lab", "t").u(1).device(0, "d1", t0, t0).
 			length(t0 + 10_000).u(1).i(t0).u(1).u(1).u(1).f(1).u(0).bytes(), "ends before closed-until"},
-		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).raw(0).bytes(), "trailing"},
+		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).u(0).raw(0).bytes(), "trailing"},
+		{"identities without device time not sorted", oneWindow().u(0).u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
+		{"huge identity count", oneWindow().u(1 << 40).bytes(), "do not fit"},
+		{"identities beyond the input", oneWindow().u(2).i(0).raw(make([]byte, 8)...).i(1).raw(1, 2).bytes(), "do not fit"},
+		{"truncated identity", oneWindow().u(1).i(-(1 << 50)).raw(1, 2).bytes(), "truncated identity"},
+		{"identity time out of range", oneWindow().u(1).i(MaxTS).raw(make([]byte, 8)...).bytes(), "identity time"},
+		{"identity before the closed windows", oneWindow().u(1).i(-60_001).raw(make([]byte, 8)...).bytes(), "identity time"},
+		{"identities not sorted", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
+		{"identities repeated", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
+		{"identities going back in time", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).i(-1).raw(0, 0, 0, 0, 0, 0, 0, 2).bytes(), "not sorted"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,10 +257,20 @@ func TestUnmarshalRefuses(t *testing.T) {
 			}
 		})
 	}
-	// The hand-built body is otherwise valid.
-	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).bytes()
+	// The hand-built bodies are otherwise valid.
+	ok := oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).u(0).bytes()
 	if err := NewState(testConfig()).UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint refused: %v", err)
+	}
+	ok = oneWindow().u(2).i(-60_000).raw(0, 0, 0, 0, 0, 0, 0, 2).i(60_001).raw(0, 0, 0, 0, 0, 0, 0, 1).
+		u(1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 3).bytes()
+	s := NewState(testConfig())
+	if err := s.UnmarshalBinary(ok); err != nil {
+		t.Fatalf("valid hand-built checkpoint with identities refused: %v", err)
+	}
+	d := s.devices[deviceKey{"lab", "d1"}]
+	if !slices.Equal(d.dated.entries, []seenEntry{{t0 - 60_000, 2}, {t0 + 1, 1}}) || !slices.Equal(d.undated.entries, []seenEntry{{t0, 3}}) {
+		t.Fatalf("identities %v and %v", d.dated.entries, d.undated.entries)
 	}
 }
 
@@ -352,13 +391,17 @@ func TestUnmarshalVersion2(t *testing.T) {
 	}
 }
 
-// Checkpoints of versions 3 (before since marks) and 4 (before clock
-// offsets) still load: no since mark, clock offset 0.
-func TestUnmarshalVersions3And4(t *testing.T) {
-	for _, version := range []byte{3, 4} {
+// Checkpoints of versions 3 (before since marks), 4 (before clock offsets)
+// and 5 (before identities) still load: no since mark, clock offset 0, no
+// identities.
+func TestUnmarshalVersions3To5(t *testing.T) {
+	for _, version := range []byte{3, 4, 5} {
 		c := &cp{b: []byte{'E', 'F', 'W', version}}
 		// lab/d1, newest reading at t0+3s, one 10s window at t0 holding t=1.
 		c.header().names("lab", "t").u(1).u(0).s("d1").i(t0 + 3_000).i(t0 + 3_000).u(0)
+		if version >= 5 {
+			c.i(-200) // clock offset
+		}
 		for _, start := range []int64{t0, -1} {
 			c.i(math.MinInt64)
 			if version >= 4 {
@@ -375,10 +418,21 @@ func TestUnmarshalVersions3And4(t *testing.T) {
 			t.Fatalf("version %d: %v", version, err)
 		}
 		d := s.devices[deviceKey{"lab", "d1"}]
-		if s.Open() != 1 || d.offset != 0 || d.sizes[0].since != noSince || d.sizes[1].since != noSince {
-			t.Fatalf("version %d: %d windows, offset %d, since %d, %d", version, s.Open(), d.offset, d.sizes[0].since, d.sizes[1].since)
+		wantOffset := int64(0)
+		if version >= 5 {
+			wantOffset = -200
 		}
-		if got := flushAll(s); len(got) != 1 || got[0].Metrics["t"].Count != 1 {
+		if s.Open() != 1 || d.offset != wantOffset || d.sizes[0].since != noSince || d.sizes[1].since != noSince || len(d.dated.entries)+len(d.undated.entries) != 0 {
+			t.Fatalf("version %d: %d windows, offset %d, since %d, %d, %d identities", version, s.Open(), d.offset,
+				d.sizes[0].since, d.sizes[1].since, len(d.dated.entries)+len(d.undated.entries))
+		}
+		// A reading of the version's time is not known: it counts again.
+		seq := uint64(1)
+		if _, dup := s.Add(reading.Reading{Site: "lab", Device: "d1", TS: t0 + 3_000, Seq: &seq, DeviceTime: true,
+			Metrics: map[string]float64{"t": 1}}); dup {
+			t.Fatalf("version %d: a duplicate without identities", version)
+		}
+		if got := flushAll(s); len(got) != 2 || find(t, got, "lab", "d1", "10s", t0).Metrics["t"].Count != 2 {
 			t.Fatalf("version %d: closed:\n%s", version, fingerprint(got))
 		}
 	}

@@ -30,12 +30,17 @@ func (s *State) CloseDue(now time.Time, caughtUp bool) []reading.Aggregate {
 		if caughtUp {
 			limit = max(limit, s.idleLimit(d))
 		}
+		open := s.open
 		for i, size := range s.sizes {
 			out = s.closeUntil(out, d, i, limit-size)
 			// Past the watermark, since no longer changes anything (Add).
 			if ss := &d.sizes[i]; ss.since != noSince && ss.since <= watermark {
 				ss.since = noSince
 			}
+		}
+		// Only closing windows moves the closed-until marks.
+		if s.open != open {
+			s.forgetSeen(d)
 		}
 		if caughtUp && s.forgettable(d, nowMs) {
 			for i := range d.sizes {

@@ -43,6 +43,51 @@
 // divided by the count while the sum is in range, and within rounding of the
 // exact mean beyond it (the sum is then kept scaled by a power of two).
 //
+// # Duplicates
+//
+// Ingest publishes readings in batches, so JetStream cannot deduplicate a
+// reading delivered twice (ingest redelivered after a reconnect, a device's
+// QoS 1 retransmission): the two copies come in different messages. The
+// State drops them where the windows are. A reading whose identity
+// (reading.Identity: site, device, seq, device time, metric names and
+// values) equals that of a reading already folded into the device's
+// windows, while that earlier reading could still count somewhere, is a
+// duplicate: Add changes nothing at all (no window, no device clock, no
+// silence) and says so. A reading with neither seq nor device time has no
+// identity and is never a duplicate: two such readings cannot be told from
+// one delivered twice, so they are counted at least once rather than
+// merged.
+//
+// Each device keeps the identity and event time of every reading folded
+// into at least one of its windows (a reading late for every length is
+// not kept). An identity is looked for only while its event time could
+// still count: while, for some length, its window ends after both the
+// device's watermark and its closed-until mark. This depends only on the
+// stream and on the windows closed for silence, not on when CloseDue is
+// called, so duplicates keep the determinism above. An identity is
+// forgotten once its window of every length ends at or before that
+// length's closed-until mark (the watermark is not enough: a lateness
+// raised by a new configuration can reopen what it made due). The horizon
+// is therefore:
+//
+//   - Readings with device time are exact for ever: a replay carries the
+//     original's event time, and once that identity is forgotten the
+//     replay is late for every length.
+//   - Readings with only a seq carry ingest's receive time, so a replay
+//     has a later event time than the original. It is found (by identity,
+//     whatever its time) while the original's identity is kept: about the
+//     largest length plus the lateness after it was folded, or until the
+//     device's silence closes its windows. A replay later than that counts
+//     again (at-least-once).
+//
+// A forgotten device's identities go with it (the forget floor keeps its
+// replays late). Loading into another configuration keeps every identity
+// and forgets those the new lengths allow; since the horizon depends on
+// the lengths, a replay after the switch may be found where a run that
+// never switched would have counted it, or the reverse. The identities are
+// part of the checkpoint, so a replica that takes over after a crash drops
+// the readings its predecessor folded and it reads again.
+//
 // # Device clocks
 //
 // A device's time follows its readings' event times, but a reading vouches

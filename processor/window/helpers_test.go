@@ -67,6 +67,7 @@ func find(t *testing.T, aggs []reading.Aggregate, site, dev, window string, star
 // ms), or a CloseDue call.
 type step struct {
 	r        *reading.Reading
+	replay   bool // r is a replay of an earlier reading
 	listen   int64
 	close    bool
 	now      int64
@@ -76,24 +77,30 @@ type step struct {
 // randomSteps returns a reproducible stream of n readings from several
 // devices (two with a skewed clock), mostly in order with jitter that is
 // sometimes beyond the lateness, ties in event time, a metric set that
-// varies, negative zeros, and Listen and CloseDue calls in between, some
-// of these caught up.
+// varies, negative zeros, replays of recent readings (received again later;
+// for a device that sends no time of its own, with a later event time too),
+// and Listen and CloseDue calls in between, some of these caught up.
 func randomSteps(seed uint64, n int) []step {
 	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	lrng := rand.New(rand.NewPCG(seed, 7)) // Listen calls; rng makes the same readings as without them
+	lrng := rand.New(rand.NewPCG(seed, 7))  // Listen calls; rng makes the same readings as without them
+	rrng := rand.New(rand.NewPCG(seed, 11)) // replays, likewise
 	type dev struct {
 		site, name string
 		skew       int64 // Received − device time
 		ts         int64
 		silentTill int
+		// seq and deviceTime: what the device sends, hence its identity.
+		seq        *uint64
+		deviceTime bool
 	}
 	devs := []*dev{
-		{site: "lab", name: "d1"},
-		{site: "lab", name: "d2", skew: 40_000},
-		{site: "plant", name: "d1", skew: -30_000},
+		{site: "lab", name: "d1", seq: new(uint64), deviceTime: true},
+		{site: "lab", name: "d2", skew: 40_000, deviceTime: true},
+		{site: "plant", name: "d1", skew: -30_000, seq: new(uint64)},
 		{site: "plant", name: "p7"},
-		{site: "yard", name: "y"},
+		{site: "yard", name: "y", seq: new(uint64), deviceTime: true},
 	}
+	var recent []reading.Reading
 	for _, d := range devs {
 		d.ts = t0 + rng.Int64N(20_000)
 	}
@@ -135,13 +142,44 @@ func randomSteps(seed uint64, n int) []step {
 		if lrng.IntN(4) == 0 {
 			steps = append(steps, step{listen: lrng.Int64N(1_200)}) // caught up: 150 ms a step on average
 		}
-		r := reading.Reading{Site: d.site, Device: d.name, TS: ts, Metrics: ms, Received: ts + d.skew}
+		r := reading.Reading{Site: d.site, Device: d.name, TS: ts, Metrics: ms, Received: ts + d.skew, DeviceTime: d.deviceTime}
+		if d.seq != nil {
+			*d.seq++
+			r.Seq = new(*d.seq)
+		}
 		steps = append(steps, step{r: &r})
+		recent = append(recent, r)
+		if len(recent) > 40 {
+			recent = recent[1:]
+		}
+		if rrng.IntN(8) == 0 {
+			replay := recent[rrng.IntN(len(recent))]
+			for _, rd := range devs {
+				if rd.site == replay.Site && rd.name == replay.Device {
+					replay.Received = rd.ts + rd.skew
+					if !replay.DeviceTime {
+						replay.TS = rd.ts
+					}
+				}
+			}
+			steps = append(steps, step{r: &replay, replay: true})
+		}
 		if rng.IntN(6) == 0 {
 			steps = append(steps, step{close: true, now: wallNow, caughtUp: rng.IntN(3) == 0})
 		}
 	}
 	return steps
+}
+
+// withoutReplays returns steps without the replays.
+func withoutReplays(steps []step) []step {
+	var out []step
+	for _, st := range steps {
+		if !st.replay {
+			out = append(out, st)
+		}
+	}
+	return out
 }
 
 // run feeds steps to s and returns the fingerprint of everything it
@@ -157,8 +195,12 @@ func run(s *State, steps []step) string {
 			s.Listen(time.Duration(st.listen) * time.Millisecond)
 			continue
 		}
-		if late := s.Add(*st.r); late != nil {
+		late, dup := s.Add(*st.r)
+		if late != nil {
 			fmt.Fprintf(&b, "late %s/%s %d %v\n", st.r.Site, st.r.Device, st.r.TS, late)
+		}
+		if dup {
+			fmt.Fprintf(&b, "duplicate %s/%s %d\n", st.r.Site, st.r.Device, st.r.TS)
 		}
 	}
 	return b.String()

@@ -87,6 +87,7 @@ func (s *State) reconfigure(cfg Config) Reconfiguration {
 			}
 		}
 		d.sizes = sizes
+		s.forgetSeen(d)
 	}
 	return r
 }

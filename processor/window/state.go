@@ -30,6 +30,12 @@ type device struct {
 	heardAt int64
 	// sizes[i] is the state for Config.Sizes[i].
 	sizes []sizeState
+	// dated and undated hold the identities of the readings with and
+	// without device time folded into the device's windows, back to
+	// forgetCutoff (package comment, "Duplicates"). A copy of a reading
+	// with device time has its event time, and is looked for by it; a copy
+	// of one without has a later event time, and is looked for by identity.
+	dated, undated seenSet
 }
 
 // sizeState is one device's state for one window length.
@@ -115,22 +121,32 @@ func windowStart(ts, size int64) int64 {
 // changed, and the reading still counts in the others. A reading outside
 // [MinTS, MaxTS] is late for every length.
 //
+// A reading with an identity (reading.Identity) equal to that of a reading
+// folded into the device's windows that could still count is a duplicate
+// (package comment, "Duplicates"): Add changes nothing and returns
+// duplicate true.
+//
 // r must be valid (reading.Validate): its names end up in aggregates.
-// A reading without metrics changes nothing. Once a device's window exists,
-// Add does not allocate unless the reading is late.
-func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
+// A reading without metrics changes nothing. Once a device's windows and
+// its identities have reached their usual size, Add does not allocate
+// unless the reading is late.
+func (s *State) Add(r reading.Reading) (lateFor []time.Duration, duplicate bool) {
 	if len(r.Metrics) == 0 {
-		return nil
+		return nil, false
 	}
 	if r.TS < MinTS || r.TS > MaxTS {
-		return s.Config().Sizes
+		return s.Config().Sizes, false
 	}
+	id, hasID := r.Identity()
 	d := s.devices[deviceKey{r.Site, r.Device}]
 	if d == nil {
 		d = s.newDevice(r.Site, r.Device)
+	} else if hasID && s.duplicate(d, id, &r) {
+		return nil, true
 	}
 	watermark := d.maxTS - s.lateness
 	var targets [MaxSizes]*window
+	folded := false
 	for i, size := range s.sizes {
 		start := windowStart(r.TS, size)
 		end := start + size
@@ -142,14 +158,22 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 			continue
 		}
 		targets[i] = s.windowAt(ss, start)
+		folded = true
 	}
-	if len(lateFor) < len(s.sizes) {
+	if folded {
 		for name, v := range r.Metrics {
 			for _, w := range targets[:len(s.sizes)] {
 				if w != nil {
 					w.observe(name, v, r.TS)
 				}
 			}
+		}
+		switch {
+		case !hasID:
+		case r.DeviceTime:
+			d.dated.add(id, r.TS, false)
+		default:
+			d.undated.add(id, r.TS, true)
 		}
 	}
 	// The device's time moves to r.TS only as far as r's arrival, with the
@@ -165,7 +189,47 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration) {
 		d.maxTS = vouched
 	}
 	d.heardAt = s.listened
-	return lateFor
+	return lateFor, false
+}
+
+// duplicate reports whether r, of identity id, is a copy of a reading folded
+// into d's windows that could still count.
+func (s *State) duplicate(d *device, id uint64, r *reading.Reading) bool {
+	if r.DeviceTime {
+		return d.dated.holds(id, r.TS) && r.TS >= s.cutoff(d, d.maxTS-s.lateness)
+	}
+	ts, ok := d.undated.newest(id)
+	return ok && ts >= s.cutoff(d, d.maxTS-s.lateness)
+}
+
+// cutoff returns the event time before which a reading is late, or not
+// counted, for every length of d, by d's closed-until marks and the given
+// watermark: its window of each length ends at or before one of them. With
+// d's watermark, it is where duplicates are looked for (Add); with
+// math.MinInt64, where the identities may be forgotten (forgetCutoff).
+func (s *State) cutoff(d *device, watermark int64) int64 {
+	c := int64(MaxTS)
+	for i, size := range s.sizes {
+		c = min(c, windowStart(max(d.sizes[i].closedUntil, watermark, MinTS), size))
+	}
+	return c
+}
+
+// forgetCutoff returns the event time before which d's identities may be
+// forgotten. It depends only on the closed-until marks, not on the
+// watermark: a window the watermark makes due stays open until CloseDue,
+// and a lateness raised by a new configuration can make it not due again
+// (Load), with the identities of its readings still needed.
+func (s *State) forgetCutoff(d *device) int64 { return s.cutoff(d, math.MinInt64) }
+
+// forgetSeen drops the identities of d that forgetCutoff allows.
+func (s *State) forgetSeen(d *device) {
+	if len(d.dated.entries) == 0 && len(d.undated.entries) == 0 {
+		return
+	}
+	cutoff := s.forgetCutoff(d)
+	d.dated.forgetBefore(cutoff)
+	d.undated.forgetBefore(cutoff)
 }
 
 // maxListened bounds State.listened and a device's silence: far beyond any

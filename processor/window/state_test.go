@@ -34,7 +34,7 @@ func TestWindowBoundaries(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := NewState(testConfig())
-			if late := s.Add(temp(tt.ts, 1)); late != nil {
+			if late, _ := s.Add(temp(tt.ts, 1)); late != nil {
 				t.Fatalf("first reading late for %v", late)
 			}
 			aggs := flushAll(s)
@@ -77,7 +77,7 @@ func playEvents(t *testing.T, s *State, events []event) {
 			}
 			continue
 		}
-		if late := s.Add(temp(e.ts, 1)); !slices.Equal(late, e.wantLate) {
+		if late, _ := s.Add(temp(e.ts, 1)); !slices.Equal(late, e.wantLate) {
 			t.Fatalf("step %d: Add(ts=t0%+d) late for %v, want %v", i, e.ts-t0, late, e.wantLate)
 		}
 	}
@@ -158,7 +158,7 @@ func TestOutOfOrderWithinLatenessGivesSameResult(t *testing.T) {
 		}
 		s := NewState(testConfig())
 		for _, r := range shuffled {
-			if late := s.Add(r); late != nil {
+			if late, _ := s.Add(r); late != nil {
 				t.Fatalf("reading %d late for %v", r.TS-t0, late)
 			}
 		}
@@ -277,7 +277,7 @@ func TestWallClockAloneIsNotSilence(t *testing.T) {
 	}
 	// The backlog read afterwards holds the device's next readings: none is late.
 	for ts := t0 + 2_000; ts < t0+30_000; ts += 1_000 {
-		if late := s.Add(temp(ts, 1)); late != nil {
+		if late, _ := s.Add(temp(ts, 1)); late != nil {
 			t.Fatalf("reading at %s late for %v", dur(ts-t0), late)
 		}
 	}
@@ -308,7 +308,7 @@ func TestIdleClosingOnlyClosesSilentDevices(t *testing.T) {
 		r := rd("lab", "lagging", ts, map[string]float64{"t": 1})
 		r.Received = ts + 120_000
 		s.Listen(time.Second)
-		if late := s.Add(r); late != nil {
+		if late, _ := s.Add(r); late != nil {
 			t.Fatalf("reading %d of a lagging but active device late for %v", i, late)
 		}
 		for _, a := range s.CloseDue(wall(r.Received), true) {
@@ -371,7 +371,7 @@ func TestCloseTimingDoesNotChangeResults(t *testing.T) {
 			var out []reading.Aggregate
 			var late []string
 			for _, st := range readings {
-				if l := s.Add(*st.r); l != nil {
+				if l, _ := s.Add(*st.r); l != nil {
 					late = append(late, dur(st.r.TS-t0)+fmtSizes(l))
 				}
 				if every == 1 || every == -1 && rng.IntN(10) == 0 {
@@ -412,7 +412,7 @@ func TestExactness(t *testing.T) {
 		s := NewState(cfg)
 		added := map[string]int64{}
 		counted := map[string]int64{}
-		lateN := 0
+		lateN, dups := 0, 0
 		for _, st := range randomSteps(seed, 1000) {
 			if st.close {
 				for _, a := range s.CloseDue(wall(st.now), st.caughtUp) {
@@ -426,7 +426,14 @@ func TestExactness(t *testing.T) {
 				s.Listen(time.Duration(st.listen) * time.Millisecond)
 				continue
 			}
-			late := s.Add(*st.r)
+			late, dup := s.Add(*st.r)
+			if dup {
+				if late != nil {
+					t.Fatalf("seed %d: a duplicate reported late", seed)
+				}
+				dups++
+				continue
+			}
 			for _, d := range cfg.Sizes {
 				for name := range st.r.Metrics {
 					added[reading.WindowName(d)+" "+name]++
@@ -447,8 +454,8 @@ func TestExactness(t *testing.T) {
 		if s.Open() != 0 {
 			t.Fatalf("seed %d: %d windows open after flushing", seed, s.Open())
 		}
-		if lateN == 0 {
-			t.Fatalf("seed %d: the stream has no late reading; the test proves little", seed)
+		if lateN == 0 || dups == 0 {
+			t.Fatalf("seed %d: the stream has %d late readings and %d duplicates; the test proves little", seed, lateN, dups)
 		}
 		for k, n := range added {
 			if counted[k] != n {
@@ -489,10 +496,10 @@ func TestForgetting(t *testing.T) {
 		{ts: t0 + 59_000, wantLate: []time.Duration{s10, m1}},
 		{ts: t0 + 60_000},
 	})
-	if late := s.Add(rd("lab", "new", t0+30_000, map[string]float64{"t": 1})); !slices.Equal(late, []time.Duration{s10, m1}) {
+	if late, _ := s.Add(rd("lab", "new", t0+30_000, map[string]float64{"t": 1})); !slices.Equal(late, []time.Duration{s10, m1}) {
 		t.Fatalf("untracked device reading before the floor: late %v, want both", late)
 	}
-	if late := s.Add(rd("lab", "new2", t0+61_000, map[string]float64{"t": 1})); late != nil {
+	if late, _ := s.Add(rd("lab", "new2", t0+61_000, map[string]float64{"t": 1})); late != nil {
 		t.Fatalf("untracked device reading after the floor: late %v", late)
 	}
 }
@@ -536,7 +543,7 @@ func TestOpenCountsWindows(t *testing.T) {
 
 func TestReadingWithoutMetricsChangesNothing(t *testing.T) {
 	s := NewState(testConfig())
-	if late := s.Add(rd("lab", "d1", t0, nil)); late != nil || s.Devices() != 0 || s.Open() != 0 {
+	if late, _ := s.Add(rd("lab", "d1", t0, nil)); late != nil || s.Devices() != 0 || s.Open() != 0 {
 		t.Fatalf("late %v, devices %d, open %d", late, s.Devices(), s.Open())
 	}
 }

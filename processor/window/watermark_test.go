@@ -29,13 +29,13 @@ func TestFutureReadingDoesNotMakeTheNextLate(t *testing.T) {
 	var closed []reading.Aggregate
 	for i := range int64(120) {
 		rx := t0 + i*1_000
-		if late := s.Add(rd("lab", "d1", rx, map[string]float64{"t": 1})); late != nil {
+		if late, _ := s.Add(rd("lab", "d1", rx, map[string]float64{"t": 1})); late != nil {
 			t.Fatalf("reading at t0+%ds late for %v", i, late)
 		}
 		if i == 20 {
 			future := rd("lab", "d1", rx+240_000, map[string]float64{"t": 1})
 			future.Received = rx
-			if late := s.Add(future); late != nil {
+			if late, _ := s.Add(future); late != nil {
 				t.Fatalf("the future reading is late for %v", late)
 			}
 		}
@@ -74,7 +74,7 @@ func TestDeviceClockAheadClosesWindows(t *testing.T) {
 		ts = t0 + i*1_000
 		r := rd("lab", "d1", ts, map[string]float64{"t": 1})
 		r.Received = ts - ahead + (i*7919)%jitter // arrives 0–300 ms after it was made
-		if late := s.Add(r); late != nil {
+		if late, _ := s.Add(r); late != nil {
 			t.Fatalf("reading at t0+%ds late for %v", i, late)
 		}
 		closed = append(closed, s.CloseDue(wall(r.Received), false)...)
