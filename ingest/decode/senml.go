@@ -216,7 +216,7 @@ func (d *decoder) resolve(base *senmlBase, rec *senmlRecord) (string, float64, i
 	if sec < senmlRelative {
 		// A relative time is resolved with ingest's clock, so it is not the
 		// device's own time: a redelivery would resolve it differently, and
-		// MsgID must not pretend otherwise.
+		// the reading's identity must not pretend otherwise.
 		ms = float64(d.nowMs) + math.Round(sec*1000)
 		at.device = false
 	} else {

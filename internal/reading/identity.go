@@ -39,11 +39,12 @@ func fnvString(h uint64, s string) uint64 {
 }
 
 // Identity is a 64-bit identity of r: two deliveries of one reading have the
-// same, and a reading that differs in anything MsgID covers (site, device,
-// seq, device time, a metric's name or value bits) has another, but for
+// same, and a reading that differs in site, device, seq, device time, or a
+// metric's name or value bits has another, but for
 // hash collisions (about 2⁻⁶⁴ per pair). ok is false when r has neither Seq
 // nor DeviceTime: such a reading cannot be told from a replay and is not
-// deduplicated (at-least-once, as MsgID says).
+// deduplicated (at-least-once): two identical bare values are more likely
+// two readings than one redelivery.
 //
 // The processor stores identities in its checkpoints, so the function is
 // fixed: FNV-1a 64 over the site and the device (each its length as a

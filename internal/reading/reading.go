@@ -4,14 +4,10 @@
 package reading
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 )
 
 // Reading is one device's measurements at one instant of event time.
@@ -80,50 +76,4 @@ func Unmarshal(data []byte) (Reading, error) {
 		return r, fmt.Errorf("decode reading: %w", err)
 	}
 	return r, r.Validate()
-}
-
-// MsgID is the JetStream deduplication ID (Nats-Msg-Id) of r, or "" when the
-// device sent neither a sequence number nor its own time. Without either, two
-// identical readings cannot be told apart from one delivered twice, so such
-// readings are not deduplicated (at-least-once) rather than merged.
-//
-// The ID covers site, device, seq, device time and the metric values, so a
-// device whose sequence restarts after a reboot is not mistaken for a replay.
-func (r *Reading) MsgID() string {
-	if r.Seq == nil && !r.DeviceTime {
-		return ""
-	}
-	h := sha256.New()
-	var buf [8]byte
-	writeString := func(s string) {
-		binary.BigEndian.PutUint64(buf[:], uint64(len(s)))
-		h.Write(buf[:])
-		h.Write([]byte(s))
-	}
-	writeU64 := func(v uint64) {
-		binary.BigEndian.PutUint64(buf[:], v)
-		h.Write(buf[:])
-	}
-	writeString(r.Site)
-	writeString(r.Device)
-	if r.Seq != nil {
-		writeU64(1)
-		writeU64(*r.Seq)
-	} else {
-		writeU64(0)
-	}
-	if r.DeviceTime {
-		writeU64(uint64(r.TS))
-	}
-	names := make([]string, 0, len(r.Metrics))
-	for n := range r.Metrics {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		writeString(n)
-		writeU64(math.Float64bits(r.Metrics[n]))
-	}
-	sum := h.Sum(nil)
-	return hex.EncodeToString(sum[:16])
 }

@@ -2,9 +2,7 @@ package reading_test
 
 import (
 	"errors"
-	"fmt"
 	"math"
-	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -98,8 +96,10 @@ func TestMarshalUnmarshalRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, r) {
 			t.Fatalf("round trip of %s:\n got %+v\nwant %+v", data, got, r)
 		}
-		if got.MsgID() != r.MsgID() {
-			t.Fatalf("MsgID changed across the round trip: %q vs %q", got.MsgID(), r.MsgID())
+		gotID, gotOK := got.Identity()
+		wantID, wantOK := r.Identity()
+		if gotID != wantID || gotOK != wantOK {
+			t.Fatalf("Identity changed across the round trip: %x %v vs %x %v", gotID, gotOK, wantID, wantOK)
 		}
 	}
 }
@@ -181,158 +181,6 @@ func TestUnmarshal(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Unmarshal(%s) = %v, want nil", tt.in, err)
 				}
-			}
-		})
-	}
-}
-
-func TestMsgIDEmptyWithoutSeqOrDeviceTime(t *testing.T) {
-	r := validReading()
-	r.Seq, r.DeviceTime = nil, false
-	if id := r.MsgID(); id != "" {
-		t.Fatalf("MsgID() = %q, want empty: ingest-stamped time must not deduplicate", id)
-	}
-	// Not even a different ingest timestamp makes it non-empty.
-	r.TS = 1
-	if id := r.MsgID(); id != "" {
-		t.Fatalf("MsgID() = %q, want empty", id)
-	}
-}
-
-func TestMsgIDFormat(t *testing.T) {
-	for _, r := range []reading.Reading{
-		validReading(),
-		{Site: "s", Device: "d", Seq: ptr(uint64(0)), Metrics: map[string]float64{"m": 1}},
-		{Site: "s", Device: "d", DeviceTime: true, Metrics: map[string]float64{"m": 1}},
-	} {
-		id := r.MsgID()
-		if len(id) != 32 {
-			t.Fatalf("MsgID() = %q: %d characters, want 32", id, len(id))
-		}
-		if strings.Trim(id, "0123456789abcdef") != "" {
-			t.Fatalf("MsgID() = %q: not lower-case hex", id)
-		}
-	}
-}
-
-// TestMsgIDStableAcrossMapOrder builds the same metrics many times, inserting
-// in a different order each time: Go randomises map iteration, so an ID that
-// depended on it would differ between builds.
-func TestMsgIDStableAcrossMapOrder(t *testing.T) {
-	names := make([]string, 40)
-	for i := range names {
-		names[i] = fmt.Sprintf("m%02d", i)
-	}
-	build := func(order []string) reading.Reading {
-		r := validReading()
-		r.Metrics = make(map[string]float64, len(order))
-		for _, n := range order {
-			r.Metrics[n] = float64(len(n)) * 1.5
-		}
-		return r
-	}
-	base := build(names)
-	want := base.MsgID()
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := range 200 {
-		order := append([]string(nil), names...)
-		rng.Shuffle(len(order), func(a, b int) { order[a], order[b] = order[b], order[a] })
-		r := build(order)
-		if got := r.MsgID(); got != want {
-			t.Fatalf("build %d: MsgID() = %q, want %q (map order leaked into the ID)", i, got, want)
-		}
-		// Calling it twice on the same value is stable too.
-		if got := r.MsgID(); got != want {
-			t.Fatalf("build %d: second MsgID() = %q, want %q", i, got, want)
-		}
-	}
-}
-
-func TestMsgIDDiffers(t *testing.T) {
-	tests := []struct {
-		name   string
-		mutate func(r *reading.Reading)
-	}{
-		{"site", func(r *reading.Reading) { r.Site = "lab2" }},
-		{"device", func(r *reading.Reading) { r.Device = "t2" }},
-		{"site/device boundary", func(r *reading.Reading) { r.Site, r.Device = "labt", "1" }},
-		{"seq", func(r *reading.Reading) { r.Seq = ptr(uint64(43)) }},
-		{"seq zero", func(r *reading.Reading) { r.Seq = ptr(uint64(0)) }},
-		{"seq removed", func(r *reading.Reading) { r.Seq = nil }},
-		{"device time", func(r *reading.Reading) { r.TS++ }},
-		{"device time flag off", func(r *reading.Reading) { r.DeviceTime = false }},
-		{"value", func(r *reading.Reading) { r.Metrics["temperature"] = 21.6 }},
-		{"value smallest step", func(r *reading.Reading) {
-			r.Metrics["temperature"] = math.Nextafter(r.Metrics["temperature"], math.Inf(1))
-		}},
-		{"metric name", func(r *reading.Reading) {
-			r.Metrics = map[string]float64{"temperatureX": 21.5, "humidity": 40}
-		}},
-		{"metric added", func(r *reading.Reading) { r.Metrics["pressure"] = 1013 }},
-		{"metric removed", func(r *reading.Reading) { delete(r.Metrics, "humidity") }},
-		{"values swapped between metrics", func(r *reading.Reading) {
-			r.Metrics = map[string]float64{"temperature": 40, "humidity": 21.5}
-		}},
-	}
-	base := validReading()
-	baseID := base.MsgID()
-	seen := map[string]string{baseID: "base"}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := validReading()
-			tt.mutate(&r)
-			id := r.MsgID()
-			if id == "" {
-				t.Fatal("MsgID() is empty")
-			}
-			if id == baseID {
-				t.Fatalf("MsgID() unchanged after changing %s", tt.name)
-			}
-			if other, dup := seen[id]; dup {
-				t.Fatalf("MsgID() of %q equals that of %q", tt.name, other)
-			}
-			seen[id] = tt.name
-		})
-	}
-}
-
-func TestMsgIDIgnores(t *testing.T) {
-	tests := []struct {
-		name   string
-		base   func() reading.Reading
-		mutate func(r *reading.Reading)
-	}{
-		{
-			"ingest-stamped TS when seq is set",
-			func() reading.Reading { r := validReading(); r.DeviceTime = false; return r },
-			func(r *reading.Reading) { r.TS += 12345 },
-		},
-		{
-			"received time",
-			validReading,
-			func(r *reading.Reading) { r.Received += 999 },
-		},
-		{
-			"received time without seq",
-			func() reading.Reading { r := validReading(); r.Seq = nil; return r },
-			func(r *reading.Reading) { r.Received = 0 },
-		},
-		{
-			"a seq pointer to an equal value",
-			validReading,
-			func(r *reading.Reading) { r.Seq = ptr(*r.Seq) },
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			a := tt.base()
-			b := tt.base()
-			tt.mutate(&b)
-			if a.MsgID() == "" {
-				t.Fatal("MsgID() is empty")
-			}
-			if a.MsgID() != b.MsgID() {
-				t.Fatalf("MsgID() changed: %q vs %q", a.MsgID(), b.MsgID())
 			}
 		})
 	}

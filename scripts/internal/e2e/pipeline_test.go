@@ -33,11 +33,13 @@ func TestExactCountsThroughMosquitto(t *testing.T) {
 }
 
 // Messages published twice (as after an MQTT redelivery) are counted once:
-// ingest's Nats-Msg-Id makes JetStream drop the second copy.
+// ingest batches both copies, and the processor drops the second where the
+// windows are (docs/decisions.md, "Duplicates are dropped where the windows
+// are").
 func TestDuplicatesCountedOnce(t *testing.T) {
 	p := newPipeline(t, options{})
-	ing := p.startIngest("ingest-a")
-	p.startProcessor("a")
+	p.startIngest("ingest-a")
+	proc := p.startProcessor("a")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	r := p.loadgen(ctx, "-devices", "20", "-rate", "2000", "-count", "4000", "-duplicates", "0.25")
@@ -45,8 +47,8 @@ func TestDuplicatesCountedOnce(t *testing.T) {
 		t.Fatal("loadgen sent no duplicates")
 	}
 	p.expectCounts("temperature", r.Totals.Acked, 60*time.Second)
-	if got := metric(t, ing.URL, `edgeflow_ingest_messages_dropped_total{reason="duplicate"}`); got != float64(r.Totals.DuplicatesSent) {
-		t.Fatalf("ingest counted %v duplicates, loadgen sent %d", got, r.Totals.DuplicatesSent)
+	if got := metric(t, proc.URL, `edgeflow_processor_messages_dropped_total{reason="duplicate"}`); got != float64(r.Totals.DuplicatesSent) {
+		t.Fatalf("the processor dropped %v duplicates, loadgen sent %d", got, r.Totals.DuplicatesSent)
 	}
 }
 
@@ -257,11 +259,11 @@ func TestMosquittoRestartLosesNothingAcknowledged(t *testing.T) {
 		time.Sleep(3 * time.Second)
 	}
 	if got < r.Totals.Acked || got > r.Totals.Attempted {
-		t.Fatalf("counted %d, want between acknowledged %d and attempted %d (ingest in %v out %v duplicates %v; processor in %v late %v)",
+		t.Fatalf("counted %d, want between acknowledged %d and attempted %d (ingest in %v out %v; processor in %v duplicates %v late %v)",
 			got, r.Totals.Acked, r.Totals.Attempted,
 			metric(t, ing.URL, "edgeflow_ingest_messages_in_total"), metric(t, ing.URL, "edgeflow_ingest_messages_out_total"),
-			metric(t, ing.URL, `edgeflow_ingest_messages_dropped_total{reason="duplicate"}`),
-			metric(t, proc.URL, "edgeflow_processor_messages_in_total"), metric(t, proc.URL, "edgeflow_processor_late_total"))
+			metric(t, proc.URL, "edgeflow_processor_messages_in_total"),
+			metric(t, proc.URL, `edgeflow_processor_messages_dropped_total{reason="duplicate"}`), metric(t, proc.URL, "edgeflow_processor_late_total"))
 	}
 	if two := p.windowCount("2s", "temperature"); two != got {
 		t.Fatalf("2s windows count %d, 10s windows %d: must agree", two, got)
