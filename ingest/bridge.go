@@ -28,10 +28,10 @@ import (
 // processor drops a redelivered reading it has already folded
 // (docs/decisions.md, "Duplicates are dropped where the windows are").
 //
-// Readings travel in batches: publishLoop gathers the messages that arrive
-// within BatchWait of each other (a round, at most BatchMax messages), and
-// publishes each partition's readings of the round in as few messages as
-// MaxBatchBytes allows, asynchronously. ackLoop waits for JetStream's
+// Readings travel in batches: publishLoop gathers messages into a round
+// while the previous round is in flight, for at most BatchWait and BatchMax
+// messages (gather), and publishes each partition's readings of the round in
+// as few messages as MaxBatchBytes allows, asynchronously. ackLoop waits for JetStream's
 // acknowledgements of each round, in order, then acknowledges its MQTT
 // messages in the order they arrived. The paho callback only enqueues.
 type Bridge struct {
@@ -59,6 +59,11 @@ type Bridge struct {
 	incoming chan arrival
 	pending  chan *round
 	stopped  chan struct{} // closed when Run returns
+
+	// unsettled counts the rounds published and not yet acknowledged;
+	// settled tells gather that one was.
+	unsettled atomic.Int64
+	settled   chan struct{}
 
 	// failingSince is when JetStream last started refusing publishes (unix
 	// nanoseconds), 0 while healthy: readiness reads it.
@@ -123,6 +128,7 @@ func NewBridge(js jetstream.JetStream, limits decode.Limits, batch BatchOptions,
 		incoming:   make(chan arrival, maxInFlight),
 		pending:    make(chan *round, maxInFlight),
 		stopped:    make(chan struct{}),
+		settled:    make(chan struct{}, 1),
 	}
 	b.pub = bus.Publisher{JS: js,
 		Failed: func(_ *nats.Msg, err error) { b.onRetry(err, 0) },
@@ -190,6 +196,7 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 		if err := b.pub.PublishAsync(ctx, r.msgs, r.futures); err != nil {
 			return
 		}
+		b.unsettled.Add(1)
 		b.pending <- r
 		if !more {
 			return
@@ -197,9 +204,13 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 	}
 }
 
-// gather waits for a message, then takes the messages that arrive within
-// batchWait, up to batchMax. It returns nil when ctx ended first, and
-// more=false once Close was called and the queue is empty.
+// gather waits for a message, then takes what is queued and, while an
+// earlier round is still unacknowledged (so publishing now would only queue
+// behind it), what arrives until that round is settled or batchWait passed,
+// up to batchMax. A message arriving at a quiet ingest is published at
+// once; under load a round forms while the last one is in flight. It
+// returns nil when ctx ended first, and more=false once Close was called and
+// the queue is empty.
 func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more bool) {
 	select {
 	case <-ctx.Done():
@@ -224,7 +235,7 @@ func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more b
 			continue
 		default:
 		}
-		if b.batchWait == 0 {
+		if b.batchWait == 0 || b.unsettled.Load() == 0 {
 			return r, true
 		}
 		select {
@@ -233,6 +244,7 @@ func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more b
 				return r, false
 			}
 			r.arrivals = append(r.arrivals, a)
+		case <-b.settled:
 		case <-wait.C:
 			return r, true
 		case <-ctx.Done():
@@ -324,6 +336,11 @@ func (b *Bridge) ackLoop(ctx context.Context) {
 			b.latency.Observe(now.Sub(a.at).Seconds())
 		}
 		b.metrics.Backlog.Sub(float64(len(r.arrivals)))
+		b.unsettled.Add(-1)
+		select {
+		case b.settled <- struct{}{}:
+		default: // gather has a signal waiting already
+		}
 		// Everything published before the failure is settled (publishLoop
 		// publishes nothing while b.pub holds it): new rounds may go.
 		if len(b.pending) == 0 {

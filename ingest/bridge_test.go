@@ -170,8 +170,10 @@ func TestPrepareDeadLettersWithTheReason(t *testing.T) {
 	}
 }
 
-// A round takes what arrives within the batch wait, no more than the
-// batch maximum, and ends with the queue when Close was called.
+// A round takes what is queued and, while an earlier round is
+// unacknowledged, what arrives until it is settled or the batch wait ends,
+// no more than the batch maximum; it ends with the queue when Close was
+// called.
 func TestGatherWaitsAndCaps(t *testing.T) {
 	b := NewBridge(nil, decode.DefaultLimits(), BatchOptions{Partitions: 1, Wait: 200 * time.Millisecond, Max: 3}, 16,
 		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
@@ -182,21 +184,46 @@ func TestGatherWaitsAndCaps(t *testing.T) {
 			b.Handle(nil, &message{topic: "sensors/lab/t1", payload: []byte(`{"temperature":1}`)})
 		}
 	}
+	// Nothing in flight: what is queued goes at once.
+	send(1)
+	if r, more := b.gather(t.Context(), timer); r == nil || len(r.arrivals) != 1 || !more {
+		t.Fatalf("round of %v (more %v), want the one queued message", r, more)
+	}
+	// A round in flight: what arrives within the wait joins.
+	b.unsettled.Store(1)
 	send(1)
 	go func() { time.Sleep(20 * time.Millisecond); send(1) }()
-	r, more := b.gather(t.Context(), timer)
-	if r == nil || len(r.arrivals) != 2 || !more {
-		t.Fatalf("round of %v (more %v), want the two messages that arrived within the wait", r, more)
+	if r, _ := b.gather(t.Context(), timer); r == nil || len(r.arrivals) != 2 {
+		t.Fatalf("round of %v, want the two messages that arrived within the wait", r)
 	}
 	send(5)
-	if r, _ = b.gather(t.Context(), timer); len(r.arrivals) != 3 {
+	if r, _ := b.gather(t.Context(), timer); len(r.arrivals) != 3 {
 		t.Fatalf("round of %d messages, want the maximum, 3", len(r.arrivals))
 	}
 	b.Close()
-	if r, more = b.gather(t.Context(), timer); len(r.arrivals) != 2 || more {
+	if r, more := b.gather(t.Context(), timer); len(r.arrivals) != 2 || more {
 		t.Fatalf("round of %d (more %v) after Close, want the last 2 and no more", len(r.arrivals), more)
 	}
-	if r, more = b.gather(t.Context(), timer); r != nil || more {
+	if r, more := b.gather(t.Context(), timer); r != nil || more {
 		t.Fatalf("round %v after the queue emptied", r)
+	}
+}
+
+// The round in flight being settled ends the gathering, however long the
+// batch wait.
+func TestGatherEndsWhenTheRoundInFlightIsSettled(t *testing.T) {
+	b := NewBridge(nil, decode.DefaultLimits(), BatchOptions{Partitions: 1, Wait: time.Hour, Max: 100}, 16,
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	b.unsettled.Store(1)
+	b.Handle(nil, &message{topic: "sensors/lab/t1", payload: []byte(`{"temperature":1}`)})
+	go func() {
+		time.Sleep(20 * time.Millisecond)
+		b.unsettled.Store(0)
+		b.settled <- struct{}{}
+	}()
+	if r, more := b.gather(t.Context(), timer); r == nil || len(r.arrivals) != 1 || !more {
+		t.Fatalf("round of %v (more %v), want the one message once the round in flight was settled", r, more)
 	}
 }
