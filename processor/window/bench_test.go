@@ -177,16 +177,20 @@ func BenchmarkAddRate(b *testing.B) {
 				}
 			}
 			data, _ := s.MarshalBinary()
-			kept := make(map[*device][2][]seenEntry)
+			type sets struct {
+				dated   datedSet
+				undated seenSet
+			}
+			kept := make(map[*device]sets)
 			entries := 0
 			for _, d := range s.devices {
-				kept[d] = [2][]seenEntry{d.dated.entries, d.undated.entries}
-				entries += len(d.dated.entries) + len(d.undated.entries)
-				d.dated.entries, d.undated.entries = nil, nil
+				kept[d] = sets{d.dated, d.undated}
+				entries += d.dated.len() + d.undated.len()
+				d.dated, d.undated = datedSet{}, seenSet{}
 			}
 			without, _ := s.MarshalBinary()
 			for d, e := range kept {
-				d.dated.entries, d.undated.entries = e[0], e[1]
+				d.dated, d.undated = e.dated, e.undated
 			}
 			b.ReportAllocs()
 			b.ResetTimer()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"iter"
 	"math"
 	"slices"
 	"strings"
@@ -56,7 +57,8 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 //	  identities (not before version 6), of the readings with device time,
 //	    then of those without: n, then per entry by event time and identity:
 //	    event time − the previous entry's (varint; the first entry's − the
-//	    device's newest ts), identity (8 bytes, big endian)
+//	    device's newest ts), identity (big endian; with device time 4 bytes,
+//	    folded as in memory, without 8)
 //	CRC-32C (4 bytes, big endian)
 //
 // A count of 1 stores one value: observe sets all five to the same bits.
@@ -70,7 +72,7 @@ func (s *State) MarshalBinary() ([]byte, error) {
 		devs = append(devs, d)
 		nameSet[d.site] = struct{}{}
 		size += 6*binary.MaxVarintLen64 + len(d.name) + 1 + len(d.sizes)*(3*binary.MaxVarintLen64) +
-			(len(d.dated.entries)+len(d.undated.entries))*(binary.MaxVarintLen64+8)
+			d.dated.len()*(binary.MaxVarintLen64+4) + len(d.undated.entries)*(binary.MaxVarintLen64+8)
 		for i := range d.sizes {
 			for _, w := range d.sizes[i].open {
 				size += 2 * binary.MaxVarintLen64
@@ -158,25 +160,35 @@ func (s *State) MarshalBinary() ([]byte, error) {
 			}
 		}
 		cutoff := s.forgetCutoff(d)
-		b = appendSeen(b, &d.dated, d.maxTS, cutoff)
-		b = appendSeen(b, &d.undated, d.maxTS, cutoff)
+		b = appendSeen(b, d.dated.all(), d.dated.len(), 4, d.maxTS, cutoff)
+		b = appendSeen(b, d.undated.all(), len(d.undated.entries), 8, d.maxTS, cutoff)
 	}
 	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli)), nil
 }
 
 // appendSeen appends the identities of set from cutoff on (those before may
 // be forgotten at any time, so a canonical encoding leaves them out), their
-// event times relative to prev, then to each other.
-func appendSeen(b []byte, set *seenSet, prev, cutoff int64) []byte {
-	entries := set.entries
-	for len(entries) > 0 && entries[0].ts < cutoff {
-		entries = entries[1:]
+// event times relative to prev, then to each other; each identity in width
+// bytes (4 or 8).
+func appendSeen(b []byte, entries iter.Seq2[int64, uint64], n int, width int, prev, cutoff int64) []byte {
+	for ts := range entries {
+		if ts >= cutoff {
+			break
+		}
+		n--
 	}
-	b = binary.AppendUvarint(b, uint64(len(entries)))
-	for _, e := range entries {
-		b = binary.AppendVarint(b, e.ts-prev)
-		b = binary.BigEndian.AppendUint64(b, e.id)
-		prev = e.ts
+	b = binary.AppendUvarint(b, uint64(n))
+	for ts, id := range entries {
+		if ts < cutoff {
+			continue
+		}
+		b = binary.AppendVarint(b, ts-prev)
+		if width == 4 {
+			b = binary.BigEndian.AppendUint32(b, uint32(id))
+		} else {
+			b = binary.BigEndian.AppendUint64(b, id)
+		}
+		prev = ts
 	}
 	return b
 }
@@ -413,8 +425,10 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 		}
 		if version >= 6 {
 			cutoff := s.forgetCutoff(dev)
-			decodeSeen(d, dev, &dev.dated, cutoff)
-			decodeSeen(d, dev, &dev.undated, cutoff)
+			decodeSeen(d, dev, 4, cutoff, func(ts int64, id uint64) { dev.dated.insert(ts, uint32(id)) })
+			decodeSeen(d, dev, 8, cutoff, func(ts int64, id uint64) {
+				dev.undated.entries = append(dev.undated.entries, seenEntry{ts, id})
+			})
 			dev.undated.reindex()
 		}
 		if d.err != nil {
@@ -431,39 +445,43 @@ func decodeStateBody(b []byte, version byte) (*State, error) {
 	return s, nil
 }
 
-// decodeSeen decodes identities of dev into set; they must be sorted,
-// unique and from cutoff on (appendSeen).
-func decodeSeen(d *decoder, dev *device, set *seenSet, cutoff int64) {
-	n := d.count("identities", 9)
-	if d.err != nil || n == 0 {
-		return
-	}
-	entries := make([]seenEntry, n)
-	prev := dev.maxTS
-	for i := range entries {
-		delta := d.inRange("identity time", MinTS-MaxTS, MaxTS-MinTS)
-		e := seenEntry{ts: prev + delta}
-		if d.err == nil && len(d.b) < 8 {
+// decodeSeen decodes identities of dev, width bytes each (appendSeen), and
+// passes them to add; they must be sorted, unique and from cutoff on.
+func decodeSeen(d *decoder, dev *device, width int, cutoff int64, add func(ts int64, id uint64)) {
+	n := d.count("identities", 1+width)
+	var prevTS int64
+	var prevID uint64
+	for i := range n {
+		ts := dev.maxTS
+		if i > 0 {
+			ts = prevTS
+		}
+		ts += d.inRange("identity time", MinTS-MaxTS, MaxTS-MinTS)
+		if d.err == nil && len(d.b) < width {
 			d.fail("truncated identity")
 		}
 		if d.err != nil {
 			return
 		}
-		e.id = binary.BigEndian.Uint64(d.b)
-		d.b = d.b[8:]
+		var id uint64
+		if width == 4 {
+			id = uint64(binary.BigEndian.Uint32(d.b))
+		} else {
+			id = binary.BigEndian.Uint64(d.b)
+		}
+		d.b = d.b[width:]
 		switch {
-		case e.ts < cutoff || e.ts > MaxTS:
-			d.fail("device %s/%s: identity time %d out of range", dev.site, dev.name, e.ts)
-		case i > 0 && !entries[i-1].less(e):
+		case ts < cutoff || ts > MaxTS:
+			d.fail("device %s/%s: identity time %d out of range", dev.site, dev.name, ts)
+		case i > 0 && (ts < prevTS || ts == prevTS && id <= prevID):
 			d.fail("device %s/%s: identities not sorted", dev.site, dev.name)
 		}
-		entries[i] = e
-		prev = e.ts
+		if d.err != nil {
+			return
+		}
+		add(ts, id)
+		prevTS, prevID = ts, id
 	}
-	if d.err != nil {
-		return
-	}
-	set.entries = entries
 }
 
 // decodeSince decodes the since mark of a length size whose closed-until

@@ -40,7 +40,7 @@ func sampleState(t testing.TB) *State {
 	r := rd("plant", "d1", t0-5, map[string]float64{"t": 3})
 	r.Received = t0 + 40_000
 	s.Add(r)
-	if s.Open() != 12 || len(s.devices[deviceKey{"yard", "y"}].dated.entries) != 3 {
+	if s.Open() != 12 || s.devices[deviceKey{"yard", "y"}].dated.len() != 3 {
 		t.Fatalf("sample has %d windows", s.Open())
 	}
 	return s
@@ -236,13 +236,14 @@ func TestUnmarshalRefuses(t *testing.T) {
 		{"trailing bytes", oneDevice().u(1).u(1).u(1).f(1).u(0).length(0).u(0).u(0).u(0).raw(0).bytes(), "trailing"},
 		{"identities without device time not sorted", oneWindow().u(0).u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
 		{"huge identity count", oneWindow().u(1 << 40).bytes(), "do not fit"},
-		{"identities beyond the input", oneWindow().u(2).i(0).raw(make([]byte, 8)...).i(1).raw(1, 2).bytes(), "do not fit"},
+		{"identities beyond the input", oneWindow().u(2).i(0).raw(make([]byte, 4)...).i(1).raw(1).bytes(), "do not fit"},
 		{"truncated identity", oneWindow().u(1).i(-(1 << 50)).raw(1, 2).bytes(), "truncated identity"},
-		{"identity time out of range", oneWindow().u(1).i(MaxTS).raw(make([]byte, 8)...).bytes(), "identity time"},
-		{"identity before the closed windows", oneWindow().u(1).i(-60_001).raw(make([]byte, 8)...).bytes(), "identity time"},
-		{"identities not sorted", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
-		{"identities repeated", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "not sorted"},
-		{"identities going back in time", oneWindow().u(2).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).i(-1).raw(0, 0, 0, 0, 0, 0, 0, 2).bytes(), "not sorted"},
+		{"identity time out of range", oneWindow().u(1).i(MaxTS).raw(make([]byte, 4)...).bytes(), "identity time"},
+		{"identity before the closed windows", oneWindow().u(1).i(-60_001).raw(make([]byte, 4)...).bytes(), "identity time"},
+		{"identities not sorted", oneWindow().u(2).i(0).raw(0, 0, 0, 2).i(0).raw(0, 0, 0, 1).bytes(), "not sorted"},
+		{"identities repeated", oneWindow().u(2).i(0).raw(0, 0, 0, 1).i(0).raw(0, 0, 0, 1).bytes(), "not sorted"},
+		{"identities going back in time", oneWindow().u(2).i(0).raw(0, 0, 0, 1).i(-1).raw(0, 0, 0, 2).bytes(), "not sorted"},
+		{"identities of a reading with device time in 8 bytes", oneWindow().u(1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 1).bytes(), "trailing"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -262,15 +263,15 @@ func TestUnmarshalRefuses(t *testing.T) {
 	if err := NewState(testConfig()).UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint refused: %v", err)
 	}
-	ok = oneWindow().u(2).i(-60_000).raw(0, 0, 0, 0, 0, 0, 0, 2).i(60_001).raw(0, 0, 0, 0, 0, 0, 0, 1).
+	ok = oneWindow().u(2).i(-60_000).raw(0, 0, 0, 2).i(60_001).raw(0, 0, 0, 1).
 		u(1).i(0).raw(0, 0, 0, 0, 0, 0, 0, 3).bytes()
 	s := NewState(testConfig())
 	if err := s.UnmarshalBinary(ok); err != nil {
 		t.Fatalf("valid hand-built checkpoint with identities refused: %v", err)
 	}
 	d := s.devices[deviceKey{"lab", "d1"}]
-	if !slices.Equal(d.dated.entries, []seenEntry{{t0 - 60_000, 2}, {t0 + 1, 1}}) || !slices.Equal(d.undated.entries, []seenEntry{{t0, 3}}) {
-		t.Fatalf("identities %v and %v", d.dated.entries, d.undated.entries)
+	if dated := datedEntries(&d.dated); !slices.Equal(dated, []seenEntry{{t0 - 60_000, 2}, {t0 + 1, 1}}) || !slices.Equal(d.undated.entries, []seenEntry{{t0, 3}}) {
+		t.Fatalf("identities %v and %v", dated, d.undated.entries)
 	}
 }
 
@@ -422,9 +423,9 @@ func TestUnmarshalVersions3To5(t *testing.T) {
 		if version >= 5 {
 			wantOffset = -200
 		}
-		if s.Open() != 1 || d.offset != wantOffset || d.sizes[0].since != noSince || d.sizes[1].since != noSince || len(d.dated.entries)+len(d.undated.entries) != 0 {
+		if s.Open() != 1 || d.offset != wantOffset || d.sizes[0].since != noSince || d.sizes[1].since != noSince || d.dated.len()+d.undated.len() != 0 {
 			t.Fatalf("version %d: %d windows, offset %d, since %d, %d, %d identities", version, s.Open(), d.offset,
-				d.sizes[0].since, d.sizes[1].since, len(d.dated.entries)+len(d.undated.entries))
+				d.sizes[0].since, d.sizes[1].since, d.dated.len()+d.undated.len())
 		}
 		// A reading of the version's time is not known: it counts again.
 		seq := uint64(1)

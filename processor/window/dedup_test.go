@@ -49,8 +49,17 @@ func counts(aggs []reading.Aggregate) map[string]int64 {
 
 // datedOf and undatedOf return the identities of lab/dev's readings with
 // and without device time.
-func datedOf(s *State, dev string) *seenSet   { return &s.devices[deviceKey{"lab", dev}].dated }
+func datedOf(s *State, dev string) *datedSet  { return &s.devices[deviceKey{"lab", dev}].dated }
 func undatedOf(s *State, dev string) *seenSet { return &s.devices[deviceKey{"lab", dev}].undated }
+
+// datedEntries returns the entries of set in order.
+func datedEntries(set *datedSet) []seenEntry {
+	var entries []seenEntry
+	for ts, id := range set.all() {
+		entries = append(entries, seenEntry{ts, id})
+	}
+	return entries
+}
 
 func TestDuplicateInOpenWindowsIsDropped(t *testing.T) {
 	s := NewState(testConfig())
@@ -91,9 +100,9 @@ func TestDuplicateChangesNothing(t *testing.T) {
 	after, _ := s.MarshalBinary()
 	a := s.devices[deviceKey{"lab", "d1"}]
 	if !bytes.Equal(before, after) || a.maxTS != d.maxTS || a.offset != d.offset || a.lastRx != d.lastRx ||
-		a.heardAt != d.heardAt || len(a.dated.entries) != 2 {
+		a.heardAt != d.heardAt || a.dated.len() != 2 {
 		t.Fatalf("a duplicate changed the State: time %d→%d, offset %d→%d, received %d→%d, heard %d→%d, %d identities",
-			d.maxTS, a.maxTS, d.offset, a.offset, d.lastRx, a.lastRx, d.heardAt, a.heardAt, len(a.dated.entries))
+			d.maxTS, a.maxTS, d.offset, a.offset, d.lastRx, a.lastRx, d.heardAt, a.heardAt, a.dated.len())
 	}
 }
 
@@ -126,7 +135,7 @@ func TestDuplicateAfterItsWindowsClosedIsLate(t *testing.T) {
 	if !slices.Equal(late, []time.Duration{s10, m1}) {
 		t.Fatalf("late for %v, want both lengths", late)
 	}
-	n := len(datedOf(s, "d1").entries)
+	n := datedOf(s, "d1").len()
 	if n != 66 {
 		t.Fatalf("%d identities, want the 66 readings folded", n)
 	}
@@ -134,7 +143,7 @@ func TestDuplicateAfterItsWindowsClosedIsLate(t *testing.T) {
 	if got := counts(aggs); got["1m@0s"] != 59 {
 		t.Fatalf("counts %v, want the 59 readings of the first minute", got)
 	}
-	if n := len(datedOf(s, "d1").entries); n != 7 {
+	if n := datedOf(s, "d1").len(); n != 7 {
 		t.Fatalf("%d identities after the minute closed, want the 7 of t0+60s on", n)
 	}
 	late = mustAdd(t, s, sent(1, t0+1_000, 1), false)
@@ -150,7 +159,7 @@ func TestReadingWithoutIdentityCountsTwice(t *testing.T) {
 	r := temp(t0+1_000, 1)
 	mustAdd(t, s, r, false)
 	mustAdd(t, s, r, false)
-	if n := len(datedOf(s, "d1").entries) + len(undatedOf(s, "d1").entries); n != 0 {
+	if n := datedOf(s, "d1").len() + len(undatedOf(s, "d1").entries); n != 0 {
 		t.Fatalf("%d identities recorded", n)
 	}
 	if got := counts(flushAll(s)); got["10s@0s"] != 2 || got["1m@0s"] != 2 {
@@ -203,8 +212,8 @@ func TestDuplicateAfterCheckpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	dated, undated := datedOf(loaded, "d1"), undatedOf(loaded, "d1")
-	if len(dated.entries) != 100 || dated.index != nil || len(undated.entries) != 100 || len(undated.index) != 100 {
-		t.Fatalf("loaded %d and %d identities, %d and %d indexed", len(dated.entries), len(undated.entries), len(dated.index), len(undated.index))
+	if dated.len() != 100 || len(undated.entries) != 100 || len(undated.index) != 100 {
+		t.Fatalf("loaded %d and %d identities, %d indexed", dated.len(), len(undated.entries), len(undated.index))
 	}
 	for i := range int64(100) {
 		mustAdd(t, loaded, sent(uint64(i), t0+i*90, 1), true)
@@ -228,20 +237,20 @@ func TestIdentitiesAreForgotten(t *testing.T) {
 		}
 	}
 	seen := datedOf(s, "d1")
-	if len(seen.entries) != 10*hz || seen.index != nil {
-		t.Fatalf("%d identities, %d indexed; want the 10 s since the first minute closed", len(seen.entries), len(seen.index))
+	if seen.len() != 10*hz {
+		t.Fatalf("%d identities, want the 10 s since the first minute closed", seen.len())
 	}
 	// Out of order within the lateness: kept sorted.
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), false)
-	if !slices.IsSortedFunc(seen.entries, compareSeen) {
+	if !slices.IsSortedFunc(datedEntries(seen), compareSeen) {
 		t.Fatal("identities not sorted")
 	}
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), true)
 	mustAdd(t, s, sent(6_500, t0+65_000, 1), true)
 	// Silent: every window closes, every identity goes.
 	flushAll(s)
-	if len(seen.entries) != 0 || seen.index != nil {
-		t.Fatalf("%d identities, index %v after every window closed", len(seen.entries), seen.index != nil)
+	if seen.len() != 0 {
+		t.Fatalf("%d identities after every window closed", seen.len())
 	}
 }
 
@@ -270,7 +279,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 		mustAdd(t, s, sent(uint64(sec), t0+sec*1_000, 1), false)
 	}
 	s.CloseDue(wall(0), false) // 10s windows until 70 s and the first minute closed
-	if n := len(datedOf(s, "d1").entries); n != 20 {
+	if n := datedOf(s, "d1").len(); n != 20 {
 		t.Fatalf("%d identities, want the 20 of the second minute", n)
 	}
 	data, _ := s.MarshalBinary()
@@ -281,7 +290,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 	if _, err := only10s.Load(data); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(datedOf(only10s, "d1").entries); n != 10 {
+	if n := datedOf(only10s, "d1").len(); n != 10 {
 		t.Fatalf("%d identities with 10s windows only, want the 10 of the open one", n)
 	}
 	mustAdd(t, only10s, sent(72, t0+72_000, 1), true)
@@ -294,7 +303,7 @@ func TestReconfigureKeepsIdentities(t *testing.T) {
 	if _, err := wider.Load(data); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(datedOf(wider, "d1").entries); n != 20 {
+	if n := datedOf(wider, "d1").len(); n != 20 {
 		t.Fatalf("%d identities with an hour added, want the 20 kept", n)
 	}
 	mustAdd(t, wider, sent(61, t0+61_000, 1), true)

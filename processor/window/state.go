@@ -35,7 +35,8 @@ type device struct {
 	// forgetCutoff (package comment, "Duplicates"). A copy of a reading
 	// with device time has its event time, and is looked for by it; a copy
 	// of one without has a later event time, and is looked for by identity.
-	dated, undated seenSet
+	dated   datedSet
+	undated seenSet
 }
 
 // sizeState is one device's state for one window length.
@@ -171,9 +172,9 @@ func (s *State) Add(r reading.Reading) (lateFor []time.Duration, duplicate bool)
 		switch {
 		case !hasID:
 		case r.DeviceTime:
-			d.dated.add(id, r.TS, false)
+			d.dated.add(id, r.TS)
 		default:
-			d.undated.add(id, r.TS, true)
+			d.undated.add(id, r.TS)
 		}
 	}
 	// The device's time moves to r.TS only as far as r's arrival, with the
@@ -224,7 +225,7 @@ func (s *State) forgetCutoff(d *device) int64 { return s.cutoff(d, math.MinInt64
 
 // forgetSeen drops the identities of d that forgetCutoff allows.
 func (s *State) forgetSeen(d *device) {
-	if len(d.dated.entries) == 0 && len(d.undated.entries) == 0 {
+	if len(d.dated.spans) == 0 && len(d.undated.entries) == 0 {
 		return
 	}
 	cutoff := s.forgetCutoff(d)
