@@ -1,11 +1,13 @@
 package devenv
 
 import (
+	"cmp"
 	"crypto/tls"
 	"fmt"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -69,6 +71,27 @@ type NATSOptions struct {
 	// Logger, when set, receives the server's log (notices, warnings and
 	// errors, such as a refused leaf node), whatever Logging says.
 	Logger server.Logger
+
+	// HTTPPort, when not 0, opens the monitoring listener (/healthz,
+	// /varz) on Host. StartNATSServer takes a free one when 0: its
+	// readiness is /healthz.
+	HTTPPort int
+	// Cluster, when set, joins the server to a cluster of servers.
+	Cluster *NATSCluster
+	// ReadyTimeout bounds the wait for the server; 0 means
+	// NATSReadyTimeout. A server restarted on a large store first
+	// recovers every stream.
+	ReadyTimeout time.Duration
+}
+
+// NATSCluster is the route side of a cluster member.
+type NATSCluster struct {
+	// Name is the cluster's, the same on every member.
+	Name string
+	// Port is this member's route listener on Host.
+	Port int
+	// Routes are the other members' nats-route://host:port URLs.
+	Routes []string
 }
 
 // NATSLeaf is the leaf node side of a server.
@@ -108,15 +131,48 @@ type NATSTLS struct {
 // Shutdown and WaitForShutdown. The server does not install signal handlers:
 // SIGTERM stays with the program that embeds it.
 func StartNATS(opts NATSOptions) (*server.Server, error) {
+	sopts, err := serverOptions(opts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	s, err := server.NewServer(sopts)
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	if opts.Logger != nil {
+		s.SetLoggerV2(opts.Logger, false, false, false)
+	} else if opts.Logging {
+		s.ConfigureLogger()
+	}
+	s.Start()
+	timeout := cmp.Or(opts.ReadyTimeout, NATSReadyTimeout)
+	if !s.ReadyForConnections(timeout) {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("start nats on %s:%d (mqtt %d): not ready within %s (port taken? set Logging for the server's log)",
+			sopts.Host, opts.Port, opts.MQTTPort, timeout)
+	}
+	if !s.JetStreamEnabled() {
+		s.Shutdown()
+		s.WaitForShutdown()
+		return nil, fmt.Errorf("start nats: JetStream is not enabled (store dir %s)", opts.StoreDir)
+	}
+	return s, nil
+}
+
+// withDefaults fills the options' defaults: Host and ServerName.
+func (opts NATSOptions) withDefaults() NATSOptions {
+	opts.Host = cmp.Or(opts.Host, "127.0.0.1")
+	opts.ServerName = cmp.Or(opts.ServerName, DefaultNATSServerName)
+	return opts
+}
+
+// serverOptions are the embedded server's options.
+func serverOptions(opts NATSOptions) (*server.Options, error) {
 	if opts.StoreDir == "" {
-		return nil, fmt.Errorf("start nats: no StoreDir")
+		return nil, fmt.Errorf("no StoreDir")
 	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
-	if opts.ServerName == "" {
-		opts.ServerName = DefaultNATSServerName
-	}
+	opts = opts.withDefaults()
 	port := opts.Port
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -134,9 +190,16 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 		NoLog:        !opts.Logging,
 	}
 	sopts.JetStreamDomain = opts.Domain
+	if opts.HTTPPort != 0 {
+		sopts.HTTPHost, sopts.HTTPPort = opts.Host, opts.HTTPPort
+	}
+	if c := opts.Cluster; c != nil {
+		sopts.Cluster.Name, sopts.Cluster.Host, sopts.Cluster.Port = c.Name, opts.Host, c.Port
+		sopts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))
+	}
 	if opts.Leaf != nil {
 		if err := leafOptions(sopts, opts.Host, *opts.Leaf); err != nil {
-			return nil, fmt.Errorf("start nats: %w", err)
+			return nil, err
 		}
 	}
 	if opts.MQTTPort != 0 {
@@ -145,39 +208,18 @@ func StartNATS(opts NATSOptions) (*server.Server, error) {
 	}
 	if opts.AuthConfig != "" {
 		if err := includeConfig(sopts, opts.StoreDir, opts.AuthConfig); err != nil {
-			return nil, fmt.Errorf("start nats: %w", err)
+			return nil, err
 		}
 	}
 	if opts.TLS != nil {
 		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
 			CertFile: opts.TLS.Cert, KeyFile: opts.TLS.Key, CaFile: opts.TLS.CA, Verify: opts.TLS.VerifyClients})
 		if err != nil {
-			return nil, fmt.Errorf("start nats: tls: %w", err)
+			return nil, fmt.Errorf("tls: %w", err)
 		}
 		sopts.TLS, sopts.TLSConfig, sopts.TLSVerify = true, tc, opts.TLS.VerifyClients
 	}
-	s, err := server.NewServer(sopts)
-	if err != nil {
-		return nil, fmt.Errorf("start nats: %w", err)
-	}
-	if opts.Logger != nil {
-		s.SetLoggerV2(opts.Logger, false, false, false)
-	} else if opts.Logging {
-		s.ConfigureLogger()
-	}
-	s.Start()
-	if !s.ReadyForConnections(NATSReadyTimeout) {
-		s.Shutdown()
-		s.WaitForShutdown()
-		return nil, fmt.Errorf("start nats on %s:%d (mqtt %d): not ready within %s (port taken? set Logging for the server's log)",
-			opts.Host, opts.Port, opts.MQTTPort, NATSReadyTimeout)
-	}
-	if !s.JetStreamEnabled() {
-		s.Shutdown()
-		s.WaitForShutdown()
-		return nil, fmt.Errorf("start nats: JetStream is not enabled (store dir %s)", opts.StoreDir)
-	}
-	return s, nil
+	return sopts, nil
 }
 
 // leafOptions sets the leaf node listener and remotes of sopts.

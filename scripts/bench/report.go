@@ -33,8 +33,8 @@ type Result struct {
 	Raw       RawLeg    `json:"raw_leg"`
 	// IdleRSS is each member's RSS after start-up, before any step.
 	IdleRSS map[string]int64 `json:"idle_rss_bytes"`
-	// Roles says which members are our services ("service") and which the
-	// servers they run on ("server").
+	// Roles says which members are our services ("service"), which the
+	// servers they run on ("server") and which the bench ("bench").
 	Roles map[string]string `json:"roles"`
 	Steps []Step            `json:"steps"`
 	// Sustained is the highest rate of a step that passed, every lower step
@@ -200,7 +200,8 @@ func (r *Result) services() []string {
 	return out
 }
 
-// members are all measured processes: services first, then servers.
+// members are all measured processes: services first, then the servers
+// and the bench.
 func (r *Result) members() []string {
 	out := r.services()
 	var servers []string
@@ -293,7 +294,12 @@ func (r *Result) WriteMarkdown(w io.Writer, svgName string) error {
 	for _, s := range r.Steps {
 		fmt.Fprintf(&b, " ; ; %.2f of %d |", s.MachineCores, r.Machine.Cores)
 	}
-	b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (CPU from wait4; its RSS is not measured).\n")
+	if _, ok := r.Roles[embeddedNATS]; ok {
+		b.WriteString("\n\n`nats+bench` is the bench process, which embeds NATS (and ran the raw leg's subscriber before the steps); `loadgen` is the load generator (CPU from wait4; its RSS is not measured).\n")
+	} else {
+		b.WriteString("\n\n`nats` is the nats-server process; `bench` is the bench process (the raw leg's subscriber before the steps, then the scraping and counting); " +
+			"`loadgen` is the load generator (CPU from wait4; its RSS is not measured).\n")
+	}
 	if r.Versus != nil {
 		b.WriteString("\n")
 		r.Versus.writeMarkdown(&b)

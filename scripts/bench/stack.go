@@ -15,10 +15,12 @@ import (
 const influxDatabase = "edgeflow"
 
 // Member is one process the bench measures: a service of ours (with
-// /metrics) or a server it runs on.
+// /metrics), a server it runs on, or the bench itself.
 type Member struct {
 	Name string
-	// Role is "service" (ours; the RSS targets apply) or "server".
+	// Role is "service" (ours; the RSS targets apply), "server"
+	// (NATS, Mosquitto, InfluxDB) or "bench" (this process: the load's
+	// bookkeeping and the counting queries, in no total).
 	Role       string
 	PID        int
 	MetricsURL string // empty for the servers
@@ -29,7 +31,7 @@ type Member struct {
 // use the broker before ingest subscribes; StartServices adds our binaries.
 type Stack struct {
 	Dir       string
-	Bin       string // where ingest, processor, dashboard, notifier, loadgen are
+	Bin       string // where ingest, processor, dashboard, notifier, loadgen, nats-server are
 	Root      string
 	MQTTURL   string
 	NATSURL   string
@@ -53,13 +55,20 @@ func (s *Stack) binary(name string) string {
 	return p
 }
 
-// StartServers starts embedded NATS, Mosquitto from the shipped
-// configuration and InfluxDB 1.8.3.
+// StartServers starts NATS as a nats-server process (<Bin>/nats-server, as
+// production runs it, so that its CPU and memory are its own), Mosquitto
+// from the shipped configuration and InfluxDB 1.8.3.
 func (s *Stack) StartServers(ctx context.Context) error {
+	natsBin := s.binary("nats-server")
+	if natsBin == "" {
+		return fmt.Errorf("nats-server not built in %s: go build -o %s %s (go tool task bench does)",
+			s.Bin, filepath.Join(s.Bin, "nats-server"), devenv.NATSServerPackage)
+	}
 	s.launcher = &launcher.Launcher{
 		Dir: filepath.Join(s.Dir, "logs"), Bin: s.Bin,
 		NATS: &devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats"),
 			SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways},
+		NATSBin:      natsBin,
 		Mosquitto:    &devenv.MosquittoOptions{Dir: filepath.Join(s.Dir, "mosquitto")},
 		Influx:       &devenv.InfluxOptions{Dir: filepath.Join(s.Dir, "influxdb"), Database: influxDatabase},
 		Bucket:       influxDatabase,
@@ -70,10 +79,12 @@ func (s *Stack) StartServers(ctx context.Context) error {
 	}
 	err := s.launcher.StartServers(ctx)
 	l := s.launcher
-	if l.NATSServer() != nil {
+	// The bench's own work (the load generator's reports, the counting
+	// queries, the raw leg's subscriber) is measured apart from NATS.
+	s.Members = append(s.Members, &Member{Name: "bench", Role: "bench", PID: os.Getpid()})
+	if ns := l.NATSProcess(); ns != nil {
 		s.NATSURL = l.NATSURL
-		// NATS runs inside this process: its RSS and CPU are the bench's.
-		s.Members = append(s.Members, &Member{Name: "nats+bench", Role: "server", PID: os.Getpid()})
+		s.Members = append(s.Members, &Member{Name: "nats", Role: "server", PID: ns.Pid()})
 	}
 	if mq := l.MQTT(); mq != nil {
 		s.MQTTURL = mq.URL
@@ -115,6 +126,22 @@ func (s *Stack) StartServices(ctx context.Context) error {
 	return nil
 }
 
+// pipeline are the members edgeflow's totals sum: the services and NATS
+// (ingest + processor + dashboard + notifier + NATS), not the broker, the
+// database or the bench.
+func (s *Stack) pipeline() []string {
+	var out []string
+	for _, m := range s.Members {
+		if m.Role == "service" {
+			out = append(out, m.Name)
+		}
+	}
+	if s.Member("nats") != nil {
+		out = append(out, "nats")
+	}
+	return out
+}
+
 // Member returns the member called name, or nil.
 func (s *Stack) Member(name string) *Member {
 	for _, m := range s.Members {
@@ -126,7 +153,7 @@ func (s *Stack) Member(name string) *Member {
 }
 
 // Stop stops every process by its PID (SIGTERM, SIGKILL after devenv's
-// timeout) in the launcher's drain order, and shuts NATS down last.
+// timeout) in the launcher's drain order, NATS last.
 func (s *Stack) Stop() error {
 	if s.launcher == nil {
 		return nil

@@ -55,6 +55,10 @@ const (
 	probeSite, probeDevice = "bench-probe", "probe"
 )
 
+// embeddedNATS is the member of reports from before NATS ran as its own
+// process: the bench process, which embedded NATS.
+const embeddedNATS = "nats+bench"
+
 // Versus is the Telegraf leg's result: the same burst through each.
 type Versus struct {
 	Count           int64  `json:"count"`
@@ -266,15 +270,7 @@ func (l *TelegrafLeg) Run(ctx context.Context) (Burst, error) {
 
 // runEdgeflowBurst runs the same burst through the stack's services.
 func runEdgeflowBurst(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
-	pipeline := []string{}
-	for _, m := range s.Members {
-		if m.Role == "service" {
-			pipeline = append(pipeline, m.Name)
-		}
-	}
-	// NATS is embedded in the bench: its figures include the bench's own
-	// counting queries.
-	pipeline = append(pipeline, "nats+bench")
+	pipeline := s.pipeline()
 	load.Broker, load.SeqStart, load.Prefix = s.MQTTURL, edgeflowSeqStart, "bench-edgeflow"
 	b, err := runBurst(ctx, loadgenBin, dir, BurstPlan{Load: load, Members: s.Members,
 		Pipeline: pipeline, Shared: []string{"mosquitto", "influxd"},
@@ -341,8 +337,9 @@ func lastLines(s string, n int) string {
 }
 
 // versusProcesses are the rows of the per-process table: each pipeline's
-// own processes, then the shared servers, then the load generator and, for
-// Telegraf's burst, the bench with NATS idle.
+// own processes, then the shared servers, then the load generator and the
+// bench (and, in reports from before NATS ran as its own process,
+// nats+bench: NATS embedded in the bench).
 func (v *Versus) processes() []string {
 	var out []string
 	seen := map[string]bool{}
@@ -358,7 +355,13 @@ func (v *Versus) processes() []string {
 	add(v.Edgeflow.Pipeline...)
 	add(v.Telegraf.Shared...)
 	add(v.Edgeflow.Shared...)
-	add("loadgen", "nats+bench")
+	for _, n := range []string{"loadgen", "bench", embeddedNATS} {
+		_, t := v.Telegraf.Usage[n]
+		_, e := v.Edgeflow.Usage[n]
+		if t || e {
+			add(n)
+		}
+	}
 	return out
 }
 
@@ -419,8 +422,13 @@ func (v *Versus) writeMarkdown(b *strings.Builder) {
 	for _, name := range v.processes() {
 		fmt.Fprintf(b, "| %s | %s | %s |\n", name, cell(t, name), cell(e, name))
 	}
-	b.WriteString("\nIn Telegraf's burst `nats+bench` is the bench counting the raw points with NATS idle; in edgeflow's it is NATS and that counting. " +
-		"`loadgen` is the publisher, the same in both and in no total.\n")
+	if _, ok := e.Usage[embeddedNATS]; ok {
+		b.WriteString("\nIn Telegraf's burst `nats+bench` is the bench counting the raw points with NATS idle; in edgeflow's it is NATS and that counting. " +
+			"`loadgen` is the publisher, the same in both and in no total.\n")
+		return
+	}
+	b.WriteString("\n`nats` is the nats-server process (idle in Telegraf's burst); `bench` is the bench process counting the raw points, and " +
+		"`loadgen` the publisher: the same in both and in no total.\n")
 }
 
 // telegrafBinary is <bin>/telegraf, or "" with the reason it is missing.

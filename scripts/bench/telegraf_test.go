@@ -140,7 +140,12 @@ func TestTelegrafLegCarriesABurst(t *testing.T) {
 		devenv.RequireInstalled(t, err)
 	}
 	dir := t.TempDir()
-	stack := &Stack{Dir: dir, Bin: filepath.Join(root, ".bin"), Root: root, SyncInterval: time.Second}
+	// The servers only: the bin directory needs nothing but nats-server.
+	servers := t.TempDir()
+	if _, err := devenv.BuildNATSServer(t.Context(), servers); err != nil {
+		t.Fatal(err)
+	}
+	stack := &Stack{Dir: dir, Bin: servers, Root: root, SyncInterval: time.Second}
 	t.Cleanup(func() {
 		if err := stack.Stop(); err != nil {
 			t.Errorf("stop: %v", err)
@@ -193,11 +198,11 @@ func sampleVersus() *Versus {
 		Telegraf: Burst{Acked: 200000, Counted: 200000, Complete: true, Seconds: 13.5, Rate: 14815, PublishRate: 15000,
 			Pipeline: []string{"telegraf"}, Shared: []string{"mosquitto", "influxd"},
 			Usage: map[string]Usage{"telegraf": usage(30, 80), "mosquitto": usage(10, 12), "influxd": usage(5, 200),
-				"nats+bench": usage(1, 30), "loadgen": usage(14, 0)}},
+				"nats": usage(1, 30), "bench": usage(0.5, 20), "loadgen": usage(14, 0)}},
 		Edgeflow: Burst{Acked: 200000, Counted: 199990, Complete: false, Seconds: 20, Rate: 10000, PublishRate: 14000,
-			Pipeline: []string{"ingest", "processor", "nats+bench"}, Shared: []string{"mosquitto", "influxd"},
-			Usage: map[string]Usage{"ingest": usage(22, 30), "processor": usage(11, 34), "nats+bench": usage(27, 150),
-				"mosquitto": usage(10, 13), "influxd": usage(6, 210), "loadgen": usage(14, 0)}},
+			Pipeline: []string{"ingest", "processor", "nats"}, Shared: []string{"mosquitto", "influxd"},
+			Usage: map[string]Usage{"ingest": usage(22, 30), "processor": usage(11, 34), "nats": usage(27, 150),
+				"mosquitto": usage(10, 13), "influxd": usage(6, 210), "bench": usage(0.5, 21), "loadgen": usage(14, 0)}},
 	}
 }
 
@@ -233,19 +238,25 @@ func TestVersusInTheReport(t *testing.T) {
 		"**edgeflow ÷ Telegraf: 0.67** (10000 ÷ 14815 msgs/s)",
 		"| end to end msgs/s | 14815 | 10000 | 0.67 |",
 		"| raw points queryable | 200000 of 200000 after 13.50 s | **199990 of 200000** (the count stopped growing at 20.00 s) | |",
-		"| CPU µs per reading, pipeline (telegraf; ingest + processor + nats+bench) | 30.0 | 60.0 | 2.00 |",
+		"| CPU µs per reading, pipeline (telegraf; ingest + processor + nats) | 30.0 | 60.0 | 2.00 |",
 		"| CPU µs per reading, with Mosquitto and InfluxDB | 45.0 | 76.0 | 1.69 |",
 		"| peak RSS, pipeline | 80.0 MB | 214.0 MB | 2.67 |",
 		"| peak RSS, with Mosquitto and InfluxDB | 292.0 MB | 437.0 MB | 1.50 |",
 		"| telegraf | 30.0 | 80.0 MB | - | - |",
 		"| ingest | - | - | 22.0 | 30.0 MB |",
-		"| nats+bench | 1.0 | 30.0 MB | 27.0 | 150.0 MB |",
+		"| nats | 1.0 | 30.0 MB | 27.0 | 150.0 MB |",
 		"| loadgen | 14.0 | - | 14.0 | - |",
+		"| bench | 0.5 | 20.0 MB | 0.5 | 21.0 MB |",
+		"`nats` is the nats-server process (idle in Telegraf's burst); `bench` is the bench process",
 		"## Steps", // a full run keeps the rest of the report
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
 		}
+	}
+
+	if strings.Contains(md, "nats+bench") {
+		t.Errorf("a report without the embedded NATS speaks of nats+bench:\n%s", md)
 	}
 
 	r.Settings.TelegrafOnly, r.Steps = true, nil
@@ -290,5 +301,28 @@ func TestVersusInTheFigure(t *testing.T) {
 		if got := strings.Contains(svg, "throughput (msgs/s)"); got == only {
 			t.Errorf("-telegraf-only %v: step panels drawn %v", only, got)
 		}
+	}
+}
+
+// Reports from before NATS ran as its own process render as they were:
+// nats+bench in the pipeline, and the sentence that explains it.
+func TestVersusOfAnEmbeddedNATSReport(t *testing.T) {
+	v := sampleVersus()
+	for _, br := range []*Burst{&v.Telegraf, &v.Edgeflow} {
+		br.Usage[embeddedNATS] = br.Usage["nats"]
+		delete(br.Usage, "nats")
+		delete(br.Usage, "bench")
+	}
+	v.Edgeflow.Pipeline = []string{"ingest", "processor", embeddedNATS}
+	var b strings.Builder
+	v.writeMarkdown(&b)
+	md := b.String()
+	for _, want := range []string{"| nats+bench | 1.0 | 30.0 MB | 27.0 | 150.0 MB |", "in edgeflow's it is NATS and that counting"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "| bench |") {
+		t.Errorf("a bench row in a report without one:\n%s", md)
 	}
 }

@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,18 +101,16 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// A cluster member's configuration routes to the two others; a single
-// server has no cluster block.
-func TestNATSConfig(t *testing.T) {
-	nodes := []natsNode{{"nats-1", 1, 2, 3, "/d1"}, {"nats-2", 4, 5, 6, "/d2"}, {"nats-3", 7, 8, 9, "/d3"}}
-	conf := natsConfig(nodes[1], nodes)
-	for _, want := range []string{`server_name: "nats-2"`, `listen: "127.0.0.1:4"`, `http: "127.0.0.1:5"`, `store_dir: "/d2/jetstream"`,
-		`listen: "127.0.0.1:6"`, `"nats-route://127.0.0.1:3", "nats-route://127.0.0.1:9"`} {
-		if !strings.Contains(conf, want) {
-			t.Errorf("config lacks %s:\n%s", want, conf)
-		}
+// A cluster member routes to the two others, on their route ports; a
+// single server is in no cluster.
+func TestNATSOptions(t *testing.T) {
+	ports := []int{1, 2, 3, 4, 5, 6, 7, 8, 9}
+	o := natsOptions(1, 3, ports, "/d")
+	if o.ServerName != "nats-2" || o.Port != 4 || o.HTTPPort != 5 || o.StoreDir != "/d/nats-2" || o.Cluster == nil ||
+		o.Cluster.Port != 6 || !slices.Equal(o.Cluster.Routes, []string{"nats-route://127.0.0.1:3", "nats-route://127.0.0.1:9"}) {
+		t.Errorf("member 2 of 3: %+v (cluster %+v)", o, o.Cluster)
 	}
-	if single := natsConfig(nodes[0], nodes[:1]); strings.Contains(single, "cluster") {
-		t.Errorf("single server with a cluster block:\n%s", single)
+	if single := natsOptions(0, 1, ports, "/d"); single.Cluster != nil {
+		t.Errorf("a single server in a cluster: %+v", single.Cluster)
 	}
 }

@@ -54,8 +54,8 @@ func (s *stack) start(ctx context.Context, hookURL string) error {
 		return err
 	}
 	for _, n := range nats {
-		s.natsURLs = append(s.natsURLs, n.proc.URL)
-		t := &target{name: n.proc.Name, proc: n.proc, kinds: []string{KindKill, KindRestart, KindPause}, probe: httpProbe(n.healthz)}
+		s.natsURLs = append(s.natsURLs, n.URL)
+		t := &target{name: n.Name, proc: n.Process, kinds: []string{KindKill, KindRestart, KindPause}, probe: httpProbe(n.Healthz)}
 		s.nats = append(s.nats, t)
 		s.add(t)
 	}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeflow/edgeflow/devenv"
 	"github.com/edgeflow/edgeflow/scripts/internal/chaos"
 )
 
@@ -53,7 +54,7 @@ func runChaos(t *testing.T, natsServers int) {
 	}
 	requireServers(t)
 	natsServer.once.Do(func() {
-		natsServer.path, natsServer.err = chaos.BuildNATSServer(context.Background(), bins.dir)
+		natsServer.path, natsServer.err = devenv.BuildNATSServer(context.Background(), bins.dir)
 	})
 	if natsServer.err != nil {
 		t.Fatal(natsServer.err)

@@ -76,10 +76,13 @@ type Launcher struct {
 	// Host is the address the services listen on; default 127.0.0.1.
 	Host string
 
-	// NATS, when set, is the embedded NATS server StartServers starts
-	// (Security adds its TLS and auth configuration); else NATSURL is
-	// where the services reach NATS (comma-separated for a cluster).
+	// NATS, when set, is the NATS server StartServers starts (Security
+	// adds its TLS and auth configuration): embedded in this process, or,
+	// with NATSBin (a nats-server binary, devenv.BuildNATSServer), as a
+	// process of its own, as the cluster runs it. Else NATSURL is where the
+	// services reach NATS (comma-separated for a cluster).
 	NATS    *devenv.NATSOptions
+	NATSBin string
 	NATSURL string
 	// Mosquitto, when set, is the broker StartServers starts (Security
 	// makes it the TLS-only, password-checking one); else MQTTURL is the
@@ -122,6 +125,7 @@ type Launcher struct {
 
 	mu       sync.Mutex
 	nats     *server.Server
+	natsProc *devenv.NATSServer
 	mqtt     *devenv.Process
 	influx   *devenv.Process
 	services []*devenv.Process
@@ -157,7 +161,7 @@ func (l *Launcher) host() string {
 // fill NATSURL, MQTTURL and InfluxURL.
 func (l *Launcher) StartServers(ctx context.Context) error {
 	if l.NATS != nil {
-		if err := l.startNATS(); err != nil {
+		if err := l.startNATS(ctx); err != nil {
 			return err
 		}
 	}
@@ -188,7 +192,7 @@ func (l *Launcher) StartServers(ctx context.Context) error {
 	return nil
 }
 
-func (l *Launcher) startNATS() error {
+func (l *Launcher) startNATS(ctx context.Context) error {
 	opts := *l.NATS
 	if s := l.Security; s != nil {
 		if opts.AuthConfig == "" {
@@ -197,6 +201,17 @@ func (l *Launcher) startNATS() error {
 		if opts.TLS == nil {
 			opts.TLS = &devenv.NATSTLS{Cert: s.Cert, Key: s.Key}
 		}
+	}
+	if l.NATSBin != "" {
+		p, err := devenv.StartNATSServer(ctx, l.NATSBin, opts)
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.natsProc = p
+		l.NATSURL = p.URL
+		l.mu.Unlock()
+		return nil
 	}
 	ns, err := devenv.StartNATS(opts)
 	if err != nil {
@@ -216,19 +231,35 @@ func (l *Launcher) NATSServer() *server.Server {
 	return l.nats
 }
 
-// StopNATS shuts the embedded NATS server down.
-func (l *Launcher) StopNATS() {
+// NATSProcess is the NATS server process (NATSBin), or nil.
+func (l *Launcher) NATSProcess() *devenv.NATSServer {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.natsProc
+}
+
+// StopNATS shuts the NATS server down, embedded or a process (SIGTERM,
+// SIGKILL after the process's StopTimeout).
+func (l *Launcher) StopNATS() error {
 	if ns := l.NATSServer(); ns != nil {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	}
+	if p := l.NATSProcess(); p != nil {
+		// A process left paused (SIGSTOP) must be resumed to hear SIGTERM.
+		_ = p.Resume()
+		return p.Stop(context.Background())
+	}
+	return nil
 }
 
-// RestartNATS starts the embedded NATS server again with the same options
-// (a fixed NATSOptions.Port keeps NATSURL; the store is kept).
+// RestartNATS starts the NATS server again with the same options (a fixed
+// NATSOptions.Port keeps NATSURL; the store is kept).
 func (l *Launcher) RestartNATS() error {
-	l.StopNATS()
-	return l.startNATS()
+	if err := l.StopNATS(); err != nil {
+		return err
+	}
+	return l.startNATS(context.Background())
 }
 
 // MQTT is the broker StartServers started, or nil.
@@ -424,8 +455,10 @@ func (l *Launcher) Stop(ctx context.Context) error {
 			l.Log.Info("stopped", "process", p.Name)
 		}
 	}
-	if l.NATSServer() != nil {
-		l.StopNATS()
+	if l.NATSServer() != nil || l.NATSProcess() != nil {
+		if err := l.StopNATS(); err != nil {
+			errs = append(errs, fmt.Errorf("stop nats: %w", err))
+		}
 		if l.Log != nil {
 			l.Log.Info("nats stopped")
 		}

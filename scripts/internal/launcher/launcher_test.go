@@ -1,9 +1,15 @@
 package launcher
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/edgeflow/edgeflow/devenv"
 )
@@ -94,5 +100,40 @@ func TestScrapedInStartOrder(t *testing.T) {
 	l.Scrape = []string{Ingest, Processor}
 	if got, want := l.scraped(), "ingest=http://ingest,processor-0=http://processor-0"; got != want {
 		t.Errorf("scraped with Scrape %v: %q, want %q", l.Scrape, got, want)
+	}
+}
+
+// With NATSBin, StartServers runs NATS as a nats-server process of its own
+// (not embedded), the services' NATSURL is that process's, and Stop stops it.
+func TestNATSAsAProcess(t *testing.T) {
+	bin, err := devenv.BuildNATSServer(t.Context(), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	l := &Launcher{Dir: filepath.Join(dir, "logs"), NATSBin: bin,
+		NATS: &devenv.NATSOptions{StoreDir: filepath.Join(dir, "nats"), SyncInterval: time.Second}}
+	if err := l.StartServers(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	p := l.NATSProcess()
+	if p == nil || l.NATSServer() != nil {
+		t.Fatalf("process %v, embedded %v: want the process only", p, l.NATSServer())
+	}
+	if p.Pid() == os.Getpid() || l.NATSURL != p.URL {
+		t.Errorf("pid %d (this one %d), NATSURL %q, process URL %q", p.Pid(), os.Getpid(), l.NATSURL, p.URL)
+	}
+	nc, err := nats.Connect(l.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.Close()
+	if err := l.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.Done():
+	default:
+		t.Error("nats-server still runs after Stop")
 	}
 }
