@@ -242,7 +242,7 @@ func TestIdentitiesAreForgotten(t *testing.T) {
 	}
 	// Out of order within the lateness: kept sorted.
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), false)
-	if !slices.IsSortedFunc(datedEntries(seen), compareSeen) {
+	if !slices.IsSortedFunc(datedEntries(seen), compareEntries[seenEntry]) {
 		t.Fatal("identities not sorted")
 	}
 	mustAdd(t, s, sent(1<<40, t0+62_345, 2), true)

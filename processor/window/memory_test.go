@@ -162,7 +162,7 @@ func TestDatedSetMatchesModel(t *testing.T) {
 					}
 				}
 			}
-			want := slices.SortedFunc(maps.Keys(model), compareSeen)
+			want := slices.SortedFunc(maps.Keys(model), compareEntries[seenEntry])
 			if got := datedEntries(&set); !slices.Equal(got, want) || set.len() != len(want) {
 				t.Fatalf("round %d: entries %v, want %v", round, got, want)
 			}

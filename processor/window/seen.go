@@ -32,7 +32,8 @@ type datedEntry struct{ lo, id uint32 }
 
 func (a datedEntry) less(b datedEntry) bool { return a.lo < b.lo || a.lo == b.lo && a.id < b.id }
 
-func compareDated(a, b datedEntry) int {
+// compareEntries orders entries by their less, for the slices package.
+func compareEntries[E interface{ less(E) bool }](a, b E) int {
 	switch {
 	case a.less(b):
 		return -1
@@ -69,7 +70,7 @@ func (s *datedSet) holds(id uint64, ts int64) bool {
 	if lo > e[len(e)-1].lo {
 		return false // the common case: a reading newer than every other
 	}
-	_, found := slices.BinarySearchFunc(e, datedEntry{lo, fold32(id)}, compareDated)
+	_, found := slices.BinarySearchFunc(e, datedEntry{lo, fold32(id)}, compareEntries)
 	return found
 }
 
@@ -190,16 +191,6 @@ type seenEntry struct {
 }
 
 func (a seenEntry) less(b seenEntry) bool { return a.ts < b.ts || a.ts == b.ts && a.id < b.id }
-
-func compareSeen(a, b seenEntry) int {
-	switch {
-	case a.less(b):
-		return -1
-	case b.less(a):
-		return 1
-	}
-	return 0
-}
 
 // indexFrom is the number of entries beyond which a seenSet keeps an index:
 // up to it, a linear scan is as fast as a map lookup.
