@@ -206,11 +206,7 @@ func TestDuplicateAfterCheckpoint(t *testing.T) {
 		mustAdd(t, s, sent(uint64(i), t0+i*90, 1), false)
 		mustAdd(t, s, seqOnly(uint64(1_000+i), t0+i*90+50, 1), false)
 	}
-	data, _ := s.MarshalBinary()
-	loaded := NewState(testConfig())
-	if err := loaded.UnmarshalBinary(data); err != nil {
-		t.Fatal(err)
-	}
+	loaded := roundTrip(t, s)
 	dated, undated := datedOf(loaded, "d1"), undatedOf(loaded, "d1")
 	if dated.len() != 100 || len(undated.entries) != 100 || len(undated.index) != 100 {
 		t.Fatalf("loaded %d and %d identities, %d indexed", dated.len(), len(undated.entries), len(undated.index))

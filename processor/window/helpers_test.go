@@ -1,6 +1,7 @@
 package window
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -210,4 +211,22 @@ func run(s *State, steps []step) string {
 func flushAll(s *State) []reading.Aggregate {
 	s.Listen(math.MaxInt64)
 	return s.CloseDue(wall(MaxTS), true)
+}
+
+// roundTrip saves s in a checkpoint and loads it into a new State, which
+// must encode to the same bytes.
+func roundTrip(t *testing.T, s *State) *State {
+	t.Helper()
+	data, err := s.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded := NewState(testConfig())
+	if err := loaded.UnmarshalBinary(data); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := loaded.MarshalBinary(); !bytes.Equal(again, data) {
+		t.Fatal("a loaded checkpoint encodes differently")
+	}
+	return loaded
 }

@@ -1,7 +1,6 @@
 package window
 
 import (
-	"bytes"
 	"maps"
 	"math"
 	"math/rand/v2"
@@ -106,22 +105,6 @@ func TestDatedIdentitiesFarApart(t *testing.T) {
 			t.Fatalf("%d identities after every window closed", d.dated.len())
 		}
 	}
-}
-
-func roundTrip(t *testing.T, s *State) *State {
-	t.Helper()
-	data, err := s.MarshalBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaded := NewState(testConfig())
-	if err := loaded.UnmarshalBinary(data); err != nil {
-		t.Fatal(err)
-	}
-	if again, _ := loaded.MarshalBinary(); !bytes.Equal(again, data) {
-		t.Fatal("a loaded checkpoint encodes differently")
-	}
-	return loaded
 }
 
 // A datedSet agrees with a plain set of (event time, folded identity),

@@ -35,14 +35,7 @@ func TestOverflowingSumStaysFinite(t *testing.T) {
 			}
 			// The same window loaded from a checkpoint midway gives the same
 			// bits.
-			data, err := s.MarshalBinary()
-			if err != nil {
-				t.Fatal(err)
-			}
-			loaded := NewState(testConfig())
-			if err := loaded.UnmarshalBinary(data); err != nil {
-				t.Fatal(err)
-			}
+			loaded := roundTrip(t, s)
 			aggs := flushAll(s)
 			if got, want := fingerprint(flushAll(loaded)), fingerprint(aggs); got != want {
 				t.Fatalf("after a checkpoint:\n%s\nwant:\n%s", got, want)
