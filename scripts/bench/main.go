@@ -52,6 +52,8 @@ const (
 	quickRawCount     = 100_000
 	// quickTelegrafCount is a burst of a few seconds through each.
 	quickTelegrafCount = 50_000
+	// quickPacedDuration is a paced step that closes one 10 s window.
+	quickPacedDuration = 10 * time.Second
 )
 
 func main() {
@@ -65,9 +67,10 @@ func run() int {
 		return 2
 	}
 	var (
-		stepsFlag  = flag.String("steps", defaultSteps, "rate steps in msgs/s, comma-separated, in increasing order")
-		stepDur    = flag.Duration("step-duration", defaultStepDuration, "how long each rate step publishes")
-		quick      = flag.Bool("quick", false, "smoke run: steps "+quickSteps+" of "+quickStepDuration.String()+", raw leg of "+strconv.Itoa(quickRawCount)+" (flags given explicitly win)")
+		stepsFlag = flag.String("steps", defaultSteps, "rate steps in msgs/s, comma-separated, in increasing order")
+		stepDur   = flag.Duration("step-duration", defaultStepDuration, "how long each rate step publishes")
+		quick     = flag.Bool("quick", false, "smoke run: steps "+quickSteps+" of "+quickStepDuration.String()+", raw leg of "+strconv.Itoa(quickRawCount)+
+			", Telegraf leg's burst of "+strconv.Itoa(quickTelegrafCount)+" and paced step of "+quickPacedDuration.String()+" (flags given explicitly win)")
 		devices    = flag.Int("devices", defaultDevices, "devices of the load generator")
 		publishers = flag.Int("publishers", defaultPublishers, "MQTT connections of the load generator")
 		rawCount   = flag.Int64("raw-count", defaultRawCount, "messages of the raw MQTT leg")
@@ -82,9 +85,11 @@ func run() int {
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
 		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and saves their CPU and heap profiles of every step next to the report")
 		render     = flag.String("render", "", "run nothing: write the Markdown and SVG again from this JSON report, next to it")
-		telegraf   = flag.Bool("telegraf", true, "run the Telegraf leg: the same burst through Telegraf (.bin/telegraf, go tool task telegraf) and through edgeflow, side by side")
+		telegraf   = flag.Bool("telegraf", true, "run the Telegraf leg: the same burst, then the same paced step, through Telegraf (.bin/telegraf, go tool task telegraf) and through edgeflow, side by side")
 		tgOnly     = flag.Bool("telegraf-only", false, "run only the Telegraf leg: no raw leg, no steps")
 		tgCount    = flag.Int64("telegraf-count", defaultTelegrafCount, "readings of the Telegraf leg's burst, through each")
+		tgRate     = flag.Float64("telegraf-rate", defaultPacedRate, "msgs/s of the Telegraf leg's paced step after each burst, through each (0: no paced step)")
+		tgDur      = flag.Duration("telegraf-duration", defaultPacedDuration, "how long the Telegraf leg's paced step publishes, through each")
 		tgConfig   = flag.String("telegraf-config", filepath.Join(root, "scripts", "bench", "telegraf.conf"), "Telegraf's configuration in the Telegraf leg (the tuned one committed beside the bench by default)")
 	)
 	flag.Parse()
@@ -110,9 +115,16 @@ func run() int {
 		if !set["telegraf-count"] {
 			*tgCount = quickTelegrafCount
 		}
+		if !set["telegraf-duration"] {
+			*tgDur = quickPacedDuration
+		}
 	}
 	if *tgOnly {
 		*telegraf = true
+	}
+	if *tgRate < 0 || (*tgRate > 0 && *tgDur <= 0) {
+		fmt.Fprintln(os.Stderr, "bench: -telegraf-rate and -telegraf-duration must be positive (-telegraf-rate 0: no paced step)")
+		return 2
 	}
 	rates, err := parseSteps(*stepsFlag)
 	if err != nil {
@@ -188,19 +200,35 @@ func run() int {
 	// The same burst, through Telegraf while edgeflow's services are not yet
 	// running (nothing else takes the broker's messages), then through edgeflow.
 	burst := Load{Devices: *devices, Publishers: *publishers, Count: *tgCount}
+	// Then a paced step through each: the same devices and connections at a fixed rate.
+	var paced Load
+	if *tgRate > 0 {
+		paced = Load{Devices: *devices, Publishers: *publishers, Rate: *tgRate, Duration: tgDur.String()}
+	}
 	if *telegraf {
 		res.Versus = &Versus{Count: *tgCount, Devices: *devices, Publishers: *publishers, Config: relativeTo(root, *tgConfig)}
+		if paced.Rate > 0 {
+			res.Versus.Paced = &PacedVersus{Rate: paced.Rate, DurationSeconds: tgDur.Seconds(), MaxLagSeconds: maxLag.Seconds()}
+		}
 		if res.Versus.TelegrafVersion, err = telegrafVersion(ctx, tgBin); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 		logf("Telegraf leg: %d readings through %s (%s)", *tgCount, res.Versus.TelegrafVersion, res.Versus.Config)
-		leg := &TelegrafLeg{Stack: stack, Bin: tgBin, Config: *tgConfig, Loadgen: loadgen, Dir: dir, Load: burst, Settle: *settle}
-		if res.Versus.Telegraf, err = leg.Run(ctx); err != nil {
+		if paced.Rate > 0 {
+			logf("Telegraf leg: then %.0f msgs/s for %s through each", paced.Rate, paced.Duration)
+		}
+		leg := &TelegrafLeg{Stack: stack, Bin: tgBin, Config: *tgConfig, Loadgen: loadgen, Dir: dir, Load: burst, Paced: paced, Settle: *settle}
+		var tgPaced Burst
+		if res.Versus.Telegraf, tgPaced, err = leg.Run(ctx); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 		logf("Telegraf leg: %s: %.0f msgs/s", burstText(res.Versus.Telegraf), res.Versus.Telegraf.Rate)
+		if pv := res.Versus.Paced; pv != nil {
+			pv.Telegraf = tgPaced
+			logf("Telegraf leg: paced: %s", pv.logText(pv.Telegraf))
+		}
 	}
 
 	logf("starting the services from %s", *bin)
@@ -224,6 +252,14 @@ func run() int {
 		}
 		logf("Telegraf leg: edgeflow %s: %.0f msgs/s; edgeflow ÷ Telegraf %s",
 			burstText(res.Versus.Edgeflow), res.Versus.Edgeflow.Rate, ratioText(res.Versus.Edgeflow.Rate, res.Versus.Telegraf.Rate))
+		if pv := res.Versus.Paced; pv != nil {
+			logf("Telegraf leg: the same %.0f msgs/s for %s through edgeflow", paced.Rate, paced.Duration)
+			if pv.Edgeflow, err = runEdgeflowPaced(ctx, stack, loadgen, dir, paced, *settle); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				return 1
+			}
+			logf("Telegraf leg: paced: edgeflow %s; %s", pv.logText(pv.Edgeflow), pv.verdictText())
+		}
 	}
 
 	runner := &Runner{Stack: stack, Loadgen: loadgen, Dir: dir, Devices: *devices, Publishers: *publishers,

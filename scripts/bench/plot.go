@@ -24,7 +24,8 @@ var seriesColours = []string{"#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F0
 // WriteSVG draws two panels over the rate steps: throughput (published,
 // carried end to end, the raw MQTT leg and the target rate), with each step
 // marked pass or fail; and the peak RSS of each of our services. Below them
-// (or alone, with -telegraf-only) the Telegraf leg's bars.
+// (or alone, with -telegraf-only) the Telegraf leg's bars, the paced
+// step's in a row of their own.
 func (r *Result) WriteSVG(w io.Writer) error {
 	var b strings.Builder
 	steps := !r.Settings.TelegrafOnly
@@ -34,7 +35,7 @@ func (r *Result) WriteSVG(w io.Writer) error {
 		versusTop = height + 20
 	}
 	if r.Versus != nil {
-		height = versusTop + versusHeight
+		height = versusTop + r.Versus.height()
 	}
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		plotWidth, height, plotWidth, height)

@@ -139,9 +139,7 @@ type Runner struct {
 func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 	// A step's windows must not share a 10 s window with the previous step's.
 	if !r.lastEnd.IsZero() {
-		if wait := time.Until(r.lastEnd.Truncate(windowSize).Add(windowSize + time.Second)); wait > 0 {
-			time.Sleep(wait)
-		}
+		waitFreshWindow(ctx, r.lastEnd)
 	}
 	ingest, processor := r.Stack.Member("ingest"), r.Stack.Member("processor")
 	ingest0, err := scrape(ctx, ingest.MetricsURL)
@@ -265,6 +263,20 @@ func (r *Runner) Run(ctx context.Context, plan StepPlan) (Step, error) {
 		Counted: counted, DrainSeconds: drain, MaxLag: r.MaxLag.Seconds(), ConnectionLosses: rep.ConnectionLosses,
 	})
 	return s, nil
+}
+
+// waitFreshWindow waits until a second into the 10 s window after the one
+// holding end (or ctx ends): readings published from then on share no
+// window with those published before end.
+func waitFreshWindow(ctx context.Context, end time.Time) {
+	wait := time.Until(end.Truncate(windowSize).Add(windowSize + time.Second))
+	if wait <= 0 {
+		return
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+	}
 }
 
 // orNone turns the NaN of a histogram without observations into -1, which

@@ -18,7 +18,7 @@ import (
 
 // The Telegraf leg: one burst through Telegraf (telegraf.conf beside this
 // file), then the same burst through edgeflow, timed until every raw point
-// is queryable in InfluxDB.
+// is queryable in InfluxDB; after each burst, the same paced step.
 const (
 	// defaultTelegrafCount is issue 16's burst: long enough (10-20 s on
 	// the 2-core machine) that start-up and the last flush hardly show.
@@ -37,6 +37,17 @@ const (
 	// ((i+1)×10⁹), so that no message of one is a redelivery of another's.
 	telegrafSeqStart = 100_000_000_000
 	edgeflowSeqStart = 200_000_000_000
+	// The paced step's -seq-start, apart from the bursts' and the steps'.
+	telegrafPacedSeqStart = 300_000_000_000
+	edgeflowPacedSeqStart = 400_000_000_000
+	// defaultPacedRate and defaultPacedDuration are issue 16's paced step:
+	// the issue's 20k target, long enough that the windows closing in it
+	// are the pace's own.
+	defaultPacedRate     = 20_000
+	defaultPacedDuration = 30 * time.Second
+	// paceTolerance is how far below the paced rate the acknowledged rate
+	// may fall and still count as that pace.
+	paceTolerance = 0.95
 	// burstPoll is how often the raw points are counted once the load
 	// generator is done: the end-to-end time is known to within it.
 	burstPoll = 100 * time.Millisecond
@@ -68,6 +79,19 @@ type Versus struct {
 	Config          string `json:"telegraf_config"`
 	Telegraf        Burst  `json:"telegraf"`
 	Edgeflow        Burst  `json:"edgeflow"`
+	// Paced is the paced step after each burst; nil when it did not run
+	// (and in reports from before it).
+	Paced *PacedVersus `json:"paced,omitempty"`
+}
+
+// PacedVersus is the same fixed rate through each tool, after its burst.
+type PacedVersus struct {
+	Rate            float64 `json:"target_msgs_per_s"`
+	DurationSeconds float64 `json:"duration_seconds"`
+	// MaxLagSeconds is the longest drain that still keeps the pace (-max-lag).
+	MaxLagSeconds float64 `json:"max_lag_seconds"`
+	Telegraf      Burst   `json:"telegraf"`
+	Edgeflow      Burst   `json:"edgeflow"`
 }
 
 // Burst is one burst of QoS 1 readings through one pipeline.
@@ -80,9 +104,11 @@ type Burst struct {
 	Complete bool  `json:"complete"`
 	// Seconds runs from the first publish until the last raw point was
 	// queryable (or until the count last grew, when it never reached Acked).
-	Seconds     float64 `json:"seconds"`
-	Rate        float64 `json:"msgs_per_s"` // Acked over Seconds
-	PublishRate float64 `json:"publish_msgs_per_s"`
+	Seconds float64 `json:"seconds"`
+	// DrainSeconds runs from the last publish to the end of Seconds.
+	DrainSeconds float64 `json:"drain_seconds"`
+	Rate         float64 `json:"msgs_per_s"` // Acked over Seconds
+	PublishRate  float64 `json:"publish_msgs_per_s"`
 	// Usage is every measured process over the burst; CPUPerMillion, CPU
 	// seconds per million readings, is also µs per reading.
 	Usage map[string]Usage `json:"usage"`
@@ -116,6 +142,47 @@ func (v *Versus) Ratio() float64 {
 		return 0
 	}
 	return v.Edgeflow.Rate / v.Telegraf.Rate
+}
+
+// missedPace says why b did not keep the paced step's pace: the
+// acknowledged rate below paceTolerance of the target, raw points missing,
+// or the last of them later than MaxLagSeconds after the last publish (the
+// tool fell behind and caught up afterwards). None: it kept the pace.
+func (p *PacedVersus) missedPace(b Burst) []string {
+	if b.Acked == 0 {
+		return []string{"not run"}
+	}
+	var reasons []string
+	if b.PublishRate < paceTolerance*p.Rate {
+		reasons = append(reasons, fmt.Sprintf("acked only %.0f of %.0f msgs/s", b.PublishRate, p.Rate))
+	}
+	if b.Counted < b.Acked {
+		reasons = append(reasons, fmt.Sprintf("%d of %d raw points queryable", b.Counted, b.Acked))
+	} else if b.DrainSeconds > p.MaxLagSeconds {
+		reasons = append(reasons, fmt.Sprintf("the last raw point %.1f s after the last publish (limit %.0f s)", b.DrainSeconds, p.MaxLagSeconds))
+	}
+	return reasons
+}
+
+// CapacityRatio is Telegraf's CPU per reading over edgeflow's at the same
+// pace: with the throughput fixed by the pacer, how many more readings the
+// same CPU carries through edgeflow. all is end to end (each pipeline with
+// Mosquitto and InfluxDB), tool the pipelines alone. ok is false, and
+// both 0, when either tool missed the pace: its CPU per reading is then
+// not the cost of that pace.
+func (p *PacedVersus) CapacityRatio() (all, tool float64, ok bool) {
+	t, e := p.Telegraf, p.Edgeflow
+	if len(p.missedPace(t)) > 0 || len(p.missedPace(e)) > 0 {
+		return 0, 0, false
+	}
+	tAll, _ := t.Total(t.All())
+	eAll, _ := e.Total(e.All())
+	tPipe, _ := t.Total(t.Pipeline)
+	ePipe, _ := e.Total(e.Pipeline)
+	if tAll <= 0 || eAll <= 0 || tPipe <= 0 || ePipe <= 0 {
+		return 0, 0, false
+	}
+	return tAll / eAll, tPipe / ePipe, true
 }
 
 // telegrafEnv sets what telegraf.conf reads from the environment.
@@ -155,7 +222,7 @@ type BurstPlan struct {
 	Settle              time.Duration
 }
 
-// runBurst publishes the burst and counts the raw points in the database
+// runBurst publishes the burst (or, with Load.Rate, the paced load) and counts the raw points in the database
 // until every acknowledged reading is there, or the count has not grown
 // for burstQuiet (or Settle, when shorter). CPU time counts from the first publish to the last count that
 // grew, so it covers carrying the readings and writing them raw, not the
@@ -196,7 +263,8 @@ func runBurst(ctx context.Context, loadgenBin, dir string, p BurstPlan) (Burst, 
 	b := Burst{
 		Acked: rep.Totals.Acked, Failed: rep.Totals.Failed, Counted: counted, Complete: counted >= rep.Totals.Acked,
 		Seconds: rep.ElapsedSeconds + grew.Sub(loaded).Seconds(), PublishRate: rep.AchievedRate,
-		Usage: usage, Pipeline: p.Pipeline, Shared: p.Shared,
+		DrainSeconds: rep.ElapsedSeconds - rep.PublishSeconds + grew.Sub(loaded).Seconds(),
+		Usage:        usage, Pipeline: p.Pipeline, Shared: p.Shared,
 	}
 	if b.Seconds > 0 {
 		b.Rate = float64(b.Acked) / b.Seconds
@@ -218,23 +286,27 @@ type TelegrafLeg struct {
 	Loadgen string
 	Dir     string
 	Load    Load // Broker and SeqStart are set here
-	Settle  time.Duration
+	// Paced is the paced step after the burst (its Rate and Duration; the
+	// rest as Load's); a zero Rate runs none.
+	Paced  Load
+	Settle time.Duration
 }
 
-// Run starts Telegraf, proves it writes, runs the burst and stops Telegraf
-// again, removing its persistent session. It runs before edgeflow's
-// services start: nothing else subscribes to the broker meanwhile.
-func (l *TelegrafLeg) Run(ctx context.Context) (Burst, error) {
+// Run starts Telegraf, proves it writes, runs the burst and the paced step
+// and stops Telegraf again, removing its persistent session. It runs before
+// edgeflow's services start: nothing else subscribes to the broker
+// meanwhile. paced is zero without a paced step.
+func (l *TelegrafLeg) Run(ctx context.Context) (burst, paced Burst, err error) {
 	s := l.Stack
 	if err := devenv.CreateInfluxDatabase(ctx, s.InfluxURL, telegrafDatabase); err != nil {
-		return Burst{}, fmt.Errorf("telegraf leg: %w", err)
+		return Burst{}, Burst{}, fmt.Errorf("telegraf leg: %w", err)
 	}
 	p, err := devenv.StartProcess(ctx, devenv.ProcessOptions{
 		Name: "telegraf", Bin: l.Bin, Args: telegrafArgs(l.Config),
 		Env: telegrafEnv(s.MQTTURL, s.InfluxURL), Dir: filepath.Join(s.Dir, "telegraf"),
 	})
 	if err != nil {
-		return Burst{}, fmt.Errorf("telegraf leg: %w", err)
+		return Burst{}, Burst{}, fmt.Errorf("telegraf leg: %w", err)
 	}
 	stopped := false
 	stop := func() error {
@@ -251,34 +323,59 @@ func (l *TelegrafLeg) Run(ctx context.Context) (Burst, error) {
 	defer func() { _ = stop() }()
 	if err := probeTelegraf(ctx, s.MQTTURL, s.InfluxURL, time.Minute); err != nil {
 		log, _ := p.Log()
-		return Burst{}, fmt.Errorf("telegraf leg: %w\n%s", err, lastLines(log, 20))
+		return Burst{}, Burst{}, fmt.Errorf("telegraf leg: %w\n%s", err, lastLines(log, 20))
 	}
 	members := append([]*Member{{Name: "telegraf", Role: "server", PID: p.Pid()}}, s.Members...)
-	load := l.Load
-	load.Broker, load.SeqStart, load.Prefix = s.MQTTURL, telegrafSeqStart, "bench-telegraf"
-	b, err := runBurst(ctx, l.Loadgen, l.Dir, BurstPlan{Load: load, Members: members,
-		Pipeline: []string{"telegraf"}, Shared: []string{"mosquitto", "influxd"},
-		InfluxURL: s.InfluxURL, Database: telegrafDatabase, Settle: l.Settle})
-	if err != nil {
-		return Burst{}, fmt.Errorf("telegraf leg: %w", err)
+	plan := BurstPlan{Members: members, Pipeline: []string{"telegraf"}, Shared: []string{"mosquitto", "influxd"},
+		InfluxURL: s.InfluxURL, Database: telegrafDatabase, Settle: l.Settle}
+	plan.Load = l.Load
+	plan.Load.Broker, plan.Load.SeqStart, plan.Load.Prefix = s.MQTTURL, telegrafSeqStart, "bench-telegraf"
+	if burst, err = runBurst(ctx, l.Loadgen, l.Dir, plan); err != nil {
+		return Burst{}, Burst{}, fmt.Errorf("telegraf leg: %w", err)
+	}
+	if l.Paced.Rate > 0 {
+		waitFreshWindow(ctx, time.Now())
+		plan.Load = l.Paced
+		plan.Load.Broker, plan.Load.SeqStart, plan.Load.Prefix = s.MQTTURL, telegrafPacedSeqStart, "bench-telegraf-paced"
+		if paced, err = runBurst(ctx, l.Loadgen, l.Dir, plan); err != nil {
+			return Burst{}, Burst{}, fmt.Errorf("telegraf leg: paced step: %w", err)
+		}
 	}
 	if err := stop(); err != nil {
-		return Burst{}, fmt.Errorf("telegraf leg: stop: %w", err)
+		return Burst{}, Burst{}, fmt.Errorf("telegraf leg: stop: %w", err)
 	}
-	return b, nil
+	return burst, paced, nil
 }
 
 // runEdgeflowBurst runs the same burst through the stack's services.
 func runEdgeflowBurst(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
-	pipeline := s.pipeline()
-	load.Broker, load.SeqStart, load.Prefix = s.MQTTURL, edgeflowSeqStart, "bench-edgeflow"
-	b, err := runBurst(ctx, loadgenBin, dir, BurstPlan{Load: load, Members: s.Members,
-		Pipeline: pipeline, Shared: []string{"mosquitto", "influxd"},
-		InfluxURL: s.InfluxURL, Database: influxDatabase, Settle: settle})
+	load.SeqStart, load.Prefix = edgeflowSeqStart, "bench-edgeflow"
+	b, err := runEdgeflow(ctx, s, loadgenBin, dir, load, settle)
 	if err != nil {
 		return Burst{}, fmt.Errorf("edgeflow burst: %w", err)
 	}
 	return b, nil
+}
+
+// runEdgeflowPaced runs the same paced step through the stack's services,
+// in a fresh window after the burst.
+func runEdgeflowPaced(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
+	waitFreshWindow(ctx, time.Now())
+	load.SeqStart, load.Prefix = edgeflowPacedSeqStart, "bench-edgeflow-paced"
+	b, err := runEdgeflow(ctx, s, loadgenBin, dir, load, settle)
+	if err != nil {
+		return Burst{}, fmt.Errorf("edgeflow paced step: %w", err)
+	}
+	return b, nil
+}
+
+// runEdgeflow runs load through the stack's services, counting the raw
+// points in edgeflow's database.
+func runEdgeflow(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
+	load.Broker = s.MQTTURL
+	return runBurst(ctx, loadgenBin, dir, BurstPlan{Load: load, Members: s.Members,
+		Pipeline: s.pipeline(), Shared: []string{"mosquitto", "influxd"},
+		InfluxURL: s.InfluxURL, Database: influxDatabase, Settle: settle})
 }
 
 // probeTelegraf publishes one reading, again every second, until Telegraf
@@ -341,6 +438,12 @@ func lastLines(s string, n int) string {
 // bench (and, in reports from before NATS ran as its own process,
 // nats+bench: NATS embedded in the bench).
 func (v *Versus) processes() []string {
+	return versusProcesses(v.Telegraf, v.Edgeflow)
+}
+
+// versusProcesses are the rows of a per-process table of t beside e, as
+// Versus.processes.
+func versusProcesses(t, e Burst) []string {
 	var out []string
 	seen := map[string]bool{}
 	add := func(names ...string) {
@@ -351,14 +454,14 @@ func (v *Versus) processes() []string {
 			}
 		}
 	}
-	add(v.Telegraf.Pipeline...)
-	add(v.Edgeflow.Pipeline...)
-	add(v.Telegraf.Shared...)
-	add(v.Edgeflow.Shared...)
+	add(t.Pipeline...)
+	add(e.Pipeline...)
+	add(t.Shared...)
+	add(e.Shared...)
 	for _, n := range []string{"loadgen", "bench", embeddedNATS} {
-		_, t := v.Telegraf.Usage[n]
-		_, e := v.Edgeflow.Usage[n]
-		if t || e {
+		_, inT := t.Usage[n]
+		_, inE := e.Usage[n]
+		if inT || inE {
 			add(n)
 		}
 	}
@@ -407,7 +510,24 @@ func (v *Versus) writeMarkdown(b *strings.Builder) {
 	fmt.Fprintf(b, "| peak RSS, pipeline | %s | %s | %s |\n", mb(tPipeRSS), mb(ePipeRSS), ratioText(float64(ePipeRSS), float64(tPipeRSS)))
 	fmt.Fprintf(b, "| peak RSS, with Mosquitto and InfluxDB | %s | %s | %s |\n", mb(tAllRSS), mb(eAllRSS), ratioText(float64(eAllRSS), float64(tAllRSS)))
 
-	b.WriteString("\n| process | Telegraf burst: CPU µs/reading | peak RSS | edgeflow burst: CPU µs/reading | peak RSS |\n|---|---|---|---|---|\n")
+	writeProcessTable(b, "burst", t, e)
+	if _, ok := e.Usage[embeddedNATS]; ok {
+		b.WriteString("\nIn Telegraf's burst `nats+bench` is the bench counting the raw points with NATS idle; in edgeflow's it is NATS and that counting. " +
+			"`loadgen` is the publisher, the same in both and in no total.\n")
+	} else {
+		b.WriteString("\n`nats` is the nats-server process (idle in Telegraf's burst); `bench` is the bench process counting the raw points, and " +
+			"`loadgen` the publisher: the same in both and in no total.\n")
+	}
+	if v.Paced != nil {
+		b.WriteString("\n")
+		v.Paced.writeMarkdown(b)
+	}
+}
+
+// writeProcessTable writes each process's CPU per reading and peak RSS in
+// t beside e; what names the load ("burst", "paced step").
+func writeProcessTable(b *strings.Builder, what string, t, e Burst) {
+	fmt.Fprintf(b, "\n| process | Telegraf %s: CPU µs/reading | peak RSS | edgeflow %s: CPU µs/reading | peak RSS |\n|---|---|---|---|---|\n", what, what)
 	cell := func(br Burst, name string) string {
 		u, ok := br.Usage[name]
 		if !ok {
@@ -419,16 +539,91 @@ func (v *Versus) writeMarkdown(b *strings.Builder) {
 		}
 		return fmt.Sprintf("%.1f | %s", u.CPUPerMillion, rss)
 	}
-	for _, name := range v.processes() {
+	for _, name := range versusProcesses(t, e) {
 		fmt.Fprintf(b, "| %s | %s | %s |\n", name, cell(t, name), cell(e, name))
 	}
-	if _, ok := e.Usage[embeddedNATS]; ok {
-		b.WriteString("\nIn Telegraf's burst `nats+bench` is the bench counting the raw points with NATS idle; in edgeflow's it is NATS and that counting. " +
-			"`loadgen` is the publisher, the same in both and in no total.\n")
-		return
+}
+
+// paceText is "yes", or "**no**" and why.
+func (p *PacedVersus) paceText(b Burst) string {
+	if reasons := p.missedPace(b); len(reasons) > 0 {
+		return "**no**: " + strings.Join(reasons, "; ")
 	}
-	b.WriteString("\n`nats` is the nats-server process (idle in Telegraf's burst); `bench` is the bench process counting the raw points, and " +
-		"`loadgen` the publisher: the same in both and in no total.\n")
+	return "yes"
+}
+
+// verdictText is the capacity ratio, or which tool missed the pace and why.
+func (p *PacedVersus) verdictText() string {
+	if all, tool, ok := p.CapacityRatio(); ok {
+		return fmt.Sprintf("Telegraf's CPU per reading ÷ edgeflow's: %.2f end to end, %.2f the tools alone", all, tool)
+	}
+	var missed []string
+	for _, side := range []struct {
+		name string
+		b    Burst
+	}{{"Telegraf", p.Telegraf}, {"edgeflow", p.Edgeflow}} {
+		if reasons := p.missedPace(side.b); len(reasons) > 0 {
+			missed = append(missed, fmt.Sprintf("%s did not keep the pace (%s)", side.name, strings.Join(reasons, "; ")))
+		}
+	}
+	if len(missed) == 0 {
+		return "no capacity ratio: no CPU time measured"
+	}
+	return "no capacity ratio: " + strings.Join(missed, ", and ")
+}
+
+// logText is one tool's paced step in a line.
+func (p *PacedVersus) logText(b Burst) string {
+	pipe, _ := b.Total(b.Pipeline)
+	all, _ := b.Total(b.All())
+	return fmt.Sprintf("acked %d (%.0f of %.0f msgs/s), %d raw points queryable, the last %.1f s after the last publish; CPU µs per reading %.1f (%.1f with Mosquitto and InfluxDB)",
+		b.Acked, b.PublishRate, p.Rate, b.Counted, b.DrainSeconds, pipe, all)
+}
+
+// writeMarkdown writes the paced step's part of the side-by-side section.
+func (p *PacedVersus) writeMarkdown(b *strings.Builder) {
+	t, e := p.Telegraf, p.Edgeflow
+	fmt.Fprintf(b, "### A paced step: %.0f msgs/s for %.0f s\n\n", p.Rate, p.DurationSeconds)
+	fmt.Fprintf(b, "After each burst (in a fresh 10 s window), %.0f QoS 1 readings a second for %.0f s from the same load generator, devices and connections, paced, "+
+		"through the same tool; counted as the burst. With the rate fixed by the pacer, CPU per reading is what the pace costs, and Telegraf's ÷ edgeflow's "+
+		"is how many more readings the same CPU carries through edgeflow. A tool keeps the pace when its readings are acknowledged at %.0f %% of the rate or more, "+
+		"every raw point is queryable, and the last within %.0f s of the last publish (-max-lag). CPU from the first publish to the last raw point; RSS the peak.\n\n",
+		p.Rate, p.DurationSeconds, paceTolerance*100, p.MaxLagSeconds)
+	all, tool, ok := p.CapacityRatio()
+	if ok {
+		fmt.Fprintf(b, "**Capacity, Telegraf's CPU per reading ÷ edgeflow's: %.2f end to end** (with Mosquitto and InfluxDB), %.2f the tools alone\n\n", all, tool)
+	} else {
+		fmt.Fprintf(b, "**%s.** The CPU per reading below is what each spent, not what the pace costs, and no ratio is given.\n\n", upperFirst(p.verdictText()))
+	}
+	ratio := func(telegraf, edgeflow float64) string {
+		if !ok {
+			return "-"
+		}
+		return ratioText(telegraf, edgeflow)
+	}
+	tPipeCPU, tPipeRSS := t.Total(t.Pipeline)
+	ePipeCPU, ePipeRSS := e.Total(e.Pipeline)
+	tAllCPU, tAllRSS := t.Total(t.All())
+	eAllCPU, eAllRSS := e.Total(e.All())
+	b.WriteString("| | Telegraf | edgeflow | Telegraf ÷ edgeflow |\n|---|---|---|---|\n")
+	fmt.Fprintf(b, "| acked msgs/s (PUBACKs; target %.0f) | %.0f | %.0f | |\n", p.Rate, t.PublishRate, e.PublishRate)
+	fmt.Fprintf(b, "| raw points queryable | %d of %d | %d of %d | |\n", t.Counted, t.Acked, e.Counted, e.Acked)
+	fmt.Fprintf(b, "| last raw point after the last publish | %.2f s | %.2f s | |\n", t.DrainSeconds, e.DrainSeconds)
+	fmt.Fprintf(b, "| kept the pace | %s | %s | |\n", p.paceText(t), p.paceText(e))
+	fmt.Fprintf(b, "| CPU µs per reading, pipeline (%s; %s) | %.1f | %.1f | %s |\n",
+		strings.Join(t.Pipeline, " + "), strings.Join(e.Pipeline, " + "), tPipeCPU, ePipeCPU, ratio(tPipeCPU, ePipeCPU))
+	fmt.Fprintf(b, "| CPU µs per reading, with Mosquitto and InfluxDB | %.1f | %.1f | %s |\n", tAllCPU, eAllCPU, ratio(tAllCPU, eAllCPU))
+	fmt.Fprintf(b, "| peak RSS, pipeline | %s | %s | %s |\n", mb(tPipeRSS), mb(ePipeRSS), ratio(float64(tPipeRSS), float64(ePipeRSS)))
+	fmt.Fprintf(b, "| peak RSS, with Mosquitto and InfluxDB | %s | %s | %s |\n", mb(tAllRSS), mb(eAllRSS), ratio(float64(tAllRSS), float64(eAllRSS)))
+	writeProcessTable(b, "paced", t, e)
+}
+
+// upperFirst capitalises s's first letter.
+func upperFirst(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
 }
 
 // telegrafBinary is <bin>/telegraf, or "" with the reason it is missing.
@@ -440,7 +635,8 @@ func telegrafBinary(bin string) (string, error) {
 	return p, nil
 }
 
-// The side-by-side figure's geometry: three bar charts in a row.
+// The side-by-side figure's geometry: three bar charts in a row, and a
+// second row for the paced step.
 const (
 	versusHeight = 300
 	versusChartW = 190
@@ -448,28 +644,32 @@ const (
 	versusBarsH  = 180
 )
 
+// height is the figure's: one row, two with the paced step.
+func (v *Versus) height() int {
+	if v.Paced != nil {
+		return 2 * versusHeight
+	}
+	return versusHeight
+}
+
+// barGroup is a pair of bars, Telegraf's beside edgeflow's.
+type barGroup struct {
+	label    string
+	telegraf float64
+	edgeflow float64
+}
+
+// barChart is one chart of the figure's row.
+type barChart struct {
+	title  string
+	groups []barGroup
+}
+
 // drawVersus draws the side-by-side figure from y0: end-to-end rate, CPU
-// per reading and peak RSS, Telegraf's bars beside edgeflow's.
+// per reading and peak RSS, Telegraf's bars beside edgeflow's; below them,
+// with the paced step, its CPU per reading and peak RSS.
 func (v *Versus) drawVersus(b *strings.Builder, y0 int) {
 	t, e := v.Telegraf, v.Edgeflow
-	tPipeCPU, tPipeRSS := t.Total(t.Pipeline)
-	ePipeCPU, ePipeRSS := e.Total(e.Pipeline)
-	tAllCPU, tAllRSS := t.Total(t.All())
-	eAllCPU, eAllRSS := e.Total(e.All())
-	type group struct {
-		label    string
-		telegraf float64
-		edgeflow float64
-	}
-	charts := []struct {
-		title  string
-		groups []group
-	}{
-		{"end to end (msgs/s)", []group{{"", t.Rate, e.Rate}}},
-		{"CPU (µs per reading)", []group{{"pipeline", tPipeCPU, ePipeCPU}, {"+ broker, DB", tAllCPU, eAllCPU}}},
-		{"peak RSS (MB)", []group{{"pipeline", float64(tPipeRSS) / (1 << 20), float64(ePipeRSS) / (1 << 20)},
-			{"+ broker, DB", float64(tAllRSS) / (1 << 20), float64(eAllRSS) / (1 << 20)}}},
-	}
 	fmt.Fprintf(b, `<g class="versus"><text x="%d" y="%d" font-weight="bold">against Telegraf: a burst of %d readings, edgeflow ÷ Telegraf %s</text>`+"\n",
 		plotLeft, y0, v.Count, ratioText(e.Rate, t.Rate))
 	legendY := y0 + 18
@@ -478,7 +678,38 @@ func (v *Versus) drawVersus(b *strings.Builder, y0 int) {
 		fmt.Fprintf(b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n",
 			x, legendY-10, seriesColours[k], x+16, legendY, name)
 	}
-	base := float64(y0 + 40 + versusBarsH)
+	charts := append([]barChart{{"end to end (msgs/s)", []barGroup{{"", t.Rate, e.Rate}}}}, costCharts(t, e)...)
+	drawBarCharts(b, charts, float64(y0+40+versusBarsH))
+	if p := v.Paced; p != nil {
+		py := y0 + versusHeight
+		title := fmt.Sprintf("paced, %.0f msgs/s for %.0f s: ", p.Rate, p.DurationSeconds)
+		if all, _, ok := p.CapacityRatio(); ok {
+			title += fmt.Sprintf("Telegraf's CPU per reading ÷ edgeflow's %.2f", all)
+		} else {
+			title += "no ratio, a tool did not keep the pace"
+		}
+		fmt.Fprintf(b, `<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", plotLeft, py, html.EscapeString(title))
+		drawBarCharts(b, costCharts(p.Telegraf, p.Edgeflow), float64(py+40+versusBarsH))
+	}
+	b.WriteString("</g>\n")
+}
+
+// costCharts are CPU per reading and peak RSS of t beside e: the
+// pipelines, and with the broker and the database.
+func costCharts(t, e Burst) []barChart {
+	tPipeCPU, tPipeRSS := t.Total(t.Pipeline)
+	ePipeCPU, ePipeRSS := e.Total(e.Pipeline)
+	tAllCPU, tAllRSS := t.Total(t.All())
+	eAllCPU, eAllRSS := e.Total(e.All())
+	return []barChart{
+		{"CPU (µs per reading)", []barGroup{{"pipeline", tPipeCPU, ePipeCPU}, {"+ broker, DB", tAllCPU, eAllCPU}}},
+		{"peak RSS (MB)", []barGroup{{"pipeline", float64(tPipeRSS) / (1 << 20), float64(ePipeRSS) / (1 << 20)},
+			{"+ broker, DB", float64(tAllRSS) / (1 << 20), float64(eAllRSS) / (1 << 20)}}},
+	}
+}
+
+// drawBarCharts draws charts in a row from the left, bars standing on base.
+func drawBarCharts(b *strings.Builder, charts []barChart, base float64) {
 	for c, ch := range charts {
 		x0 := float64(plotLeft + c*(versusChartW+versusGap))
 		top := 0.0
@@ -504,5 +735,4 @@ func (v *Versus) drawVersus(b *strings.Builder, y0 int) {
 			}
 		}
 	}
-	b.WriteString("</g>\n")
 }

@@ -122,10 +122,11 @@ func TestTelegrafReadsTheLoadgenPayload(t *testing.T) {
 	}
 }
 
-// TestTelegrafLegCarriesABurst runs the leg for real on a small burst: the
-// bench's servers, Telegraf on the committed configuration, the load
-// generator. Every reading must be queryable in Telegraf's database, and
-// Telegraf's session must be gone from the broker afterwards.
+// TestTelegrafLegCarriesABurst runs the leg for real on a small burst and a
+// short paced step: the bench's servers, Telegraf on the committed
+// configuration, the load generator. Every reading of both must be
+// queryable in Telegraf's database, and Telegraf's session must be gone
+// from the broker afterwards.
 func TestTelegrafLegCarriesABurst(t *testing.T) {
 	bin, config := telegrafForTest(t)
 	root, err := devenv.RepoRoot()
@@ -158,9 +159,11 @@ func TestTelegrafLegCarriesABurst(t *testing.T) {
 	// payload's millisecond, so two readings of one device within a
 	// millisecond would be one point.
 	const count = 3000
+	const rate, seconds = 1000, 2
 	leg := &TelegrafLeg{Stack: stack, Bin: bin, Config: config, Loadgen: loadgen, Dir: dir,
-		Load: Load{Devices: 1000, Publishers: 1, Count: count}, Settle: 20 * time.Second}
-	b, err := leg.Run(t.Context())
+		Load:  Load{Devices: 1000, Publishers: 1, Count: count},
+		Paced: Load{Devices: 1000, Publishers: 1, Rate: rate, Duration: fmt.Sprintf("%ds", seconds)}, Settle: 20 * time.Second}
+	b, paced, err := leg.Run(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +173,18 @@ func TestTelegrafLegCarriesABurst(t *testing.T) {
 	if b.Rate <= 0 || b.Seconds <= 0 {
 		t.Errorf("rate %v over %v s", b.Rate, b.Seconds)
 	}
-	for _, name := range []string{"telegraf", "mosquitto", "influxd"} {
-		if u := b.Usage[name]; u.CPUSeconds <= 0 || u.RSSMaxBytes <= 0 || u.CPUPerMillion <= 0 {
-			t.Errorf("%s: usage %+v", name, u)
+	// The paced step's points are counted apart from the burst's.
+	if paced.Acked < rate*seconds*9/10 || paced.Acked > rate*seconds*11/10 || paced.Counted != paced.Acked || !paced.Complete {
+		t.Errorf("paced: acked %d, counted %d (complete %v), want about %d, all counted", paced.Acked, paced.Counted, paced.Complete, rate*seconds)
+	}
+	if paced.DrainSeconds <= 0 || paced.DrainSeconds >= paced.Seconds {
+		t.Errorf("paced: drained after %v s of %v s", paced.DrainSeconds, paced.Seconds)
+	}
+	for _, br := range []Burst{b, paced} {
+		for _, name := range []string{"telegraf", "mosquitto", "influxd"} {
+			if u := br.Usage[name]; u.CPUSeconds <= 0 || u.RSSMaxBytes <= 0 || u.CPUPerMillion <= 0 {
+				t.Errorf("%s: usage %+v", name, u)
+			}
 		}
 	}
 	// A persistent session would queue every later message for the gone
