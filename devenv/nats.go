@@ -76,6 +76,8 @@ type NATSOptions struct {
 	// /varz) on Host. StartNATSServer takes a free one when 0: its
 	// readiness is /healthz.
 	HTTPPort int
+	// ProfPort, when not 0, serves the server's /debug/pprof/ on Host.
+	ProfPort int
 	// Cluster, when set, joins the server to a cluster of servers.
 	Cluster *NATSCluster
 	// ReadyTimeout bounds the wait for the server; 0 means
@@ -193,6 +195,7 @@ func serverOptions(opts NATSOptions) (*server.Options, error) {
 	if opts.HTTPPort != 0 {
 		sopts.HTTPHost, sopts.HTTPPort = opts.Host, opts.HTTPPort
 	}
+	sopts.ProfPort = opts.ProfPort
 	if c := opts.Cluster; c != nil {
 		sopts.Cluster.Name, sopts.Cluster.Host, sopts.Cluster.Port = c.Name, opts.Host, c.Port
 		sopts.Routes = server.RoutesFromStr(strings.Join(c.Routes, ","))

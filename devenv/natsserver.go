@@ -113,6 +113,9 @@ func NATSServerConfig(opts NATSOptions) string {
 	if opts.HTTPPort != 0 {
 		fmt.Fprintf(&b, "http: %q\n", opts.Host+":"+strconv.Itoa(opts.HTTPPort))
 	}
+	if opts.ProfPort != 0 {
+		fmt.Fprintf(&b, "prof_port: %d\n", opts.ProfPort)
+	}
 	if opts.MaxPayload != 0 {
 		fmt.Fprintf(&b, "max_payload: %d\n", opts.MaxPayload)
 	}

@@ -26,7 +26,7 @@ func TestNATSServerConfigIsTheEmbeddedServers(t *testing.T) {
 		t.Setenv(user+"_PASSWORD", strings.ToLower(user)+"-secret")
 	}
 	for name, opts := range map[string]NATSOptions{
-		"interval": {Port: 4333, HTTPPort: 8333, SyncInterval: time.Second, MaxPayload: 2 << 20, MQTTPort: 1999, Domain: "site"},
+		"interval": {Port: 4333, HTTPPort: 8333, ProfPort: 9333, SyncInterval: time.Second, MaxPayload: 2 << 20, MQTTPort: 1999, Domain: "site"},
 		"always": {Port: 4333, SyncAlways: true, ServerName: "n1", AuthConfig: filepath.Join(root, NATSAuthConfig),
 			Cluster: &NATSCluster{Name: "c", Port: 6333, Routes: []string{"nats-route://127.0.0.1:6334", "nats-route://127.0.0.1:6335"}}},
 	} {
@@ -57,14 +57,14 @@ func TestNATSServerConfigIsTheEmbeddedServers(t *testing.T) {
 			}
 			type view struct {
 				Name, Host, StoreDir, Domain, MQTTHost, HTTPHost, Cluster, ClusterHost string
-				Port, HTTPPort, MQTTPort, ClusterPort, Routes, Users                   int
+				Port, HTTPPort, ProfPort, MQTTPort, ClusterPort, Routes, Users         int
 				JetStream, SyncAlways                                                  bool
 				Sync                                                                   time.Duration
 				MaxPayload                                                             int32
 			}
 			see := func(o *server.Options) view {
 				return view{o.ServerName, o.Host, o.StoreDir, o.JetStreamDomain, o.MQTT.Host, o.HTTPHost, o.Cluster.Name, o.Cluster.Host,
-					o.Port, o.HTTPPort, o.MQTT.Port, o.Cluster.Port, len(o.Routes), len(o.Users),
+					o.Port, o.HTTPPort, o.ProfPort, o.MQTT.Port, o.Cluster.Port, len(o.Routes), len(o.Users),
 					o.JetStream, o.SyncAlways, o.SyncInterval, o.MaxPayload}
 			}
 			g, w := see(got), see(want)

@@ -83,7 +83,7 @@ func run() int {
 		natsSync   = flag.String("nats-sync", "1s", "JetStream storage sync policy of the bench's NATS: an interval (1s, what task up and the clusters run; 2m is the server's default) or always (fsync before every acknowledgement)")
 		note       = flag.String("note", "", "a note on the machine for the report (e.g. other work running on it)")
 		keep       = flag.Bool("keep", false, "keep the data directories and logs (printed) instead of deleting them")
-		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and saves their CPU and heap profiles of every step next to the report")
+		pprofAddr  = flag.String("pprof", "", "serve net/http/pprof of the bench process on this address (e.g. 127.0.0.1:6060); also turns on the services' /debug/pprof/ (EDGEFLOW_PPROF) and NATS's (prof_port) and saves their CPU and heap profiles of every step next to the report")
 		render     = flag.String("render", "", "run nothing: write the Markdown and SVG again from this JSON report, next to it")
 		telegraf   = flag.Bool("telegraf", true, "run the Telegraf leg: the same burst, then the same paced step, through Telegraf (.bin/telegraf, go tool task telegraf) and through edgeflow, side by side")
 		tgOnly     = flag.Bool("telegraf-only", false, "run only the Telegraf leg: no raw leg, no steps")

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 )
@@ -17,7 +16,7 @@ import (
 const profileStart = 5 * time.Second
 
 // profileStep takes, with -pprof, a CPU profile of every service of ours
-// (EDGEFLOW_PPROF=true) from profileStart into the step until 2 s before its
+// (EDGEFLOW_PPROF=true) and of NATS (prof_port) from profileStart into the step until 2 s before its
 // load ends, then a heap profile of each, into dir as
 // <rate>-<service>.cpu.pprof and .heap.pprof. Failures are logged, never
 // fatal: the profiles are an aid, the step's figures stand without them.
@@ -28,10 +27,10 @@ func profileStep(ctx context.Context, members []*Member, dir string, rate float6
 		return &wg
 	}
 	for _, m := range members {
-		if m.Role != "service" || m.MetricsURL == "" {
+		if m.Pprof == "" {
 			continue
 		}
-		base := strings.TrimSuffix(m.MetricsURL, "/metrics") + "/debug/pprof/"
+		base := m.Pprof
 		prefix := filepath.Join(dir, fmt.Sprintf("%.0f-%s", rate, m.Name))
 		wg.Go(func() {
 			select {
@@ -64,7 +63,7 @@ func fetchProfile(ctx context.Context, url, path string) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s (is EDGEFLOW_PPROF set?)", url, resp.Status)
+		return fmt.Errorf("%s: %s", url, resp.Status)
 	}
 	f, err := os.Create(path)
 	if err != nil {

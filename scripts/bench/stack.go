@@ -24,6 +24,9 @@ type Member struct {
 	Role       string
 	PID        int
 	MetricsURL string // empty for the servers
+	// Pprof is the member's /debug/pprof/ with -pprof (the services and
+	// NATS), else empty.
+	Pprof string
 }
 
 // Stack is the local pipeline on loopback, every data directory fresh under
@@ -64,10 +67,18 @@ func (s *Stack) StartServers(ctx context.Context) error {
 		return fmt.Errorf("nats-server not built in %s: go build -o %s %s (go tool task bench does)",
 			s.Bin, filepath.Join(s.Bin, "nats-server"), devenv.NATSServerPackage)
 	}
+	var profPort int
+	if s.Pprof {
+		port, err := devenv.FreePort()
+		if err != nil {
+			return err
+		}
+		profPort = port
+	}
 	s.launcher = &launcher.Launcher{
 		Dir: filepath.Join(s.Dir, "logs"), Bin: s.Bin,
 		NATS: &devenv.NATSOptions{StoreDir: filepath.Join(s.Dir, "nats"),
-			SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways},
+			SyncInterval: s.SyncInterval, SyncAlways: s.SyncAlways, ProfPort: profPort},
 		NATSBin:      natsBin,
 		Mosquitto:    &devenv.MosquittoOptions{Dir: filepath.Join(s.Dir, "mosquitto")},
 		Influx:       &devenv.InfluxOptions{Dir: filepath.Join(s.Dir, "influxdb"), Database: influxDatabase},
@@ -84,7 +95,12 @@ func (s *Stack) StartServers(ctx context.Context) error {
 	s.Members = append(s.Members, &Member{Name: "bench", Role: "bench", PID: os.Getpid()})
 	if ns := l.NATSProcess(); ns != nil {
 		s.NATSURL = l.NATSURL
-		s.Members = append(s.Members, &Member{Name: "nats", Role: "server", PID: ns.Pid()})
+		m := &Member{Name: "nats", Role: "server", PID: ns.Pid()}
+		if profPort != 0 {
+			m.Pprof = fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/", profPort)
+			logf("nats: pprof on %s", m.Pprof)
+		}
+		s.Members = append(s.Members, m)
 	}
 	if mq := l.MQTT(); mq != nil {
 		s.MQTTURL = mq.URL
@@ -118,10 +134,12 @@ func (s *Stack) StartServices(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		m := &Member{Name: p.Name, Role: "service", PID: p.Pid(), MetricsURL: p.URL + "/metrics"}
 		if s.Pprof {
-			logf("%s: pprof on http://%s/debug/pprof/", p.Name, p.Addr)
+			m.Pprof = p.URL + "/debug/pprof/"
+			logf("%s: pprof on %s", p.Name, m.Pprof)
 		}
-		s.Members = append(s.Members, &Member{Name: p.Name, Role: "service", PID: p.Pid(), MetricsURL: p.URL + "/metrics"})
+		s.Members = append(s.Members, m)
 	}
 	return nil
 }
