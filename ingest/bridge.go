@@ -28,9 +28,9 @@ import (
 // processor drops a redelivered reading it has already folded
 // (docs/decisions.md, "Duplicates are dropped where the windows are").
 //
-// Readings travel in batches: publishLoop gathers messages into a round
-// while the previous round is in flight, for at most BatchWait and BatchMax
-// messages (gather), and publishes each partition's readings of the round in
+// Readings travel in batches: publishLoop gathers messages into a round,
+// about one per BatchWait under a steady flow and at most BatchMax messages
+// (gather), and publishes each partition's readings of the round in
 // as few messages as MaxBatchBytes allows, asynchronously. ackLoop waits for JetStream's
 // acknowledgements of each round, in order, then acknowledges its MQTT
 // messages in the order they arrived. The paho callback only enqueues.
@@ -64,6 +64,9 @@ type Bridge struct {
 	// settled tells gather that one was.
 	unsettled atomic.Int64
 	settled   chan struct{}
+	// lastRound is when gather last closed a round that was not full
+	// (publishLoop's only).
+	lastRound time.Time
 
 	// failingSince is when JetStream last started refusing publishes (unix
 	// nanoseconds), 0 while healthy: readiness reads it.
@@ -204,13 +207,16 @@ func (b *Bridge) publishLoop(ctx context.Context) {
 	}
 }
 
-// gather waits for a message, then takes what is queued and, while an
-// earlier round is still unacknowledged (so publishing now would only queue
-// behind it), what arrives until that round is settled or batchWait passed,
-// up to batchMax. A message arriving at a quiet ingest is published at
-// once; under load a round forms while the last one is in flight. It
-// returns nil when ctx ended first, and more=false once Close was called and
-// the queue is empty.
+// gather waits for a message, then takes what is queued and what arrives
+// until the round may go, up to batchMax: once batchWait has passed since
+// the previous round went out and nothing is in flight (publishing sooner
+// would only queue behind it), and never later than batchWait after its
+// first message. A message arriving at a quiet ingest is published at once;
+// under a steady flow rounds go out about once per batchWait, each with
+// what arrived since the last, so a JetStream message carries many readings
+// at any rate above a few hundred a second; in a burst a round forms while
+// the last one is in flight. It returns nil when ctx ended first, and
+// more=false once Close was called and the queue is empty.
 func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more bool) {
 	select {
 	case <-ctx.Done():
@@ -221,37 +227,51 @@ func (b *Bridge) gather(ctx context.Context, wait *time.Timer) (r *round, more b
 		}
 		r = &round{arrivals: []arrival{a}}
 	}
-	if b.batchWait > 0 {
-		wait.Reset(b.batchWait)
-		defer wait.Stop()
-	}
-	for len(r.arrivals) < b.batchMax {
-		select {
-		case a, ok := <-b.incoming:
-			if !ok {
-				return r, false
-			}
-			r.arrivals = append(r.arrivals, a)
-			continue
-		default:
+	latest := time.Now().Add(b.batchWait)
+	paced := b.lastRound.Add(b.batchWait)
+	defer wait.Stop()
+	for {
+		if more := b.takeQueued(r); !more || len(r.arrivals) == b.batchMax {
+			// A full round lets the next one go at once: the flow is more
+			// than batchMax a batchWait.
+			return r, more
 		}
-		if b.batchWait == 0 || b.unsettled.Load() == 0 {
+		now := time.Now()
+		if !now.Before(latest) || (!now.Before(paced) && b.unsettled.Load() == 0) {
+			b.lastRound = now
 			return r, true
 		}
+		// Sleep rather than wake for every message: what arrives meanwhile
+		// waits in the queue (up to the in-flight limit) for the next take.
+		if now.Before(paced) {
+			wait.Reset(paced.Sub(now))
+		} else {
+			wait.Reset(latest.Sub(now))
+		}
 		select {
-		case a, ok := <-b.incoming:
-			if !ok {
-				return r, false
-			}
-			r.arrivals = append(r.arrivals, a)
 		case <-b.settled:
 		case <-wait.C:
-			return r, true
 		case <-ctx.Done():
 			return nil, false
 		}
 	}
-	return r, true
+}
+
+// takeQueued adds to r what is queued, up to batchMax, and reports
+// more=false when the queue was closed and is empty.
+func (b *Bridge) takeQueued(r *round) (more bool) {
+	for len(r.arrivals) < b.batchMax {
+		select {
+		case a, ok := <-b.incoming:
+			if !ok {
+				return false
+			}
+			r.arrivals = append(r.arrivals, a)
+		default:
+			return true
+		}
+	}
+	return true
 }
 
 // prepare decodes the round's MQTT messages into what it publishes: each

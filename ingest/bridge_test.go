@@ -209,6 +209,47 @@ func TestGatherWaitsAndCaps(t *testing.T) {
 	}
 }
 
+// Under a steady flow, with every round acknowledged at once, rounds still
+// go out only once per batch wait, each with what arrived since the last:
+// otherwise each JetStream message would carry a reading or two.
+func TestGatherPacesRoundsWhenNothingIsInFlight(t *testing.T) {
+	const wait = 200 * time.Millisecond
+	b := NewBridge(nil, decode.DefaultLimits(), BatchOptions{Partitions: 1, Wait: wait, Max: 100}, 16,
+		slog.New(slog.DiscardHandler), prometheus.NewRegistry())
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	send := func() { b.Handle(nil, &message{topic: "sensors/lab/t1", payload: []byte(`{"temperature":1}`)}) }
+	send()
+	if r, _ := b.gather(t.Context(), timer); r == nil || len(r.arrivals) != 1 {
+		t.Fatalf("round of %v, want the first message at once", r)
+	}
+	first := time.Now()
+	send()
+	go func() {
+		for range 3 {
+			time.Sleep(20 * time.Millisecond)
+			send()
+		}
+	}()
+	r, _ := b.gather(t.Context(), timer)
+	if r == nil || len(r.arrivals) != 4 {
+		t.Fatalf("round of %v, want the 4 messages that arrived within the wait", r)
+	}
+	if gap := time.Since(first); gap < wait*3/4 {
+		t.Errorf("second round after %v, want about the batch wait %v", gap, wait)
+	}
+	// After a quiet batch wait, a message goes at once again.
+	time.Sleep(wait)
+	send()
+	start := time.Now()
+	if r, _ := b.gather(t.Context(), timer); r == nil || len(r.arrivals) != 1 {
+		t.Fatalf("round of %v, want the lone message", r)
+	}
+	if took := time.Since(start); took > wait/2 {
+		t.Errorf("a message at a quiet ingest waited %v", took)
+	}
+}
+
 // The round in flight being settled ends the gathering, however long the
 // batch wait.
 func TestGatherEndsWhenTheRoundInFlightIsSettled(t *testing.T) {

@@ -40,7 +40,7 @@ type Config struct {
 
 	MaxInFlight  int           `envconfig:"INGEST_MAX_INFLIGHT" default:"4096" desc:"MQTT messages accepted but not yet acknowledged by JetStream"`
 	DrainTimeout time.Duration `envconfig:"INGEST_DRAIN_TIMEOUT" default:"15s" desc:"how long SIGTERM waits for in-flight messages"`
-	BatchWait    time.Duration `envconfig:"INGEST_BATCH_WAIT" default:"5ms" desc:"longest a batch gathers MQTT messages while the previous one awaits JetStream's acknowledgement (0: publish what is queued at once)"`
+	BatchWait    time.Duration `envconfig:"INGEST_BATCH_WAIT" default:"3ms" desc:"shortest gap between two rounds of batches under a steady flow, and longest an MQTT message waits for its round (a message after a quiet gap goes at once; 0: publish what is queued at once)"`
 	BatchMax     int           `envconfig:"INGEST_BATCH_MAX" default:"1000" desc:"most MQTT messages gathered into one round of batches (at most EDGEFLOW_INGEST_MAX_INFLIGHT)"`
 }
 
