@@ -96,13 +96,20 @@ func (w *worker) purgeChunks(ctx context.Context, first uint64) bool {
 }
 
 // A full checkpoint of a large state is costly (MarshalBinary, compression,
-// megabytes written; figures in docs/performance.md, "Many devices");
+// megabytes written to NATS: many devices, or the identities of every
+// reading in an open window at a high rate; figures in docs/performance.md);
 // written at every flush, it would take most of a busy partition's time and
-// disk.
+// of NATS's.
 const (
 	// checkpointShare: full checkpoints take at most about one
 	// checkpointShare-th of a partition's time.
 	checkpointShare = 10
+	// checkpointBytesPerSecond: full checkpoints write at most about this
+	// much a second per partition. Their time alone does not bound what
+	// NATS stores: at 20,000 readings a second the identities of the
+	// readings in open windows made every flush's checkpoint a full one of
+	// ~300 KB, 9 MB a second into NATS, more than the readings themselves.
+	checkpointBytesPerSecond = 64 << 10
 	// maxCheckpointDelay bounds how long a full checkpoint is put off, and
 	// so what a takeover replays and the processed readings TELEMETRY keeps.
 	maxCheckpointDelay = 30 * time.Second
@@ -111,8 +118,8 @@ const (
 // checkpoint saves seq and the open windows with compare-and-set: if another
 // replica wrote the checkpoint since we read it, it owns the partition now.
 // It writes the state in full (in chunks when it is larger than a message)
-// unless the last full checkpoint took so long that another now would take
-// more than its share of time (checkpointShare); a flush in between writes
+// unless the last full checkpoint was so long or so large that another now
+// would take more than its share (fullCheckpointDelay); a flush in between writes
 // the last manifest again by compare-and-set, which saves nothing new but
 // fences as a full checkpoint does: a replica whose partition was claimed
 // fails its next flush, whichever it is. The last flush before the partition
@@ -130,13 +137,22 @@ func (w *worker) checkpoint(ctx context.Context) error {
 	if err := w.storeCheckpoint(ctx, cw); err != nil {
 		return err
 	}
-	w.nextFull = start.Add(min(checkpointShare*w.now().Sub(start), maxCheckpointDelay))
+	w.nextFull = start.Add(fullCheckpointDelay(w.now().Sub(start), cw.size))
 	w.metrics.Devices.Add(float64(w.state.Devices() - w.devices))
 	w.devices = w.state.Devices()
 	if len(cw.chunks) > 0 || w.oldChunks {
 		w.oldChunks = !w.purgeChunks(ctx, cw.first) || len(cw.chunks) > 0
 	}
 	return nil
+}
+
+// fullCheckpointDelay is how long after a full checkpoint of size bytes
+// that took took the next one is put off: long enough that full checkpoints
+// take their share of neither the partition's time nor NATS's writes, at
+// most maxCheckpointDelay.
+func fullCheckpointDelay(took time.Duration, size int) time.Duration {
+	written := time.Duration(size) * time.Second / checkpointBytesPerSecond
+	return min(max(checkpointShare*took, written), maxCheckpointDelay)
 }
 
 // storeCheckpoint writes cw, or the last manifest again when cw is nil, by

@@ -370,3 +370,25 @@ func checkpointBucket(tb testing.TB) (jetstream.JetStream, jetstream.KeyValue) {
 	}
 	return js, kv
 }
+
+// A full checkpoint is put off by its cost in the partition's time or in
+// bytes written to NATS, whichever is larger, never past the cap: a small
+// state is written in full at every flush, a busy partition's state of
+// hundreds of kilobytes every few seconds.
+func TestFullCheckpointDelay(t *testing.T) {
+	for _, c := range []struct {
+		took time.Duration
+		size int
+		want time.Duration
+	}{
+		{time.Millisecond, 512, checkpointShare * time.Millisecond},
+		{time.Millisecond, 320 << 10, 5 * time.Second},
+		{time.Second, 1 << 10, checkpointShare * time.Second},
+		{5 * time.Second, 1 << 10, maxCheckpointDelay},
+		{time.Millisecond, 64 << 20, maxCheckpointDelay},
+	} {
+		if got := fullCheckpointDelay(c.took, c.size); got != c.want {
+			t.Errorf("full checkpoint of %d bytes in %v: next after %v, want %v", c.size, c.took, got, c.want)
+		}
+	}
+}
