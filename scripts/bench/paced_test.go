@@ -2,7 +2,6 @@ package main
 
 import (
 	"encoding/json"
-	"encoding/xml"
 	"math"
 	"strings"
 	"testing"
@@ -232,15 +231,7 @@ func TestPacedInTheFigure(t *testing.T) {
 			t.Fatal(err)
 		}
 		svg := b.String()
-		dec := xml.NewDecoder(strings.NewReader(svg))
-		for {
-			if _, err := dec.Token(); err != nil {
-				if err.Error() == "EOF" {
-					break
-				}
-				t.Fatalf("not well-formed: %v\n%s", err, svg)
-			}
-		}
+		wellFormed(t, svg)
 		// The burst's 10 bars, then two groups each for the paced CPU and RSS.
 		if n := strings.Count(svg, `class="bar"`); n != 10+4+4 {
 			t.Errorf("kept %v: %d bars, want 18", kept, n)

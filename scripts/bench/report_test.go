@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/xml"
+	"io"
 	"strings"
 	"testing"
 )
@@ -30,15 +31,7 @@ func TestSVGRendersBothPanels(t *testing.T) {
 	}
 	svg := b.String()
 	// Well-formed XML, so browsers and viewers render it.
-	dec := xml.NewDecoder(strings.NewReader(svg))
-	for {
-		if _, err := dec.Token(); err != nil {
-			if err.Error() == "EOF" {
-				break
-			}
-			t.Fatalf("not well-formed: %v\n%s", err, svg)
-		}
-	}
+	wellFormed(t, svg)
 	for _, want := range []string{
 		`<svg xmlns="http://www.w3.org/2000/svg"`, "throughput (msgs/s)", "peak RSS of the services (MB)",
 		"raw MQTT leg 24000", "service target 40 MB", ">5k<", ">10k<",
@@ -79,6 +72,20 @@ func TestNiceCeil(t *testing.T) {
 	for in, want := range map[float64]float64{0: 1, 0.5: 1, 7: 10, 12: 20, 31000: 50000, 50000: 50000} {
 		if got := niceCeil(in); got != want {
 			t.Errorf("niceCeil(%v) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+// wellFormed fails t unless svg is well-formed XML, which browsers and
+// viewers render.
+func wellFormed(t *testing.T, svg string) {
+	t.Helper()
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := dec.Token(); err == io.EOF {
+			return
+		} else if err != nil {
+			t.Fatalf("not well-formed: %v\n%s", err, svg)
 		}
 	}
 }

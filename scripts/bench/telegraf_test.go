@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/xml"
 	"fmt"
 	"os"
 	"os/exec"
@@ -291,15 +290,7 @@ func TestVersusInTheFigure(t *testing.T) {
 			t.Fatal(err)
 		}
 		svg := b.String()
-		dec := xml.NewDecoder(strings.NewReader(svg))
-		for {
-			if _, err := dec.Token(); err != nil {
-				if err.Error() == "EOF" {
-					break
-				}
-				t.Fatalf("not well-formed: %v\n%s", err, svg)
-			}
-		}
+		wellFormed(t, svg)
 		// One bar each for the rate, two groups each for CPU and RSS.
 		if n := strings.Count(svg, `class="bar"`); n != 2+4+4 {
 			t.Errorf("-telegraf-only %v: %d bars, want 10", only, n)
