@@ -246,7 +246,7 @@ func run() int {
 
 	if *telegraf {
 		logf("Telegraf leg: the same %d readings through edgeflow", *tgCount)
-		if res.Versus.Edgeflow, err = runEdgeflowBurst(ctx, stack, loadgen, dir, burst, *settle); err != nil {
+		if res.Versus.Edgeflow, err = runEdgeflow(ctx, stack, loadgen, dir, burst, false, *settle); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
@@ -254,7 +254,7 @@ func run() int {
 			burstText(res.Versus.Edgeflow), res.Versus.Edgeflow.Rate, ratioText(res.Versus.Edgeflow.Rate, res.Versus.Telegraf.Rate))
 		if pv := res.Versus.Paced; pv != nil {
 			logf("Telegraf leg: the same %.0f msgs/s for %s through edgeflow", paced.Rate, paced.Duration)
-			if pv.Edgeflow, err = runEdgeflowPaced(ctx, stack, loadgen, dir, paced, *settle); err != nil {
+			if pv.Edgeflow, err = runEdgeflow(ctx, stack, loadgen, dir, paced, true, *settle); err != nil {
 				fmt.Fprintln(os.Stderr, "bench:", err)
 				return 1
 			}

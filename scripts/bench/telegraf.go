@@ -347,35 +347,23 @@ func (l *TelegrafLeg) Run(ctx context.Context) (burst, paced Burst, err error) {
 	return burst, paced, nil
 }
 
-// runEdgeflowBurst runs the same burst through the stack's services.
-func runEdgeflowBurst(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
-	load.SeqStart, load.Prefix = edgeflowSeqStart, "bench-edgeflow"
-	b, err := runEdgeflow(ctx, s, loadgenBin, dir, load, settle)
-	if err != nil {
-		return Burst{}, fmt.Errorf("edgeflow burst: %w", err)
+// runEdgeflow runs the leg's load through the stack's services, counting
+// the raw points in edgeflow's database: its burst, or (paced) its paced
+// step, in a fresh window after the burst.
+func runEdgeflow(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, paced bool, settle time.Duration) (Burst, error) {
+	what, seq, prefix := "burst", uint64(edgeflowSeqStart), "bench-edgeflow"
+	if paced {
+		waitFreshWindow(ctx, time.Now())
+		what, seq, prefix = "paced step", edgeflowPacedSeqStart, "bench-edgeflow-paced"
 	}
-	return b, nil
-}
-
-// runEdgeflowPaced runs the same paced step through the stack's services,
-// in a fresh window after the burst.
-func runEdgeflowPaced(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
-	waitFreshWindow(ctx, time.Now())
-	load.SeqStart, load.Prefix = edgeflowPacedSeqStart, "bench-edgeflow-paced"
-	b, err := runEdgeflow(ctx, s, loadgenBin, dir, load, settle)
-	if err != nil {
-		return Burst{}, fmt.Errorf("edgeflow paced step: %w", err)
-	}
-	return b, nil
-}
-
-// runEdgeflow runs load through the stack's services, counting the raw
-// points in edgeflow's database.
-func runEdgeflow(ctx context.Context, s *Stack, loadgenBin, dir string, load Load, settle time.Duration) (Burst, error) {
-	load.Broker = s.MQTTURL
-	return runBurst(ctx, loadgenBin, dir, BurstPlan{Load: load, Members: s.Members,
+	load.SeqStart, load.Prefix, load.Broker = seq, prefix, s.MQTTURL
+	b, err := runBurst(ctx, loadgenBin, dir, BurstPlan{Load: load, Members: s.Members,
 		Pipeline: s.pipeline(), Shared: []string{"mosquitto", "influxd"},
 		InfluxURL: s.InfluxURL, Database: influxDatabase, Settle: settle})
+	if err != nil {
+		return Burst{}, fmt.Errorf("edgeflow %s: %w", what, err)
+	}
+	return b, nil
 }
 
 // probeTelegraf publishes one reading, again every second, until Telegraf
