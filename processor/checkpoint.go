@@ -106,9 +106,8 @@ const (
 	checkpointShare = 10
 	// checkpointBytesPerSecond: full checkpoints write at most about this
 	// much a second per partition. Their time alone does not bound what
-	// NATS stores: at 20,000 readings a second the identities of the
-	// readings in open windows made every flush's checkpoint a full one of
-	// ~300 KB, 9 MB a second into NATS, more than the readings themselves.
+	// NATS stores: a state of many identities encodes fast and is large
+	// (docs/decisions.md, "Full checkpoints are paced").
 	checkpointBytesPerSecond = 64 << 10
 	// maxCheckpointDelay bounds how long a full checkpoint is put off, and
 	// so what a takeover replays and the processed readings TELEMETRY keeps.
@@ -146,10 +145,10 @@ func (w *worker) checkpoint(ctx context.Context) error {
 	return nil
 }
 
-// fullCheckpointDelay is how long after a full checkpoint of size bytes
-// that took took the next one is put off: long enough that full checkpoints
-// take their share of neither the partition's time nor NATS's writes, at
-// most maxCheckpointDelay.
+// fullCheckpointDelay is how long the next full checkpoint is put off after
+// one of size bytes written in the time took: long enough that they take
+// no more than their share of the partition's time nor of NATS's writes,
+// and at most maxCheckpointDelay.
 func fullCheckpointDelay(took time.Duration, size int) time.Duration {
 	written := time.Duration(size) * time.Second / checkpointBytesPerSecond
 	return min(max(checkpointShare*took, written), maxCheckpointDelay)
