@@ -491,15 +491,7 @@ func TestNATSJetStreamAndMQTT(t *testing.T) {
 	}
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 
-	nc, err := nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := connectJS(t, s.ClientURL())
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "TEST", Subjects: []string{"sensors.>"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +527,7 @@ func TestNATSJetStreamAndMQTT(t *testing.T) {
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Fatalf("consumed:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
-	nc.Close()
+	js.Conn().Close()
 
 	// Restart on the same store and ports, as a crash test does.
 	u, err := url.Parse(s.ClientURL())
@@ -549,15 +541,7 @@ func TestNATSJetStreamAndMQTT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err = nats.Connect(s.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err = jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js = connectJS(t, s.ClientURL())
 	stream, err := js.Stream(ctx, "TEST")
 	if err != nil {
 		t.Fatal(err)
@@ -680,4 +664,19 @@ func TestInfluxDB(t *testing.T) {
 	if _, err := http.Get(p.URL + "/ping"); err == nil {
 		t.Fatal("influxd still answers after Stop")
 	}
+}
+
+// connectJS connects to the NATS server at url for the rest of the test.
+func connectJS(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

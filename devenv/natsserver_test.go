@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -105,15 +104,7 @@ func TestStartNATSServer(t *testing.T) {
 	}
 	publish := func() *jetstream.StreamInfo {
 		t.Helper()
-		nc, err := nats.Connect(s.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
+		js := connectJS(t, s.URL)
 		if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{Name: "TEST", Subjects: []string{"t.>"}}); err != nil {
 			t.Fatal(err)
 		}
