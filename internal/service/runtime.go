@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -44,6 +45,28 @@ func SetMemoryLimit() (int64, error) {
 	}
 	debug.SetMemoryLimit(DefaultMemoryLimit)
 	return DefaultMemoryLimit, nil
+}
+
+// DefaultProcs is how many threads run Go code at once (GOMAXPROCS) when
+// GOMAXPROCS is not set. A service's work is a chain of goroutines handing
+// each message on (paho's reader, router and writer, the bridge's loops; a
+// processor's partition workers and their client connections) that take
+// turns more than they run side by side. With more than one, each hand-off
+// to a parked goroutine can wake a thread on another core, and idle threads
+// spin looking for work: on a 2-core machine that cost 20-30 % of ingest's
+// and the processor's CPU per reading (docs/performance.md). A service
+// needing more cores than one runs more replicas (processor; ingest with a
+// share group) or sets GOMAXPROCS.
+const DefaultProcs = 1
+
+// SetProcs applies DefaultProcs unless GOMAXPROCS is set (the runtime applied
+// it at start), and returns the number in force.
+func SetProcs() int {
+	if os.Getenv("GOMAXPROCS") != "" {
+		return runtime.GOMAXPROCS(0)
+	}
+	runtime.GOMAXPROCS(DefaultProcs)
+	return DefaultProcs
 }
 
 // parseBytes reads "off", a number of bytes, or one with a KiB, MiB or GiB

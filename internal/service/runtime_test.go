@@ -4,6 +4,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"runtime/debug"
 	"testing"
 
@@ -44,6 +45,20 @@ func TestSetMemoryLimit(t *testing.T) {
 	t.Setenv(memoryLimitEnv, "lots")
 	if _, err := SetMemoryLimit(); err == nil {
 		t.Error("invalid EDGEFLOW_MEMORY_LIMIT accepted")
+	}
+}
+
+func TestSetProcs(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	runtime.GOMAXPROCS(3)
+	t.Setenv("GOMAXPROCS", "")
+	if got := SetProcs(); got != DefaultProcs || runtime.GOMAXPROCS(0) != DefaultProcs {
+		t.Errorf("default: %d, GOMAXPROCS %d", got, runtime.GOMAXPROCS(0))
+	}
+	t.Setenv("GOMAXPROCS", "2")
+	runtime.GOMAXPROCS(2) // what the runtime does at start with GOMAXPROCS
+	if got := SetProcs(); got != 2 || runtime.GOMAXPROCS(0) != 2 {
+		t.Errorf("GOMAXPROCS kept: %d, GOMAXPROCS %d", got, runtime.GOMAXPROCS(0))
 	}
 }
 

@@ -39,8 +39,10 @@ func Fatal(log *slog.Logger, msg string, err error) {
 }
 
 // Main is every service's main: `<binary> env` prints its variables,
-// `<binary> --version` its build (Version); otherwise it sets the soft memory limit (SetMemoryLimit), loads the configuration (refusing to start on an invalid
-// one), runs until SIGTERM or SIGINT, and exits 1 if run failed.
+// `<binary> --version` its build (Version); otherwise it sets the soft
+// memory limit (SetMemoryLimit) and GOMAXPROCS (SetProcs), loads the
+// configuration (refusing to start on an invalid one), runs until SIGTERM or
+// SIGINT, and exits 1 if run failed.
 func Main[C any](name string, load func() (C, error), run func(context.Context, C) error) {
 	if len(os.Args) > 1 && (os.Args[1] == "env" || os.Args[1] == "-h" || os.Args[1] == "--help") {
 		var spec C
@@ -55,6 +57,7 @@ func Main[C any](name string, load func() (C, error), run func(context.Context, 
 	if _, err := SetMemoryLimit(); err != nil {
 		Fatal(log, "invalid configuration", err)
 	}
+	SetProcs()
 	cfg, err := load()
 	if err != nil {
 		Fatal(log, "invalid configuration", err)
