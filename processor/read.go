@@ -16,8 +16,9 @@ import (
 )
 
 // run reads the partition in stream order from its checkpoint (load) until
-// stop is closed (a last flush, then return) or ctx ends (abort). A fetch
-// that lost a delivery is folded up to the loss and read again from there;
+// stop is closed (a last flush, then return) or ctx ends (abort), fetching
+// from one consumer while it answers. A fetch that lost a delivery, or whose
+// consumer failed, is folded up to there and read again from a new consumer;
 // every flush interval, or once the batch is full, flush writes, publishes
 // and checkpoints what was folded (flush.go).
 func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
@@ -29,10 +30,11 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		w.metrics.Devices.Sub(float64(w.devices))
 		w.metrics.Backlog.Sub(float64(w.pending))
 	}()
-	cons, err := w.consumer(ctx)
+	cons, err := w.consumer(ctx, nil)
 	if err != nil {
 		return err
 	}
+	defer func() { w.dropConsumer(ctx, cons) }()
 	w.lastFlush = w.now()
 	for {
 		select {
@@ -49,21 +51,21 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 		}
 		batch, err := cons.Fetch(w.cfg.FetchSize, jetstream.FetchMaxBytes(fetchBytes(w.js.Conn())), jetstream.FetchMaxWait(w.fetchWait()))
 		if err != nil {
-			// The ordered consumer gave up recreating itself (NATS away):
-			// start a new one from our own position once NATS answers.
+			// The consumer is gone (NATS restarted, or its server in a
+			// cluster died) or NATS is away: start a new one from our own
+			// position once NATS answers.
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 			w.retrying("fetch", err)
 			w.log.Warn("fetch failed; recreating consumer", "partition", w.p, "err", err)
-			if cons, err = w.consumer(ctx); err != nil {
+			if cons, err = w.consumer(ctx, cons); err != nil {
 				return err
 			}
 			continue
 		}
 		w.fetched = w.fetched[:0]
-		w.cseq = 0
-		gap := w.startsElsewhere(cons)
+		gap := false
 		for msg := range batch.Messages() {
 			if gap {
 				continue // read after a lost delivery: read again from a new consumer
@@ -90,12 +92,13 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			clear(w.fetched)
 			w.metrics.Retries.WithLabelValues("fetch_gap").Inc()
 			w.stalled = true
-			if cons, err = w.consumer(ctx); err != nil {
+			if cons, err = w.consumer(ctx, cons); err != nil {
 				return err
 			}
 			continue
 		}
-		caughtUp, pending := w.caughtUp(ctx, cons, batch.Error())
+		fetchErr := batch.Error()
+		caughtUp, pending := w.caughtUp(ctx, cons, fetchErr)
 		// The silence this fetch observed is accounted before its readings
 		// are folded: those restart their devices' silence.
 		w.listen(caughtUp)
@@ -110,7 +113,32 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 				return err
 			}
 		}
+		failed := w.consumerGone
+		if consumerFailed(fetchErr) {
+			failed = fetchErr
+		}
+		w.consumerGone = nil
+		if failed != nil {
+			// What arrived before the failure is folded; the consumer
+			// will not deliver again (deleted, or its server gone).
+			w.retrying("fetch", failed)
+			w.log.Warn("consumer failed; recreating it", "partition", w.p, "err", failed)
+			w.stalled = true
+			if cons, err = w.consumer(ctx, cons); err != nil {
+				return err
+			}
+		}
 	}
+}
+
+// consumerFailed reports whether a fetch ended on an error that says its
+// consumer cannot deliver again. A fetch that simply ran out of time
+// (nats.ErrTimeout) or was cut by a reconnect is retried on the same
+// consumer: its numbering shows any delivery that was lost (gap).
+func consumerFailed(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrConsumerLeadershipChanged)
 }
 
 // fetchBytes is how much one fetch of a partition may bring besides its
@@ -173,13 +201,16 @@ func (w *worker) caughtUp(ctx context.Context, cons jetstream.Consumer, fetchErr
 	defer cancel()
 	info, err := cons.Info(ictx)
 	if err != nil {
+		if consumerFailed(err) {
+			w.consumerGone = err
+		}
 		if ctx.Err() == nil {
 			w.log.Debug("consumer info after an empty fetch", "partition", w.p, "err", err)
 		}
 		return false, w.pending
 	}
-	// The fetch's consumer delivered what never arrived: lost, not silence.
-	if info.Delivered.Consumer > 0 {
+	// The consumer delivered what never arrived: lost, not silence.
+	if info.Delivered.Consumer > w.cseq {
 		return false, int64(info.NumPending)
 	}
 	return info.NumPending == 0, int64(info.NumPending)
@@ -203,12 +234,21 @@ func (w *worker) listen(caughtUp bool) {
 	}
 }
 
-// consumer reads the partition in order from just after the checkpoint.
-func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
-	// MaxResetAttempts bounds how long a Fetch may block recreating the
-	// consumer after a NATS restart (unbounded by default, and deaf to our
-	// context); the loop in run recreates it instead.
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}, MaxResetAttempts: 2}
+// consumerInactive is how long NATS keeps a consumer that no fetch asks
+// of (a replica that died, or one stalled on InfluxDB for longer): a later
+// fetch finds it gone and run makes a new one.
+const consumerInactive = 5 * time.Minute
+
+// consumer makes the partition's consumer, reading in order from just after
+// the last message folded, and deletes old, the one it replaces (nil: none).
+// One consumer serves every fetch until it fails: nats.go's ordered consumer
+// deletes and recreates its server-side consumer at every Fetch, three API
+// requests each (docs/performance.md, "what a paced reading pays for").
+// Nothing is acknowledged: the checkpoint is the position.
+func (w *worker) consumer(ctx context.Context, old jetstream.Consumer) (jetstream.Consumer, error) {
+	w.dropConsumer(ctx, old)
+	cc := jetstream.ConsumerConfig{FilterSubjects: []string{bus.PartitionFilter(w.p)}, AckPolicy: jetstream.AckNonePolicy,
+		MemoryStorage: true, Replicas: 1, InactiveThreshold: consumerInactive}
 	if w.seq > 0 {
 		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
 		cc.OptStartSeq = w.seq + 1
@@ -216,24 +256,45 @@ func (w *worker) consumer(ctx context.Context) (jetstream.Consumer, error) {
 	var cons jetstream.Consumer
 	err := retry.Do(ctx, retry.Backoff{}, func(ctx context.Context) error {
 		var err error
-		cons, err = w.js.OrderedConsumer(ctx, bus.StreamTelemetry, cc)
+		cons, err = w.js.CreateConsumer(ctx, bus.StreamTelemetry, cc)
 		return err
 	}, func(err error, _ time.Duration) {
 		w.retrying("consumer", err)
 		w.log.Warn("create consumer", "partition", w.p, "err", err)
 	})
+	w.cseq = 0
 	return cons, err
 }
 
+// dropConsumerTimeout bounds deleting a consumer no longer read; one that
+// is not deleted goes after consumerInactive.
+const dropConsumerTimeout = 2 * time.Second
+
+// dropConsumer deletes cons (nil: nothing) on the server, best effort, also
+// when ctx has ended (the replica stopping).
+func (w *worker) dropConsumer(ctx context.Context, cons jetstream.Consumer) {
+	if cons == nil {
+		return
+	}
+	info := cons.CachedInfo()
+	if info == nil {
+		return
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), dropConsumerTimeout)
+	defer cancel()
+	if err := w.js.DeleteConsumer(dctx, bus.StreamTelemetry, info.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		w.log.Debug("delete consumer", "partition", w.p, "consumer", info.Name, "err", err)
+	}
+}
+
 // gap reports whether a delivery was lost before the message with meta.
-// Each Fetch of an ordered consumer delivers from a new consumer, numbering
-// its deliveries 1, 2, 3, ..., and nothing checks that none is missing: in a
-// NATS cluster, what a consumer sent while this replica reconnected is lost
-// and the next Fetch starts after it (docs/decisions.md, "Every delivery of a
-// fetch is numbered"). Numbering restarts with every fetch, so a fetch's first
-// delivery must be number 1, whatever the last fetch ended with; together
-// with startsElsewhere this proves every message after the last one folded
-// was received.
+// A consumer numbers its deliveries 1, 2, 3, ... across fetches, and nothing
+// in nats.go checks that none is missing: in a NATS cluster, what a consumer
+// sent while this replica reconnected is lost and the next delivery arrives
+// (docs/decisions.md, "Every delivery is numbered"). The first delivery of
+// a new consumer, which starts just after the last message folded, must be
+// number 1, and each next one the previous + 1: together this proves every
+// message after the last one folded was received.
 func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
 	c := meta.Sequence.Consumer
 	if c != w.cseq+1 {
@@ -243,29 +304,6 @@ func (w *worker) gap(meta *jetstream.MsgMetadata) bool {
 	}
 	w.cseq = c
 	return false
-}
-
-// startsElsewhere reports whether the fetch just made reads from elsewhere
-// than the message after the last one folded. The ordered consumer starts
-// each fetch after the last message the client library received: the last
-// one folded, unless a delivery was lost after the library took it. Its
-// consumer sequence 1 is then a message past the lost one, and the loss
-// would never show as a gap in the numbering.
-func (w *worker) startsElsewhere(cons jetstream.Consumer) bool {
-	info := cons.CachedInfo()
-	if info == nil {
-		return false // not created: the fetch failed, nothing to read past
-	}
-	start := info.Config.OptStartSeq
-	if info.Config.DeliverPolicy == jetstream.DeliverAllPolicy {
-		start = 1
-	}
-	if start == w.seq+1 {
-		return false
-	}
-	w.log.Warn("the fetch does not start after the last message folded; reading again from there", "partition", w.p,
-		"start_seq", start, "folded", w.seq)
-	return true
 }
 
 // fold adds one message to the windows and the pending raw points: a batch

@@ -63,10 +63,14 @@ type worker struct {
 	stopping   bool // the last flush: its checkpoint is written in full
 
 	fetched []fetched // the last fetch's messages, before they are folded
-	// cseq is the consumer sequence of the last message of this fetch, zero
-	// before its first: the ordered consumer's Fetch does not check that
+	// cseq is the consumer sequence of the last message received from the
+	// current consumer, zero before its first: nats.go does not check that
 	// deliveries are consecutive (see gap).
 	cseq uint64
+	// consumerGone is the server's answer that the consumer no longer
+	// exists, when caughtUp asked it about an empty fetch; run makes a new
+	// one.
+	consumerGone error
 	// Listening (window.State.Listen): caughtUpAt is the end of the last
 	// fetch that read everything in the partition, zero when the last fetch
 	// did not; reconnects is the connection's reconnect count then; stalled

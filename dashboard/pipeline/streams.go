@@ -36,7 +36,7 @@ type Consumer struct {
 // Streams are the streams of the contract, in pipeline order.
 var Streams = []string{bus.StreamTelemetry, bus.StreamAggregates, bus.StreamAlerts, bus.StreamDeadLetter}
 
-// maxConsumers listed per stream: ordered consumers of browsers-worth of
+// maxConsumers listed per stream: ephemeral consumers of browsers-worth of
 // dashboards must not make the page huge.
 const maxConsumers = 20
 
@@ -59,14 +59,14 @@ func ReadStreams(ctx context.Context, js jetstream.JetStream) []Stream {
 		}
 		st.Exists = true
 		st.Msgs, st.Bytes, st.LastSeq = info.State.Msgs, info.State.Bytes, info.State.LastSeq
-		// Durable consumers are listed by name; ordered (ephemeral) ones,
-		// such as the processors' partition readers, are summed.
-		var ordered Consumer
+		// Durable consumers are listed by name; ephemeral ones, such as
+		// the processors' partition readers, are summed.
+		var ephemeral Consumer
 		n := 0
 		for ci := range s.ListConsumers(ctx).Info() {
 			if ci.Config.Durable == "" {
-				ordered.Pending += ci.NumPending
-				ordered.AckPending += ci.NumAckPending
+				ephemeral.Pending += ci.NumPending
+				ephemeral.AckPending += ci.NumAckPending
 				n++
 				continue
 			}
@@ -75,8 +75,8 @@ func ReadStreams(ctx context.Context, js jetstream.JetStream) []Stream {
 			}
 		}
 		if n > 0 {
-			ordered.Name = "ordered ×" + strconv.Itoa(n)
-			st.Consumers = append(st.Consumers, ordered)
+			ephemeral.Name = "ephemeral ×" + strconv.Itoa(n)
+			st.Consumers = append(st.Consumers, ephemeral)
 		}
 		sort.Slice(st.Consumers, func(i, j int) bool { return st.Consumers[i].Pending > st.Consumers[j].Pending })
 		out = append(out, st)
