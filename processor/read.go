@@ -123,7 +123,6 @@ func (w *worker) run(ctx context.Context, stop <-chan struct{}) error {
 			// will not deliver again (deleted, or its server gone).
 			w.retrying("fetch", failed)
 			w.log.Warn("consumer failed; recreating it", "partition", w.p, "err", failed)
-			w.stalled = true
 			if cons, err = w.consumer(ctx, cons); err != nil {
 				return err
 			}

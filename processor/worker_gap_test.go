@@ -74,6 +74,15 @@ type lossyBatch struct {
 
 func (b *lossyBatch) Messages() <-chan jetstream.Msg { return b.msgs }
 
+// lossyWorker runs a worker of partition 0 reading b's TELEMETRY through js
+// and writing to an InfluxDB of its own.
+func lossyWorker(t *testing.T, b *testBus, js *lossyJS) *testRun {
+	t.Helper()
+	lossy := *b
+	lossy.js = js
+	return testWorker(t, &lossy, startInflux(t).URL, nil)
+}
+
 // A delivery lost in the middle of a fetch is noticed by the gap in the
 // consumer sequence and read again: every reading is counted. (Before, the
 // next fetch went on after the last message received and the reading was
@@ -81,16 +90,13 @@ func (b *lossyBatch) Messages() <-chan jetstream.Msg { return b.msgs }
 // every kill of the NATS server the processors were connected to.)
 func TestLostDeliveryIsReadAgain(t *testing.T) {
 	b := newTestBus(t)
-	in := startInflux(t)
 	const n = 100
 	publishGapReadings(t, b, n)
-	lossy := *b
 	var once atomic.Bool
 	js := &lossyJS{JetStream: b.js, lose: func(_, _ int, meta *jetstream.MsgMetadata) bool {
 		return meta.Sequence.Stream == n/2 && once.CompareAndSwap(false, true)
 	}}
-	lossy.js = js
-	w := testWorker(t, &lossy, in.URL, nil)
+	w := lossyWorker(t, b, js)
 	expectExact(t, b, w.worker, n)
 	if js.lost.Load() == 0 {
 		t.Fatal("no delivery was lost: the test tested nothing")
@@ -142,12 +148,9 @@ func TestDeliveriesLostAtAFetchsEdgesAreReadAgain(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := newTestBus(t)
-			in := startInflux(t)
 			publishGapReadings(t, b, n)
-			lossy := *b
 			js := &lossyJS{JetStream: b.js, size: tc.size, lose: tc.lose}
-			lossy.js = js
-			w := testWorker(t, &lossy, in.URL, nil)
+			w := lossyWorker(t, b, js)
 			expectExact(t, b, w.worker, n)
 			if js.lost.Load() == 0 {
 				t.Fatal("no delivery was lost: the test tested nothing")
@@ -194,14 +197,11 @@ func TestFetchWithEveryDeliveryLostIsNotCaughtUp(t *testing.T) {
 // NATS's CPU at 8,000 readings a second.)
 func TestOneConsumerServesEveryFetch(t *testing.T) {
 	b := newTestBus(t)
-	in := startInflux(t)
 	const n = 100
 	publishGapReadings(t, b, n)
-	lossy := *b
 	js := &lossyJS{JetStream: b.js, size: func(int, int) int { return 7 },
 		lose: func(int, int, *jetstream.MsgMetadata) bool { return false }}
-	lossy.js = js
-	w := testWorker(t, &lossy, in.URL, nil)
+	w := lossyWorker(t, b, js)
 	expectExact(t, b, w.worker, n)
 	if f := js.fetches.Load(); f < n/7 {
 		t.Fatalf("%d fetches: the test tested nothing", f)
@@ -216,13 +216,10 @@ func TestOneConsumerServesEveryFetch(t *testing.T) {
 // lost or counted twice.
 func TestDeletedConsumerIsMadeAgain(t *testing.T) {
 	b := newTestBus(t)
-	in := startInflux(t)
 	const n = 100
 	publishGapReadings(t, b, n/2)
-	lossy := *b
 	js := &lossyJS{JetStream: b.js, lose: func(int, int, *jetstream.MsgMetadata) bool { return false }}
-	lossy.js = js
-	w := testWorker(t, &lossy, in.URL, nil)
+	w := lossyWorker(t, b, js)
 	expectExact(t, b, w.worker, n/2)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
